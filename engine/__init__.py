@@ -1,0 +1,1 @@
+"""The draft-verify engine (PyTorch): the only package that imports torch."""

@@ -1,0 +1,143 @@
+"""The policy interface (DESIGN §2, "The decode step").
+
+A policy decides, for each request r of the running batch, how many of its γ draft tokens the
+target verifies this step: ``ℓ[r] ∈ {0..γ}``. It is a frozen dataclass whose fields are its
+hyperparameters, with a pure decision function. Subclasses implement :meth:`Policy.decide`
+(trusted inputs, the simulator's hot path); calling the policy validates the inputs first.
+
+Class attributes every policy declares:
+
+- ``name``: the registry name (the only identifier; set by ``@register``);
+- ``lossless``: True if the output distribution equals the target's, False if not, None if the
+  question does not apply (oracles that read realized outcomes);
+- ``reads``: what it looks at, a subset of ``{"conf", "lagged", "realized", "cost", "history"}``;
+- ``summary``: one line for ``spectune policies``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from profiles.errors import InputError
+
+READS = frozenset({"conf", "lagged", "realized", "cost", "history"})
+
+
+@dataclass
+class StepContext:
+    """What a policy may see besides the current confidences. The simulator reuses one object.
+
+    Arrays are aligned with the rows of ``conf`` (R requests).
+    """
+
+    cost: Any = None  # profiles.CostModel (or anything with .sps(requests, tokens_array))
+    step: int = 0  # decode step index of the server
+    lagged: np.ndarray | None = None  # [lag, R, γ] confidences 1..lag steps ago (index 0 = oldest)
+    lagged_known: np.ndarray | None = None  # [lag, R] bool: the request had drafts at that step
+    accepted: np.ndarray | None = None  # [R] int realized accepted count A (oracles only)
+    accepted_total: np.ndarray | None = None  # [R] int drafts accepted so far per request
+    verified_total: np.ndarray | None = None  # [R] int drafts verified so far per request
+    rng: np.random.Generator | None = None  # the only source of randomness a policy may use
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Base class of verification-length policies. Subclass, add fields, implement ``decide``."""
+
+    name: ClassVar[str] = ""
+    lossless: ClassVar[bool | None] = True
+    reads: ClassVar[frozenset[str]] = frozenset({"conf"})
+    summary: ClassVar[str] = ""
+
+    def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
+        """Verify lengths ``int64 [R]`` for confidences ``conf [R, γ]`` (trusted inputs).
+
+        ``valid`` is None (all drafts exist) or a bool mask ``[R, γ]``; the result must not
+        reach past the first invalid position of a row.
+        """
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        conf: np.ndarray,
+        *,
+        cost: Any = None,
+        valid: np.ndarray | None = None,
+        lagged: np.ndarray | None = None,
+        lagged_known: np.ndarray | None = None,
+        accepted: np.ndarray | None = None,
+        accepted_total: np.ndarray | None = None,
+        verified_total: np.ndarray | None = None,
+        step: int = 0,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Validate the inputs, then :meth:`decide`. Returns ``int64 [R]``."""
+        conf, valid = check_inputs(conf, valid)
+        r = conf.shape[0]
+        if "cost" in self.reads and cost is None:
+            raise InputError(f"policy {self.name!r} needs a cost model (cost=...)")
+        if "realized" in self.reads and accepted is None:
+            raise InputError(f"policy {self.name!r} reads realized outcomes (accepted=...)")
+        if lagged is not None:
+            lagged = np.asarray(lagged, dtype=np.float64)
+            if lagged.ndim != 3 or lagged.shape[1:] != conf.shape:
+                raise InputError(f"lagged confidences must be [lag, {r}, {conf.shape[1]}]")
+            _check_probabilities(lagged, "lagged confidences")
+            if lagged_known is None:
+                lagged_known = np.ones(lagged.shape[:2], dtype=bool)
+        ctx = StepContext(
+            cost=cost,
+            step=step,
+            lagged=lagged,
+            lagged_known=lagged_known,
+            accepted=None if accepted is None else np.asarray(accepted, dtype=np.int64),
+            accepted_total=accepted_total,
+            verified_total=verified_total,
+            rng=rng if rng is not None else np.random.default_rng(0),
+        )
+        out = self.decide(conf, valid, ctx)
+        return np.asarray(out, dtype=np.int64)
+
+    @property
+    def spec(self) -> str:
+        """This policy as a CLI spec string, ``name:key=value,...`` (parsable by make_policy)."""
+        from policies.registry import spec_of
+
+        return spec_of(self)
+
+
+def _check_probabilities(a: np.ndarray, what: str) -> None:
+    if not np.isfinite(a).all():
+        raise InputError(f"{what} contain NaN or infinity")
+    if a.size and (a.min() < 0.0 or a.max() > 1.0):
+        raise InputError(f"{what} must lie in [0, 1], got [{a.min():.4g}, {a.max():.4g}]")
+
+
+def check_inputs(conf: Any, valid: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate a confidence array ``[R, γ]`` and optional valid mask; return them as arrays."""
+    conf = np.asarray(conf, dtype=np.float64)
+    if conf.ndim != 2:
+        raise InputError(f"confidences must be a 2-D array [R, gamma], got shape {conf.shape}")
+    _check_probabilities(conf, "confidences")
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != conf.shape:
+            raise InputError(
+                f"valid mask shape {valid.shape} differs from confidences {conf.shape}"
+            )
+    return conf, valid
+
+
+def valid_lengths(valid: np.ndarray | None, r: int, gamma: int) -> np.ndarray:
+    """Per-row count of leading valid drafts ``int64 [R]`` (γ everywhere when ``valid`` is None)."""
+    if valid is None:
+        return np.full(r, gamma, dtype=np.int64)
+    return np.cumprod(valid, axis=1).sum(axis=1).astype(np.int64)
+
+
+def survival(conf: np.ndarray) -> np.ndarray:
+    """Prefix survival ``a[r, j] = Π_{i≤j} c[r, i]``, shape ``[R, γ]``."""
+    return np.cumprod(conf, axis=1)

@@ -1,0 +1,47 @@
+"""Baselines: plain decoding (``none``) and fixed-length verification (``fixed``; k=1 is MTP-1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from policies.base import Policy, StepContext, valid_lengths
+from policies.registry import register
+from profiles.errors import InputError
+
+
+@register
+@dataclass(frozen=True)
+class NoSpeculation(Policy):
+    """Verify no drafts: one token per request per step, as without speculative decoding."""
+
+    name = "none"
+    reads = frozenset()
+    summary = "verify nothing: plain autoregressive decoding, 1 token per step"
+
+    def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
+        return np.zeros(conf.shape[0], dtype=np.int64)
+
+
+@register
+@dataclass(frozen=True)
+class Fixed(Policy):
+    """Verify the first ``k`` drafts of every request (clamped to γ and to the valid drafts)."""
+
+    k: int = 1  # drafts verified per request per step; k=1 is the MTP-1 production baseline
+
+    name = "fixed"
+    reads = frozenset()
+    summary = "verify k drafts of every request (k=1 is MTP-1)"
+
+    def __post_init__(self) -> None:
+        if self.k < 0:
+            raise InputError(f"fixed: k must be >= 0, got {self.k}")
+
+    def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
+        r, gamma = conf.shape
+        k = min(self.k, gamma)
+        if valid is None:
+            return np.full(r, k, dtype=np.int64)
+        return np.minimum(valid_lengths(valid, r, gamma), k)

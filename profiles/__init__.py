@@ -1,0 +1,6 @@
+"""What the simulator needs about an engine: cost models and acceptance models (DESIGN §2)."""
+
+from profiles.cost import CostModel, Curve
+from profiles.errors import InputError
+
+__all__ = ["CostModel", "Curve", "InputError"]

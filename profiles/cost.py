@@ -1,0 +1,181 @@
+"""What one engine step costs (DESIGN §2, cost model).
+
+Two production forms of the verify cost, both as in SGLang:
+
+- ``sps``: a 1D table of steps per second over verify batch tokens B (``SpsCostTable``:
+  ``sample_batch_tokens``, ``sample_steps_per_sec``, ``max_batch_tokens``);
+- ``additive``: ``T(bs, M) = bias + alpha(bs) + theta(M)`` with bs = requests in the batch and
+  M = verify batch tokens (``SpsAdditiveCostTable``: ``bias_seconds``, ``bs_probes``,
+  ``alpha_seconds``, ``m_probes``, ``theta_seconds``).
+
+Plus draft time over requests, prefill time over prompt tokens and an optional context term over
+the batch's total KV tokens. Between probes every curve is piecewise linear, so measured jags
+(padding buckets, CUDA-graph sizes) stay as measured; beyond the last probe it extrapolates along
+the last segment and counts the lookup in ``extrapolated`` so results can flag it. Every cost
+model carries a ``source`` label saying where its numbers come from (measured, imported, analytic).
+
+Lookups on the simulator's hot path go through dense per-integer tables built once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from profiles.errors import InputError
+
+_DENSE_LIMIT = 1 << 16  # integer B / bs covered by the dense lookup tables
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A piecewise-linear curve through measured probes, linear beyond both ends."""
+
+    x: tuple[float, ...]  # probe positions, strictly increasing
+    y: tuple[float, ...]  # value at each probe (seconds)
+
+    def __post_init__(self) -> None:
+        x, y = np.asarray(self.x, float), np.asarray(self.y, float)
+        if x.ndim != 1 or x.size == 0 or x.size != y.size:
+            raise InputError(
+                f"curve needs equal-length non-empty probes, got {x.size} and {y.size}"
+            )
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise InputError("curve probes must be finite numbers")
+        if x.size > 1 and np.any(np.diff(x) <= 0):
+            raise InputError("curve probe positions must be strictly increasing")
+
+    def __call__(self, q: np.ndarray | float) -> np.ndarray:
+        x, y = np.asarray(self.x, float), np.asarray(self.y, float)
+        out = np.interp(q, x, y)
+        if x.size > 1:
+            lo_slope = (y[1] - y[0]) / (x[1] - x[0])
+            hi_slope = (y[-1] - y[-2]) / (x[-1] - x[-2])
+            out = np.where(q < x[0], y[0] + (q - x[0]) * lo_slope, out)
+            out = np.where(q > x[-1], y[-1] + (q - x[-1]) * hi_slope, out)
+        return out
+
+    @property
+    def hi(self) -> float:
+        return self.x[-1]
+
+
+def _zero() -> Curve:
+    return Curve((0.0,), (0.0,))
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Per-step cost of an engine. Build with :meth:`from_sps_table` or :meth:`additive`."""
+
+    kind: str  # "sps" (1D table over verify tokens) or "additive" (bias + alpha(bs) + theta(M))
+    verify: Curve  # sps: seconds per verify step over B; additive: theta(M) over B
+    alpha: Curve = field(default_factory=_zero)  # additive only: seconds over requests in batch
+    bias_s: float = 0.0  # additive only: constant seconds per step
+    draft: Curve = field(default_factory=_zero)  # drafter seconds over requests in batch
+    prefill: Curve = field(default_factory=_zero)  # prefill seconds over prompt tokens in a step
+    context: Curve = field(default_factory=_zero)  # extra seconds over total KV tokens in batch
+    max_batch_tokens: int = 0  # largest B the engine accepts (0 = unbounded)
+    source: str = "unlabelled"  # provenance: "measured: ...", "imported: ...", "analytic: ..."
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("sps", "additive"):
+            raise InputError(f"cost model kind must be 'sps' or 'additive', not {self.kind!r}")
+        grid = np.arange(_DENSE_LIMIT, dtype=float)
+        verify = np.maximum(self.verify(grid), 0.0)
+        if self.kind == "additive":
+            verify = verify + self.bias_s
+        object.__setattr__(self, "_verify_dense", verify)  # seconds at B = index (plus bias)
+        object.__setattr__(self, "_alpha_dense", np.maximum(self.alpha(grid), 0.0))
+        object.__setattr__(self, "_draft_dense", np.maximum(self.draft(grid), 0.0))
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_sps_table(
+        cls,
+        batch_tokens: Sequence[float],
+        steps_per_sec: Sequence[float],
+        *,
+        max_batch_tokens: int = 0,
+        source: str = "unlabelled",
+        **extra: Curve,
+    ) -> CostModel:
+        """A 1D cost model from SGLang-style (batch tokens, steps/s) samples."""
+        sps = np.asarray(steps_per_sec, float)
+        if sps.size and (not np.isfinite(sps).all() or np.any(sps <= 0)):
+            raise InputError("steps_per_sec must be positive finite numbers")
+        verify = Curve(tuple(map(float, batch_tokens)), tuple(map(float, 1.0 / sps)))
+        return cls("sps", verify, max_batch_tokens=max_batch_tokens, source=source, **extra)
+
+    @classmethod
+    def additive(
+        cls,
+        bias_seconds: float,
+        bs_probes: Sequence[float],
+        alpha_seconds: Sequence[float],
+        m_probes: Sequence[float],
+        theta_seconds: Sequence[float],
+        *,
+        max_batch_tokens: int = 0,
+        source: str = "unlabelled",
+        **extra: Curve,
+    ) -> CostModel:
+        """An additive model T(bs, M) = bias + alpha(bs) + theta(M) (SGLang field names)."""
+        alpha = Curve(tuple(map(float, bs_probes)), tuple(map(float, alpha_seconds)))
+        theta = Curve(tuple(map(float, m_probes)), tuple(map(float, theta_seconds)))
+        return cls(
+            "additive",
+            theta,
+            alpha=alpha,
+            bias_s=float(bias_seconds),
+            max_batch_tokens=max_batch_tokens,
+            source=source,
+            **extra,
+        )
+
+    # -- lookups --------------------------------------------------------------------------------
+    def verify_time(self, requests: int, tokens: int) -> float:
+        """Seconds of one target forward over ``tokens`` verify tokens from ``requests`` requests."""
+        if tokens < _DENSE_LIMIT and requests < _DENSE_LIMIT:
+            t = self._verify_dense[tokens]
+            return float(t + self._alpha_dense[requests]) if self.kind == "additive" else float(t)
+        t = float(self.verify(float(tokens))) + (self.bias_s if self.kind == "additive" else 0.0)
+        return t + (float(self.alpha(float(requests))) if self.kind == "additive" else 0.0)
+
+    def sps(self, requests: int, tokens: np.ndarray) -> np.ndarray:
+        """Steps per second for each verify batch size in ``tokens`` (int array) at ``requests``.
+
+        This is the ``SPS(B)`` of Algorithm 1; with the additive form it also depends on the
+        number of requests in the batch.
+        """
+        tokens = np.asarray(tokens)
+        if tokens.size and tokens.max() >= _DENSE_LIMIT:
+            t = np.maximum(self.verify(tokens.astype(float)), 0.0)
+            t = t + (self.bias_s if self.kind == "additive" else 0.0)
+        else:
+            t = self._verify_dense[tokens]
+        if self.kind == "additive":
+            t = t + self._alpha_dense[min(requests, _DENSE_LIMIT - 1)]
+        return 1.0 / np.maximum(t, 1e-12)
+
+    def draft_time(self, requests: int) -> float:
+        """Seconds of one drafter pass for ``requests`` requests."""
+        return float(self._draft_dense[min(requests, _DENSE_LIMIT - 1)])
+
+    def prefill_time(self, tokens: int) -> float:
+        """Seconds to prefill ``tokens`` prompt tokens admitted in one step."""
+        return float(self.prefill(float(tokens))) if tokens > 0 else 0.0
+
+    def context_time(self, kv_tokens: int) -> float:
+        """Extra seconds for attention over ``kv_tokens`` total cached tokens in the batch."""
+        return float(self.context(float(kv_tokens))) if self.context.y != (0.0,) else 0.0
+
+    def extrapolates(self, requests: int, tokens: int) -> bool:
+        """True when this lookup lies beyond the measured probes (results flag it)."""
+        beyond = tokens > self.verify.hi or requests > self.draft.hi > 0
+        return bool(beyond or (self.kind == "additive" and requests > self.alpha.hi))
+
+    def describe(self) -> str:
+        return f"{self.kind} cost model ({self.source})"

@@ -1,0 +1,1 @@
+"""SimPy model of a continuous-batching speculative-decoding server fed by a workload."""
