@@ -137,7 +137,7 @@ class CostModel:
 
     # -- lookups --------------------------------------------------------------------------------
     def verify_time(self, requests: int, tokens: int) -> float:
-        """Seconds of one target forward over ``tokens`` verify tokens from ``requests`` requests."""
+        """Seconds of one target forward: ``tokens`` verify tokens from ``requests`` requests."""
         if tokens < _DENSE_LIMIT and requests < _DENSE_LIMIT:
             t = self._verify_dense[tokens]
             return float(t + self._alpha_dense[requests]) if self.kind == "additive" else float(t)

@@ -36,7 +36,10 @@ def _command_modules() -> list[str]:
 def _module_help(module: str) -> str:
     """The HELP line of a command module, read without importing it (keeps start-up light)."""
     spec = importlib.util.find_spec(f"runner.commands.{module}")
-    text = open(spec.origin, encoding="utf-8").read() if spec and spec.origin else ""
+    if not (spec and spec.origin):
+        return ""
+    with open(spec.origin, encoding="utf-8") as f:
+        text = f.read()
     for line in text.splitlines():
         if line.startswith("HELP = "):
             return line[len("HELP = ") :].strip().strip("\"'")
