@@ -19,6 +19,7 @@ Lookups on the simulator's hot path go through dense per-integer tables built on
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -57,6 +58,16 @@ class Curve:
             out = np.where(q > x[-1], y[-1] + (q - x[-1]) * hi_slope, out)
         return out
 
+    def at(self, q: float) -> float:
+        """The curve at one point (scalar fast path of ``__call__``)."""
+        x, y = self.x, self.y
+        n = len(x)
+        if n == 1:
+            return y[0]
+        i = min(max(bisect_right(x, q), 1), n - 1)  # segment [x[i-1], x[i]], extended at ends
+        x0, x1, y0 = x[i - 1], x[i], y[i - 1]
+        return y0 + (q - x0) * (y[i] - y0) / (x1 - x0)
+
     @property
     def hi(self) -> float:
         return self.x[-1]
@@ -90,6 +101,9 @@ class CostModel:
         object.__setattr__(self, "_verify_dense", verify)  # seconds at B = index (plus bias)
         object.__setattr__(self, "_alpha_dense", np.maximum(self.alpha(grid), 0.0))
         object.__setattr__(self, "_draft_dense", np.maximum(self.draft(grid), 0.0))
+        hi_requests = max(self.draft.hi, self.alpha.hi if self.kind == "additive" else 0.0)
+        object.__setattr__(self, "_hi", (self.verify.hi, hi_requests))  # measured range limits
+        object.__setattr__(self, "_has_context", self.context.y != (0.0,))
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -166,16 +180,16 @@ class CostModel:
 
     def prefill_time(self, tokens: int) -> float:
         """Seconds to prefill ``tokens`` prompt tokens admitted in one step."""
-        return float(self.prefill(float(tokens))) if tokens > 0 else 0.0
+        return max(self.prefill.at(tokens), 0.0) if tokens > 0 else 0.0
 
     def context_time(self, kv_tokens: int) -> float:
         """Extra seconds for attention over ``kv_tokens`` total cached tokens in the batch."""
-        return float(self.context(float(kv_tokens))) if self.context.y != (0.0,) else 0.0
+        return max(self.context.at(kv_tokens), 0.0) if self._has_context else 0.0
 
     def extrapolates(self, requests: int, tokens: int) -> bool:
         """True when this lookup lies beyond the measured probes (results flag it)."""
-        beyond = tokens > self.verify.hi or requests > self.draft.hi > 0
-        return bool(beyond or (self.kind == "additive" and requests > self.alpha.hi))
+        hi_tokens, hi_requests = self._hi
+        return tokens > hi_tokens or 0 < hi_requests < requests
 
     def describe(self) -> str:
         return f"{self.kind} cost model ({self.source})"

@@ -1,0 +1,175 @@
+"""Reading and writing profiles as YAML (``yaml.safe_load`` / ``safe_dump`` only).
+
+Cost profile (``schema: spectune.cost/v1``)::
+
+    source: "measured: ..."          # provenance, shown in every output
+    form: sps | additive
+    sps: {sample_batch_tokens: [...], sample_steps_per_sec: [...], max_batch_tokens: N}
+    additive: {bias_seconds: s, bs_probes: [...], alpha_seconds: [...],
+               m_probes: [...], theta_seconds: [...]}
+    draft: {requests: [...], seconds: [...]}          # optional
+    prefill: {tokens: [...], seconds: [...]}          # optional
+    context: {kv_tokens: [...], seconds: [...]}       # optional
+    metadata: {...}                                   # free-form (device, date, commit, ...)
+
+Acceptance profile (``schema: spectune.acceptance/v1``, ``kind: parametric``): ``rates`` (domain →
+per-position conditional acceptance), ``request_sigma``, ``token_sigma``, ``conf_sigma``,
+``source``. Every problem is reported as one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from profiles.acceptance import ParametricAcceptance
+from profiles.cost import CostModel, Curve
+from profiles.errors import InputError
+
+COST_SCHEMA = "spectune.cost/v1"
+ACCEPTANCE_SCHEMA = "spectune.acceptance/v1"
+_CURVES = {"draft": "requests", "prefill": "tokens", "context": "kv_tokens"}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from ``path``, or an InputError naming the file and the problem."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such file" if not p.exists() else "not a file", where=str(p))
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark else str(p)
+        raise InputError(
+            f"invalid YAML ({getattr(exc, 'problem', None) or exc})", where=where
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read ({exc})", where=str(p)) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a YAML mapping at the top level", where=str(p))
+    return data
+
+
+def _field(data: dict, key: str, where: str, kind: type | tuple = (list, tuple)) -> Any:
+    if key not in data:
+        raise InputError(f"missing field {key!r}", where=where)
+    value = data[key]
+    if not isinstance(value, kind):
+        raise InputError(f"field {key!r} has the wrong type ({type(value).__name__})", where=where)
+    return value
+
+
+def _numbers(data: dict, key: str, where: str) -> list[float]:
+    values = _field(data, key, where)
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise InputError(f"field {key!r} must be a list of numbers", where=where) from None
+
+
+def cost_from_dict(data: dict[str, Any], where: str = "cost profile") -> CostModel:
+    form = data.get("form", "sps")
+    extra = {}
+    for name, axis in _CURVES.items():
+        if name in data:
+            sub = _field(data, name, where, dict)
+            extra[name] = Curve(tuple(_numbers(sub, axis, f"{where}: {name}")),
+                                tuple(_numbers(sub, "seconds", f"{where}: {name}")))  # fmt: skip
+    source = str(data.get("source", "unlabelled"))
+    try:
+        if form == "sps":
+            t = _field(data, "sps", where, dict)
+            return CostModel.from_sps_table(
+                _numbers(t, "sample_batch_tokens", f"{where}: sps"),
+                _numbers(t, "sample_steps_per_sec", f"{where}: sps"),
+                max_batch_tokens=int(t.get("max_batch_tokens", 0) or 0),
+                source=source,
+                **extra,
+            )
+        if form == "additive":
+            t = _field(data, "additive", where, dict)
+            w = f"{where}: additive"
+            return CostModel.additive(
+                float(_field(t, "bias_seconds", w, (int, float))),
+                _numbers(t, "bs_probes", w),
+                _numbers(t, "alpha_seconds", w),
+                _numbers(t, "m_probes", w),
+                _numbers(t, "theta_seconds", w),
+                max_batch_tokens=int(t.get("max_batch_tokens", 0) or 0),
+                source=source,
+                **extra,
+            )
+    except InputError as exc:
+        if exc.where:
+            raise
+        raise InputError(str(exc), where=where) from None
+    raise InputError(f"unknown cost form {form!r} (expected sps or additive)", where=where)
+
+
+def cost_to_dict(cost: CostModel, metadata: dict | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"schema": COST_SCHEMA, "source": cost.source, "form": cost.kind}
+    if cost.kind == "sps":
+        out["sps"] = {
+            "sample_batch_tokens": list(cost.verify.x),
+            "sample_steps_per_sec": [1.0 / t for t in cost.verify.y],
+            "max_batch_tokens": cost.max_batch_tokens,
+        }
+    else:
+        out["additive"] = {
+            "bias_seconds": cost.bias_s,
+            "bs_probes": list(cost.alpha.x),
+            "alpha_seconds": list(cost.alpha.y),
+            "m_probes": list(cost.verify.x),
+            "theta_seconds": list(cost.verify.y),
+            "max_batch_tokens": cost.max_batch_tokens,
+        }
+    for name, axis in _CURVES.items():
+        curve = getattr(cost, name)
+        if curve.y != (0.0,):
+            out[name] = {axis: list(curve.x), "seconds": list(curve.y)}
+    if metadata:
+        out["metadata"] = metadata
+    return out
+
+
+def read_cost(path: str | Path) -> CostModel:
+    data = load_yaml(path)
+    _check_schema(data, COST_SCHEMA, str(path))
+    return cost_from_dict(data, where=str(path))
+
+
+def write_yaml(path: str | Path, data: dict[str, Any]) -> None:
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def read_acceptance(path: str | Path) -> ParametricAcceptance:
+    data = load_yaml(path)
+    where = str(path)
+    _check_schema(data, ACCEPTANCE_SCHEMA, where)
+    kind = data.get("kind", "parametric")
+    if kind != "parametric":
+        raise InputError(f"unsupported acceptance kind {kind!r}", where=where)
+    rates = _field(data, "rates", where, dict)
+    parsed = {str(d): _numbers(rates, d, f"{where}: rates") for d in rates}
+    kwargs = {}
+    for key in ("request_sigma", "token_sigma", "conf_sigma"):
+        if key in data:
+            kwargs[key] = float(_field(data, key, where, (int, float)))
+    try:
+        return ParametricAcceptance(parsed, source=str(data.get("source", where)), **kwargs)
+    except InputError as exc:
+        raise InputError(str(exc), where=where) from None
+
+
+def acceptance_to_dict(model: ParametricAcceptance) -> dict[str, Any]:
+    d = model.describe()
+    return {"schema": ACCEPTANCE_SCHEMA, **d}
+
+
+def _check_schema(data: dict, schema: str, where: str) -> None:
+    found = data.get("schema", schema)
+    if found != schema:
+        raise InputError(f"schema is {found!r}, expected {schema!r}", where=where)

@@ -1,0 +1,109 @@
+"""What runs one decode step: the seam between the server model and an engine.
+
+The server (``simulator/server.py``) owns admission, the batch, the policy call and metrics; a
+backend owns what a step costs and what the drafter and target produce:
+
+- ``join(slot, request)`` / ``leave(slot)``: a request enters or leaves the running batch;
+- ``draft(slots) -> conf [R, γ]``: the drafter's confidences for the running requests;
+- ``accepted(slots) -> A [R]``: accepted drafts if all γ were verified (oracle policies only);
+- ``verify(slots, lengths) -> gained [R]``: tokens each request gains, ``min(A, ℓ) + 1``;
+- ``step_time(requests, batch_tokens, kv_tokens, prefill_tokens) -> seconds`` of the step.
+
+``ProfiledBackend`` answers from a cost model and an acceptance model. Each request draws its
+own stream of (confidence, A) rows from a generator seeded by (seed, request id), so the j-th
+decode step of a request sees the same draws under every policy (common random numbers): a
+policy that verifies fewer drafts only truncates what the same rejection sampling would accept.
+The live backend (issue #6) runs the real engine behind the same calls.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from profiles.cost import CostModel
+from simulator.request import Request
+
+_ACCEPT_STREAM = 1  # spawn-key tag of the per-request acceptance streams
+_BLOCK = 64  # decode steps drawn at a time per request
+
+
+class Backend(Protocol):
+    gamma: int
+    source: str
+
+    def join(self, slot: int, request: Request) -> None: ...
+    def leave(self, slot: int) -> None: ...
+    def draft(self, slots: np.ndarray) -> np.ndarray: ...
+    def accepted(self, slots: np.ndarray) -> np.ndarray: ...
+    def verify(self, slots: np.ndarray, lengths: np.ndarray) -> np.ndarray: ...
+    def step_time(
+        self, requests: int, batch_tokens: int, kv_tokens: int, prefill_tokens: int
+    ) -> float: ...
+
+
+class ProfiledBackend:
+    """Step costs from a cost model, drafts and acceptance from an acceptance model."""
+
+    def __init__(self, cost: CostModel, acceptance, capacity: int, seed: int, gamma: int) -> None:
+        self.cost = cost
+        self.acceptance = acceptance
+        self.gamma = gamma
+        self.seed = seed
+        self.source = f"profiled ({cost.source}; acceptance {acceptance.source})"
+        # Each slot's stream lives in a ring of _BLOCK rows indexed by the backend's step count,
+        # so reading the running batch's rows is one gather at a scalar column.
+        self._conf = np.zeros((capacity, _BLOCK, gamma))  # [slot, step % BLOCK, γ]
+        self._acc = np.zeros((capacity, _BLOCK), dtype=np.int64)  # [slot, step % BLOCK]
+        self._state: list = [None] * capacity  # (latent, rng) per slot
+        self._due: dict[int, list[int]] = {}  # step -> slots whose rows run out at that step
+        self._step = 0  # decode steps verified so far
+        self.extrapolated_steps = 0  # steps whose cost lookup left the measured range
+
+    def join(self, slot: int, request: Request) -> None:
+        seq = np.random.SeedSequence(self.seed, spawn_key=(_ACCEPT_STREAM, request.id))
+        rng = np.random.Generator(np.random.PCG64(seq))
+        self._state[slot] = (self.acceptance.start(request.domain, rng), rng)
+        self._refill(slot)
+
+    def leave(self, slot: int) -> None:
+        self._state[slot] = None
+
+    def _refill(self, slot: int) -> None:
+        """Draw the slot's next _BLOCK steps into ring columns step, step+1, ... (mod _BLOCK)."""
+        latent, rng = self._state[slot]
+        conf, acc = self.acceptance.draw(latent, _BLOCK, rng)
+        cols = (self._step + np.arange(_BLOCK)) % _BLOCK
+        self._conf[slot, cols] = conf[:, : self.gamma]
+        self._acc[slot, cols] = np.minimum(acc, self.gamma)
+        self._due.setdefault(self._step + _BLOCK, []).append(slot)
+
+    def draft(self, slots: np.ndarray) -> np.ndarray:
+        return self._conf[slots, self._step % _BLOCK]
+
+    def accepted(self, slots: np.ndarray) -> np.ndarray:
+        return self._acc[slots, self._step % _BLOCK]
+
+    def verify(self, slots: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        gained = np.minimum(self._acc[slots, self._step % _BLOCK], lengths)
+        gained += 1
+        self._step += 1
+        due = self._due.pop(self._step, None)
+        if due:
+            for slot in due:
+                if self._state[slot] is not None:
+                    self._refill(slot)
+        return gained
+
+    def step_time(
+        self, requests: int, batch_tokens: int, kv_tokens: int, prefill_tokens: int
+    ) -> float:
+        cost = self.cost
+        t = cost.prefill_time(prefill_tokens)
+        if requests:
+            t += cost.draft_time(requests) + cost.verify_time(requests, batch_tokens)
+            t += cost.context_time(kv_tokens)
+            if cost.extrapolates(requests, batch_tokens):
+                self.extrapolated_steps += 1
+        return t

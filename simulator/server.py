@@ -1,0 +1,259 @@
+"""SimPy model of a continuous-batching speculative-decoding server (DESIGN §2, the decode step).
+
+Two processes, one per actor:
+
+- ``arrivals`` walks the workload (a stream, never a list) and puts each request in the FCFS
+  queue at its arrival time;
+- ``engine`` loops over steps: admit from the queue head while the concurrency cap, the KV
+  budget and the per-step prefill budget allow; prefill the admitted requests and run one decode
+  step over the running batch R: the backend drafts confidences ``conf [R, γ]``, the policy picks
+  verify lengths ``ℓ [R]``, the target verifies ``B = Σ (1 + ℓ)`` tokens, each request gains
+  ``min(A, ℓ) + 1`` tokens; simulated time advances by the backend's step time.
+
+A request's first token comes from its prefill step (TTFT); it decodes from the next step on and
+leaves when it has all its output tokens (surplus accepted tokens of its last step are dropped).
+KV admission reserves prompt + output + γ tokens per request; a request that could never fit is
+counted in ``requests_rejected_too_long`` and skipped, never crashed on.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from policies.base import Policy, StepContext
+from profiles.errors import InputError
+from simulator.backend import Backend
+from simulator.metrics import Recorder
+from simulator.request import Request
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The serving engine's admission limits."""
+
+    max_concurrency: int = 64  # running requests at most (decode batch size cap)
+    kv_capacity_tokens: int = 0  # KV cache tokens; 0 = unlimited
+    max_prefill_tokens: int = (
+        8192  # prompt tokens prefilled per step (one longer prompt may go alone)
+    )
+    gamma: int = 7  # drafts proposed per request per step
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise InputError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.kv_capacity_tokens < 0:
+            raise InputError(f"kv_capacity_tokens must be >= 0, got {self.kv_capacity_tokens}")
+        if self.max_prefill_tokens < 1:
+            raise InputError(f"max_prefill_tokens must be >= 1, got {self.max_prefill_tokens}")
+        if not 1 <= self.gamma <= 64:
+            raise InputError(f"gamma must be in 1..64, got {self.gamma}")
+
+
+class Server:
+    """One simulated server: build it, then :meth:`run` a workload through it."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        policy: Policy,
+        backend: Backend,
+        *,
+        seed: int = 0,
+        on_request: Callable[[Request], None] | None = None,
+    ) -> None:
+        self.config, self.policy, self.backend = config, policy, backend
+        self.env = simpy.Environment()
+        self.recorder = Recorder()
+        self.queue: deque[Request] = deque()
+        self.on_request = on_request  # called per arrival (progress bars)
+        self._wake: simpy.Event | None = None
+        self._arrivals_done = False
+        cap = config.max_concurrency
+        self._free = list(range(cap - 1, -1, -1))  # free slots, pop() gives the lowest
+        self._req: list[Request | None] = [None] * cap
+        self._admitted = np.zeros(cap)  # admission time per slot
+        self._first = np.zeros(cap)  # first-token time per slot
+        self._stats: list[tuple[int, int, int]] = [(0, 0, 0)] * cap  # steps, verified, accepted
+        self._running = np.zeros(0, dtype=np.int64)  # slots in the decode batch, admission order
+        # Per running request, aligned with _running: tokens left, drafts verified, tokens gained
+        # (bonus included), decode-step count when it joined (its steps = now's count − this).
+        self._run = [np.zeros(0, dtype=np.int64) for _ in range(4)]
+        self._kv_running = 0  # Σ KV length over the decode batch
+        self._kv_used = 0
+        self.now = 0.0  # the engine's clock (simulated seconds), see _engine
+        self.ctx = StepContext(
+            rng=np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,)))
+        )
+        self._lag = int(getattr(policy, "lag", 0)) if "lagged" in policy.reads else 0
+        if self._lag:
+            self._hist = np.zeros((self._lag, cap, config.gamma))  # [lag, slot, γ]
+            self._hist_step = np.full((self._lag, cap), -1, dtype=np.int64)
+
+    # -- processes ---------------------------------------------------------------------------------
+    def run(self, workload: Iterable[Request]) -> Recorder:
+        self.env.process(self._arrivals(workload))
+        self.env.process(self._engine())
+        self.env.run()
+        return self.recorder
+
+    def _arrivals(self, workload: Iterable[Request]):
+        env = self.env
+        for req in workload:
+            if req.arrival_s > env.now:
+                yield env.timeout(req.arrival_s - env.now)
+            if self.on_request:
+                self.on_request(req)
+            self.queue.append(req)
+            if self._wake is not None and not self._wake.triggered:
+                self._wake.succeed()
+        self._arrivals_done = True
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def _engine(self):
+        """The step loop. ``self.now`` is the engine's clock; it may run ahead of ``env.now``
+        while no other event is due (a step that ends before the next arrival needs no SimPy
+        event), and it syncs with SimPy before any step whose start an arrival could change.
+        The schedule is exactly that of yielding one timeout per step."""
+        env, rec = self.env, self.recorder
+        while True:
+            if env.peek() <= self.now:  # something (an arrival) is due: let SimPy run it first
+                yield env.timeout(self.now - env.now)
+            prefill = self._admit()
+            if not prefill and not self._running.size:
+                if self._arrivals_done and not self.queue:
+                    return
+                if self.now > env.now:
+                    yield env.timeout(self.now - env.now)
+                    continue
+                self._wake = env.event()
+                yield self._wake
+                self._wake = None
+                self.now = env.now
+                continue
+            dt, done = self._decode_step(sum(r.prompt_tokens for _, r in prefill))
+            self.now += dt
+            rec.busy_s += dt
+            self._complete(done)
+            self._start_decoding(prefill)
+
+    # -- admission ---------------------------------------------------------------------------------
+    def _admit(self) -> list[tuple[int, Request]]:
+        cfg, queue, out = self.config, self.queue, []
+        budget = cfg.max_prefill_tokens
+        while queue and self._free:
+            req = queue[0]
+            need = req.prompt_tokens + req.output_tokens + cfg.gamma
+            if cfg.kv_capacity_tokens and need > cfg.kv_capacity_tokens:
+                queue.popleft()
+                self.recorder.rejected_too_long += 1
+                continue
+            if cfg.kv_capacity_tokens and self._kv_used + need > cfg.kv_capacity_tokens:
+                break
+            if out and req.prompt_tokens > budget:
+                break
+            queue.popleft()
+            budget -= req.prompt_tokens
+            self._kv_used += need
+            slot = self._free.pop()
+            self._req[slot] = req
+            self._admitted[slot] = self.now
+            out.append((slot, req))
+        return out
+
+    def _start_decoding(self, prefill: list[tuple[int, Request]]) -> None:
+        """Prefilled requests got their first token at this instant; they decode from now on."""
+        now, joined = self.now, []
+        for slot, req in prefill:
+            self._first[slot] = now
+            if req.output_tokens <= 1:
+                self._stats[slot] = (0, 0, 0)
+                self._retire(slot)
+            else:
+                self.backend.join(slot, req)
+                joined.append(slot)
+        if joined:
+            reqs = [self._req[s] for s in joined]
+            add = np.asarray(joined, dtype=np.int64)
+            left = np.asarray([r.output_tokens - 1 for r in reqs], dtype=np.int64)
+            zeros = np.zeros(add.size, dtype=np.int64)
+            joined_at = np.full(add.size, self.recorder.decode_steps, dtype=np.int64)
+            self._running = np.concatenate([self._running, add])
+            new = (left, zeros, zeros, joined_at)
+            self._run = [np.concatenate(pair) for pair in zip(self._run, new, strict=True)]
+            self._kv_running += sum(r.prompt_tokens + 1 for r in reqs)
+        self.recorder.max_running = max(self.recorder.max_running, self._running.size)
+
+    # -- one decode step ---------------------------------------------------------------------------
+    def _decode_step(self, prefill_tokens: int) -> tuple[float, np.ndarray]:
+        """Decide and account one step; returns its duration and a mask of finishing requests."""
+        slots, backend = self._running, self.backend
+        r = slots.size
+        if not r:
+            return backend.step_time(0, 0, 0, prefill_tokens), None
+        conf = backend.draft(slots)  # [R, γ]
+        lengths = self.policy.decide(conf, None, self._context(slots, conf))  # [R]
+        gained = backend.verify(slots, lengths)  # [R] = min(A, ℓ) + 1
+        verified = int(lengths.sum())
+        dt = backend.step_time(r, r + verified, self._kv_running, prefill_tokens)
+        self.recorder.step(r, r + verified, verified, int(gained.sum()))
+        left, ver, gain, _ = self._run  # aligned with self._running
+        take = np.minimum(gained, left)
+        left -= take
+        ver += lengths
+        gain += gained
+        self._kv_running += int(take.sum())
+        return dt, left
+
+    def _context(self, slots: np.ndarray, conf: np.ndarray) -> StepContext:
+        ctx, reads = self.ctx, self.policy.reads
+        ctx.step += 1
+        if "realized" in reads:
+            ctx.accepted = self.backend.accepted(slots)
+        if "history" in reads:
+            steps = self.recorder.decode_steps - self._run[3]  # earlier steps of each request
+            ctx.accepted_total, ctx.verified_total = self._run[2] - steps, self._run[1]
+        if self._lag:
+            lag, step = self._lag, ctx.step
+            past = np.arange(step - lag, step)  # steps whose confidences are visible, oldest first
+            ring = past % lag
+            ctx.lagged = self._hist[ring[:, None], slots[None, :]]  # [lag, R, γ]
+            ctx.lagged_known = self._hist_step[ring[:, None], slots[None, :]] == past[:, None]
+            self._hist[step % lag, slots] = conf
+            self._hist_step[step % lag, slots] = step
+        return ctx
+
+    def _complete(self, left: np.ndarray | None) -> None:
+        """Retire the running requests with no tokens left (``left`` aligned with _running)."""
+        if left is None or left.min() > 0:
+            return
+        done = left == 0
+        keep = ~done
+        _, ver, gain, joined_at = self._run
+        for i in np.flatnonzero(done).tolist():
+            slot = int(self._running[i])
+            steps = self.recorder.decode_steps - int(joined_at[i])
+            self._stats[slot] = (steps, int(ver[i]), int(gain[i]) - steps)
+            self._kv_running -= self._req[slot].prompt_tokens + self._req[slot].output_tokens
+            self.backend.leave(slot)
+            self._retire(slot)
+        self._running = self._running[keep]
+        self._run = [a[keep] for a in self._run]
+
+    def _retire(self, slot: int) -> None:
+        req = self._req[slot]
+        steps, ver, acc = self._stats[slot]
+        self.recorder.finish(
+            req.id, req.arrival_s, self._admitted[slot], self._first[slot], self.now,
+            req.output_tokens, req.prompt_tokens, steps, ver, acc, req.domain,
+        )  # fmt: skip
+        self._kv_used -= req.prompt_tokens + req.output_tokens + self.config.gamma
+        self._req[slot] = None
+        if self._lag:
+            self._hist_step[:, slot] = -1
+        self._free.append(slot)
