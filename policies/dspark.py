@@ -1,0 +1,86 @@
+"""DSpark's hardware-aware prefix scheduler (paper §3.2.2, Algorithm 1) and its negative control.
+
+``dspark`` ranks every candidate ``(r, j)`` of the batch by prefix survival ``a[r, j]``
+(ties by position, then request), starts from ``B = R`` tokens and ``τ = R`` expected accepts,
+and admits candidates in rank order while the expected throughput ``Θ = τ · SPS(B)`` strictly
+rises; it stops at the first non-increase. The early stop is what makes it lossless: whether
+``(r, j)`` is admitted depends only on candidates ranked before it, none of which is a later
+draft of ``r``, so the admission of draft ``j`` never sees ``c[r, j+1]`` — which depends on the
+sampled token ``x[r, j]`` (the Markov confidence head). Extensions, as in SGLang's
+``DSparkScheduleConfig``, expressed in drafts (our ℓ excludes the anchor token):
+
+- ``min_verify_len``: drafts of every request verified unconditionally before the greedy path
+  starts (they depend on nothing realized, so losslessness is kept);
+- ``max_verify_len``: no request verifies more than this many drafts (0 = γ);
+- ``survival_eps``: candidates need ``a > survival_eps`` (0 reproduces the paper's
+  ``E = {(r, j) | a > 0}``).
+
+``global_sync`` is the same path without the early stop: it returns the global argmax of Θ over
+the whole path. On a jagged cost curve this looks past a drop, so the admission of draft ``j``
+depends on ``c[r, j+1]`` and hence on ``x[r, j]``: it is *not* lossless (paper Appendix A; the
+auditor's ``paper-appendix-a`` scenario reproduces the (0.85, 0.15) output). It exists as the
+negative control of ``spectune audit``; the production variant that may use a global argmax is
+``dspark_lagged`` (policies/lagged.py), whose capacity sees only stale confidences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from policies import prefix
+from policies.base import Policy, StepContext
+from policies.registry import register
+from profiles.errors import InputError
+
+
+@register
+@dataclass(frozen=True)
+class DSpark(Policy):
+    """Algorithm 1: greedy admission by survival, stop at the first non-increase of Θ."""
+
+    min_verify_len: int = 0  # drafts every request verifies unconditionally
+    max_verify_len: int = 0  # cap on drafts verified per request (0 = γ)
+    survival_eps: float = 0.0  # candidates need survival > survival_eps
+
+    name = "dspark"
+    reads = frozenset({"conf", "cost"})
+    summary = "Algorithm 1: admit drafts by survival while τ·SPS(B) rises, stop at first drop"
+
+    def __post_init__(self) -> None:
+        if self.min_verify_len < 0 or self.max_verify_len < 0:
+            raise InputError(f"{self.name}: min_verify_len and max_verify_len must be >= 0")
+        if self.max_verify_len and self.min_verify_len > self.max_verify_len:
+            raise InputError(f"{self.name}: min_verify_len exceeds max_verify_len")
+        if not 0.0 <= self.survival_eps < 1.0:
+            raise InputError(f"{self.name}: survival_eps must lie in [0, 1)")
+
+    def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
+        r, gamma = conf.shape
+        if r == 0:
+            return np.zeros(0, dtype=np.int64)
+        a_t = prefix.survival_t(conf)  # [γ, R]
+        lo, hi = prefix.window(r, gamma, valid, self.min_verify_len, self.max_verify_len)
+        base, b0, tau0 = prefix.forced(a_t, lo, r)
+        rows, vals = prefix.candidates(a_t, lo, hi, self.survival_eps)
+        theta = prefix.throughput(ctx.cost, r, b0, tau0, vals)
+        return prefix.lengths(base, rows, self._stop(theta), r)
+
+    @staticmethod
+    def _stop(theta: np.ndarray) -> int:
+        return prefix.first_drop(theta)
+
+
+@register
+@dataclass(frozen=True)
+class GlobalSync(DSpark):
+    """Algorithm 1 without the early stop: the global argmax of Θ (NOT lossless)."""
+
+    name = "global_sync"
+    lossless = False
+    summary = "negative control: Algorithm 1 without the early stop (global argmax); lossy"
+
+    @staticmethod
+    def _stop(theta: np.ndarray) -> int:
+        return int(theta.argmax())

@@ -1,0 +1,97 @@
+"""DSpark's production scheduler (paper §5.2): capacity from stale confidences, top-K allocation.
+
+Production engines cannot wait for the current step's confidences to size the next batch
+(zero-overhead scheduling and CUDA-graph replay need the token count early), so the decision is
+split in two, as SGLang (``HostConfidenceBudgetPlanner`` + ``compute_verify_token_budget`` +
+``schedule_verify_lens_topk``) and vLLM (``AdaptiveVerificationManager``) run it:
+
+1. **Capacity K** (how many drafts the whole batch verifies) from each current request's
+   confidences of exactly ``lag`` steps ago: survival ``h[r, j] = Π_{i≤j} c_lag[r, i]``;
+   a request that was not in the batch ``lag`` steps ago (new, or its row unknown) counts as
+   survival 1 at every position. Along ``h`` sorted descending, ``Θ(n) = (τ0 + Σ_{i<n} h_i) ·
+   SPS(B0 + n)`` and K is the **global argmax** over n (no early stop: the stale path may jump
+   over jagged cost cliffs).
+2. **Allocation**: the K best current candidates ``(r, j)`` by current survival, ties by position
+   then request (top-K). Ranking respects prefixes, and whether ``(r, j)`` makes the top K
+   depends only on candidates ranked before it, so with K fixed before the current tokens exist
+   the rule is non-anticipating: lossless.
+
+``min_verify_len`` drafts per request are verified unconditionally (added to both B0 and τ0 of
+the capacity path and admitted before the top-K); ``max_verify_len`` caps per-request drafts
+(0 = γ); ``survival_eps`` drops candidates with survival ``≤ eps`` in both passes.
+
+Simulator contract (what ``StepContext`` must hold for this policy, which reads "lagged"):
+``ctx.lagged`` is ``[L, R, γ]`` with ``L ≥ lag``, row ``ctx.lagged[L - i]`` holding each current
+request's confidences from ``i`` steps ago (index 0 = oldest, index L-1 = one step ago), and
+``ctx.lagged_known[L - i, r]`` False where request r drafted nothing ``i`` steps ago. Only the
+row ``lag`` steps ago is read: ``ctx.lagged[-lag]``. With ``ctx.lagged`` None (or shorter than
+``lag``) every request is stale. The valid mask must be known before the step (it bounds the
+allocated draft slots, like vLLM's scheduled draft counts) — it must not depend on the current
+step's sampled drafts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from policies import prefix
+from policies.base import Policy, StepContext
+from policies.registry import register
+from profiles.errors import InputError
+
+
+@register
+@dataclass(frozen=True)
+class DSparkLagged(Policy):
+    """Production DSpark: capacity by global argmax over stale confidences, top-K by current."""
+
+    lag: int = 2  # steps between the confidences that size the batch and the current step
+    min_verify_len: int = 0  # drafts every request verifies unconditionally
+    max_verify_len: int = 0  # cap on drafts verified per request (0 = γ)
+    survival_eps: float = 0.0  # candidates need survival > survival_eps
+
+    name = "dspark_lagged"
+    reads = frozenset({"conf", "lagged", "cost"})
+    summary = "production DSpark (§5.2): capacity from lag-step-old confidences, top-K by current"
+
+    def __post_init__(self) -> None:
+        if self.lag not in (1, 2):
+            raise InputError(f"{self.name}: lag must be 1 or 2, got {self.lag}")
+        if self.min_verify_len < 0 or self.max_verify_len < 0:
+            raise InputError(f"{self.name}: min_verify_len and max_verify_len must be >= 0")
+        if self.max_verify_len and self.min_verify_len > self.max_verify_len:
+            raise InputError(f"{self.name}: min_verify_len exceeds max_verify_len")
+        if not 0.0 <= self.survival_eps < 1.0:
+            raise InputError(f"{self.name}: survival_eps must lie in [0, 1)")
+
+    def capacity(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> int:
+        """K: drafts the batch verifies beyond ``min_verify_len``, from stale confidences only."""
+        r, gamma = conf.shape
+        h_t = self._stale_survival(r, gamma, ctx)
+        lo, hi = prefix.window(r, gamma, valid, self.min_verify_len, self.max_verify_len)
+        _, b0, tau0 = prefix.forced(h_t, lo, r)
+        vals = prefix.ranked_values(h_t, lo, hi, self.survival_eps)
+        return int(prefix.throughput(ctx.cost, r, b0, tau0, vals).argmax())
+
+    def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
+        r, gamma = conf.shape
+        if r == 0:
+            return np.zeros(0, dtype=np.int64)
+        k = self.capacity(conf, valid, ctx)
+        a_t = prefix.survival_t(conf)
+        lo, hi = prefix.window(r, gamma, valid, self.min_verify_len, self.max_verify_len)
+        base, _, _ = prefix.forced(a_t, lo, r)
+        rows, _ = prefix.candidates(a_t, lo, hi, self.survival_eps)
+        return prefix.lengths(base, rows, min(k, rows.size), r)
+
+    def _stale_survival(self, r: int, gamma: int, ctx: StepContext) -> np.ndarray:
+        """``[γ, R]`` survival of the confidences ``lag`` steps ago; 1 for stale requests."""
+        lagged = ctx.lagged
+        if lagged is None or lagged.shape[0] < self.lag:
+            return np.ones((gamma, r))
+        h_t = prefix.survival_t(lagged[-self.lag])
+        if ctx.lagged_known is not None:
+            h_t[:, ~np.asarray(ctx.lagged_known[-self.lag], dtype=bool)] = 1.0
+        return h_t
