@@ -1,0 +1,118 @@
+"""Replay a trace or a builtin workload through the simulated server under one policy.
+
+Reads the workload as a stream, runs the profiled backend (cost model + acceptance model) and
+prints the DESIGN §5 metrics: a table, or one JSON object with ``--json``. ``--out DIR`` writes
+``requests.csv`` (one row per request) and ``summary.json`` (the same object as ``--json``,
+with the resolved inputs that reproduce it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from runner.options import (
+    add_model_args,
+    add_output_args,
+    add_server_args,
+    add_workload_args,
+    models_from_args,
+    server_from_args,
+    show_progress,
+    workload_from_args,
+)
+
+NAME = "replay"
+HELP = "replay a trace or builtin workload through the simulated server"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_workload_args(p)
+    add_model_args(p)
+    add_server_args(p)
+    p.add_argument("--backend", choices=("profiled",), default="profiled",
+                   help="profiled: cost model + acceptance model (default)")  # fmt: skip
+    add_output_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from policies import make_policy
+    from simulator.run import simulate
+
+    policy = make_policy(args.policy)
+    workload = workload_from_args(args)
+    cost, acceptance, gamma = models_from_args(args)
+    config = server_from_args(args, gamma)
+    bar = _progress(args, workload)
+    try:
+        result = simulate(
+            workload, policy, cost, acceptance, config, seed=args.seed,
+            on_request=(lambda _r: bar.update()) if bar else None,
+        )  # fmt: skip
+    finally:
+        if bar:
+            bar.close()
+    stats = {k: getattr(workload.stats, k) for k in workload.stats.__slots__}
+    summary = {"workload": workload.label, **stats, **result.summary}
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        result.recorder.write_csv(out / "requests.csv")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(format_summary(summary))
+        if args.out:
+            print(f"wrote {Path(args.out) / 'requests.csv'} and summary.json")
+    return 0
+
+
+def _progress(args: argparse.Namespace, workload):
+    if not show_progress(args):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(desc="requests arrived", unit="req", file=sys.stderr, total=args.limit)
+
+
+def format_summary(s: dict) -> str:
+    """A short human-readable report of one replay."""
+
+    def f(key: str, scale: float = 1.0, fmt: str = "{:.3f}") -> str:
+        v = s.get(key)
+        return "n/a" if v is None else fmt.format(v * scale)
+
+    lines = [
+        f"workload     {s['workload']}",
+        f"policy       {s['policy']}   (gamma {s['gamma']}, "
+        f"max concurrency {s['max_concurrency']})",
+        f"profile      {s['profile']}",
+        f"acceptance   {s['acceptance']}",
+        "",
+        f"requests     {s['requests_completed']} completed"
+        + (f", {s['requests_rejected_too_long']} rejected (prompt+output > KV capacity)"
+           if s["requests_rejected_too_long"] else ""),  # fmt: skip
+        f"throughput   {f('throughput_tok_s', fmt='{:.1f}')} tok/s "
+        f"over {f('duration_s', fmt='{:.1f}')} s",
+        f"tok/s/user   p50 {f('tps_per_user_p50', fmt='{:.1f}')}   "
+        f"p90 {f('tps_per_user_p90', fmt='{:.1f}')}",
+        f"TTFT (ms)    p50 {f('ttft_p50_s', 1e3, '{:.1f}')}   p99 {f('ttft_p99_s', 1e3, '{:.1f}')}",
+        f"TPOT (ms)    p50 {f('tpot_p50_s', 1e3, '{:.2f}')}   p99 {f('tpot_p99_s', 1e3, '{:.2f}')}",
+        f"accepted     {f('mean_accepted_len')} tokens/step (bonus included), "
+        f"verify {f('mean_verify_len')} drafts/request/step",
+        f"batch        {f('mean_batch_size', fmt='{:.1f}')} requests/step, "
+        f"{s['decode_steps']} decode steps",
+        f"simulated in {f('wall_s', fmt='{:.2f}')} s wall "
+        f"({f('decode_steps_per_wall_s', fmt='{:,.0f}')} steps/s)",
+    ]  # fmt: skip
+    skipped = s.get("bad_rows_skipped")
+    if skipped:
+        lines.append(f"skipped      {skipped} malformed trace rows (--skip-bad-rows)")
+    if s.get("extrapolated_steps"):
+        lines.append(
+            f"warning      {s['extrapolated_steps']} steps beyond the profile's measured range"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,149 @@
+"""CLI option groups shared by the commands that simulate (replay, demo, tune, ...).
+
+Each ``add_*`` puts one group on a parser; each ``*_from_args`` turns the parsed values into the
+frozen configs the simulator takes. Values argparse can check (numbers, ranges) fail there with
+``spectune: error: argument --x: ...``; the rest raise ``InputError`` naming the option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+from profiles.builtin import DEFAULT_ACCEPTANCE, DEFAULT_COST, load_acceptance, load_cost
+from simulator.server import ServerConfig
+from simulator.workload import Workload, WorkloadSpec, open_workload, parse_domain_mix
+
+DEFAULT_WORKLOAD = "builtin:azure-conv-like"
+
+
+def _number(kind: type, *, low: float, inclusive: bool = True, allow_inf: bool = False):
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
+        if isinstance(value, float) and math.isnan(value):
+            raise argparse.ArgumentTypeError("NaN is not allowed")
+        if math.isinf(value) and not allow_inf:
+            raise argparse.ArgumentTypeError("infinity is not allowed")
+        if value < low or (value == low and not inclusive):
+            bound = ">=" if inclusive else ">"
+            raise argparse.ArgumentTypeError(f"must be {bound} {low:g}, got {text}")
+        return value
+
+    return parse
+
+
+positive_int = _number(int, low=1)
+nonneg_int = _number(int, low=0)
+positive_float = _number(float, low=0.0, inclusive=False)
+nonneg_float = _number(float, low=0.0)
+
+
+def add_workload_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("workload")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument(
+        "--trace", metavar="PATH", help="trace file (Azure, BurstGPT, Mooncake, generic)"
+    )
+    src.add_argument(
+        "--workload",
+        metavar="SPEC",
+        help=f"builtin:azure-conv-like | builtin:azure-code-like | synthetic "
+        f"(default {DEFAULT_WORKLOAD})",
+    )
+    g.add_argument("--format", choices=("azure", "burstgpt", "mooncake", "generic"),
+                   help="trace format (default: auto-detect)")  # fmt: skip
+    g.add_argument("--rate-scale", type=positive_float, default=1.0,
+                   help="time compression: >1 replays arrivals faster (default 1)")  # fmt: skip
+    g.add_argument("--limit", type=positive_int, help="first N requests only")
+    g.add_argument("--start", type=nonneg_float, metavar="S", help="window start, trace seconds")
+    g.add_argument("--duration", type=positive_float, metavar="S", help="window length, seconds")
+    g.add_argument("--max-prompt-tokens", type=positive_int, help="clamp prompt lengths")
+    g.add_argument("--max-output-tokens", type=positive_int, help="clamp output lengths")
+    g.add_argument("--skip-bad-rows", action="store_true",
+                   help="skip malformed trace rows, report how many")  # fmt: skip
+    g.add_argument("--domain-mix", metavar="MIX",
+                   help="domains of unlabelled requests: chat=0.6,code=0.4")  # fmt: skip
+    g.add_argument("--request-rate", type=_number(float, low=0.0, inclusive=False, allow_inf=True),
+                   help="synthetic: requests/s (inf = all at once)")  # fmt: skip
+    g.add_argument("--burstiness", type=positive_float,
+                   help="synthetic: gamma shape of inter-arrivals (1 = Poisson)")  # fmt: skip
+    g.add_argument("--num-requests", type=positive_int, help="synthetic: number of requests")
+
+
+def add_model_args(p: argparse.ArgumentParser, *, policy_default: str | None = "fixed:k=1") -> None:
+    g = p.add_argument_group("engine model")
+    if policy_default is not None:
+        g.add_argument("--policy", default=policy_default, metavar="SPEC",
+                       help=f"name or name:key=value,... (default {policy_default}); "
+                       "see `spectune policies`")  # fmt: skip
+    g.add_argument("--profile", default=DEFAULT_COST, metavar="SPEC",
+                   help=f"cost model: builtin:NAME, analytic:k=v,..., or FILE.yaml "
+                   f"(default {DEFAULT_COST})")  # fmt: skip
+    g.add_argument("--acceptance", default=DEFAULT_ACCEPTANCE, metavar="SPEC",
+                   help=f"paper:NAME or FILE.yaml (default {DEFAULT_ACCEPTANCE})")  # fmt: skip
+    g.add_argument("--gamma", type=positive_int, default=None,
+                   help="draft tokens per step (default: the acceptance model's)")  # fmt: skip
+
+
+def add_server_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("server")
+    g.add_argument("--max-concurrency", type=positive_int, default=64,
+                   help="running requests at most (default 64)")  # fmt: skip
+    g.add_argument("--kv-capacity-tokens", type=nonneg_int, default=0,
+                   help="KV cache capacity in tokens; 0 = unlimited (default)")  # fmt: skip
+    g.add_argument("--max-prefill-tokens", type=positive_int, default=8192,
+                   help="prompt tokens prefilled per step (default 8192)")  # fmt: skip
+    g.add_argument("--seed", type=nonneg_int, default=0, help="the one seed (default 0)")
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    g.add_argument("--out", metavar="DIR", help="write results (CSV, JSON, plots) to DIR")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def workload_from_args(args: argparse.Namespace) -> Workload:
+    source = args.trace or args.workload or DEFAULT_WORKLOAD
+    spec = WorkloadSpec(
+        source=source,
+        format=args.format,
+        rate_scale=args.rate_scale,
+        limit=args.limit,
+        start_s=args.start,
+        duration_s=args.duration,
+        max_prompt_tokens=args.max_prompt_tokens,
+        max_output_tokens=args.max_output_tokens,
+        skip_bad_rows=args.skip_bad_rows,
+        domain_mix=parse_domain_mix(args.domain_mix) if args.domain_mix else (),
+        request_rate=args.request_rate,
+        burstiness=args.burstiness,
+        num_requests=args.num_requests,
+        seed=args.seed,
+    )
+    return open_workload(spec)
+
+
+def models_from_args(args: argparse.Namespace):
+    """(cost model, acceptance model, gamma) from --profile, --acceptance, --gamma."""
+    cost = load_cost(args.profile)
+    acceptance = load_acceptance(args.acceptance)
+    return cost, acceptance, args.gamma or acceptance.gamma
+
+
+def server_from_args(args: argparse.Namespace, gamma: int) -> ServerConfig:
+    return ServerConfig(
+        max_concurrency=args.max_concurrency,
+        kv_capacity_tokens=args.kv_capacity_tokens,
+        max_prefill_tokens=args.max_prefill_tokens,
+        gamma=gamma,
+    )
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
