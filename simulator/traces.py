@@ -99,13 +99,16 @@ def read_trace(trace: TraceFile, stats: WorkloadStats, skip_bad: bool = False) -
     """Yield the checked rows of ``trace`` in file order, counting into ``stats``."""
     rows = _jsonl_rows(trace) if trace.kind == "jsonl" else _csv_rows(trace)
     failures = trace.format == "burstgpt"
-    last_t = 0.0
+    last_t = -math.inf  # time of the last good row
     for line, row in rows:
         stats.rows_read += 1
         if type(row) is tuple:  # fast path for the common good row; NaN fails every comparison
             t, prompt, output, domain = row
             good = (
-                last_t <= t < math.inf and 1 <= prompt <= MAX_TOKENS and 1 <= output <= MAX_TOKENS
+                0.0 <= t < math.inf
+                and t >= last_t
+                and 1 <= prompt <= MAX_TOKENS
+                and 1 <= output <= MAX_TOKENS
             )
             problem = None if good and domain is None else _check(row, last_t, failures)
         else:
@@ -132,10 +135,10 @@ def _check(row: Row, last_t: float, failures: bool) -> str | None:
     t, prompt, output, domain = row
     if not math.isfinite(t):
         return f"arrival time is {t}"
+    if t < last_t:  # checked before the sign: Azure times are relative to the first row
+        return f"arrival time goes backwards ({t:.9g} s after {last_t:.9g} s)"
     if t < 0.0:
         return f"negative arrival time {t:g} s"
-    if t < last_t:
-        return f"arrival time goes backwards ({t:.9g} s after {last_t:.9g} s)"
     if failures and output == 0:
         return _FAILED
     for name, n in (("prompt", prompt), ("output", output)):

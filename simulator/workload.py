@@ -192,7 +192,9 @@ def _as_mix(mix: object) -> DomainMix:
     total = sum(w for _, w in pairs)
     if total <= 0:
         raise InputError("domain weights sum to 0", where="domain_mix")
-    return tuple((name, w / total) for name, w in pairs)
+    if math.isclose(total, 1.0, rel_tol=1e-9):  # already normalised: keep the numbers as written
+        total = 1.0
+    return tuple((name, float(w) / total) for name, w in pairs)
 
 
 def _positive(name: str, value: float | None, *, allow_inf: bool) -> None:
