@@ -47,6 +47,8 @@ class Curve:
             raise InputError("curve probes must be finite numbers")
         if x.size > 1 and np.any(np.diff(x) <= 0):
             raise InputError("curve probe positions must be strictly increasing")
+        object.__setattr__(self, "x", tuple(x.tolist()))  # plain floats (YAML-safe, hashable)
+        object.__setattr__(self, "y", tuple(y.tolist()))
 
     def __call__(self, q: np.ndarray | float) -> np.ndarray:
         x, y = np.asarray(self.x, float), np.asarray(self.y, float)

@@ -46,7 +46,7 @@ def simulate(
         )
     if backend is None:
         backend = ProfiledBackend(cost, acceptance, config.max_concurrency, seed, config.gamma)
-    server = Server(config, policy, backend, seed=seed, on_request=on_request)
+    server = Server(config, policy, backend, cost=cost, seed=seed, on_request=on_request)
     t0 = time.perf_counter()
     recorder = server.run(workload)
     wall = time.perf_counter() - t0

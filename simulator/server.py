@@ -63,6 +63,7 @@ class Server:
         policy: Policy,
         backend: Backend,
         *,
+        cost: object = None,
         seed: int = 0,
         on_request: Callable[[Request], None] | None = None,
     ) -> None:
@@ -87,7 +88,8 @@ class Server:
         self._kv_used = 0
         self.now = 0.0  # the engine's clock (simulated seconds), see _engine
         self.ctx = StepContext(
-            rng=np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,)))
+            cost=cost,  # the cost model cost-aware policies plan with
+            rng=np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,))),
         )
         self._lag = int(getattr(policy, "lag", 0)) if "lagged" in policy.reads else 0
         if self._lag:

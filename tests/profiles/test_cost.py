@@ -1,0 +1,113 @@
+"""Cost models: both SGLang forms, kept jags, flagged extrapolation, YAML round trip, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from profiles import CostModel, InputError
+from profiles.analytic import analytic_cost
+from profiles.store import cost_from_dict, cost_to_dict, read_cost, write_yaml
+
+
+def test_sps_table_interpolates_and_keeps_jags():
+    cost = CostModel.from_sps_table([1, 8, 9, 16], [100.0, 90.0, 60.0, 55.0])
+    assert cost.verify_time(1, 8) == pytest.approx(1 / 90)
+    assert cost.verify_time(1, 9) == pytest.approx(1 / 60)  # the cliff between 8 and 9 is kept
+    mid = cost.verify_time(1, 4)
+    assert 1 / 100 < mid < 1 / 90  # linear in time between probes
+    sps = cost.sps(3, np.array([8, 9]))
+    assert sps[0] == pytest.approx(90.0) and sps[1] == pytest.approx(60.0)
+
+
+def test_extrapolation_is_linear_and_flagged():
+    cost = CostModel.from_sps_table([1, 10], [100.0, 50.0])
+    slope = (1 / 50 - 1 / 100) / 9
+    assert cost.verify_time(1, 20) == pytest.approx(1 / 50 + 10 * slope)
+    assert cost.extrapolates(1, 20) and not cost.extrapolates(1, 10)
+
+
+def test_additive_form_depends_on_requests_and_tokens():
+    cost = CostModel.additive(0.001, [1, 64], [0.0, 0.004], [1, 512], [0.002, 0.010])
+    assert cost.verify_time(1, 1) == pytest.approx(0.003)
+    assert cost.verify_time(64, 512) == pytest.approx(0.015)
+    assert cost.sps(64, np.array([512]))[0] == pytest.approx(1 / 0.015)
+    assert cost.sps(1, np.array([512]))[0] > cost.sps(64, np.array([512]))[0]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(batch_tokens=[1, 2], steps_per_sec=[1.0]),
+        dict(batch_tokens=[2, 1], steps_per_sec=[1.0, 2.0]),
+        dict(batch_tokens=[1, 2], steps_per_sec=[1.0, -2.0]),
+        dict(batch_tokens=[1, 2], steps_per_sec=[1.0, float("nan")]),
+        dict(batch_tokens=[], steps_per_sec=[]),
+    ],
+)
+def test_bad_tables_are_input_errors(bad):
+    with pytest.raises(InputError):
+        CostModel.from_sps_table(**bad)
+
+
+def test_analytic_is_labelled_and_jagged():
+    cost = analytic_cost()
+    assert "analytic" in cost.source and "not measured" in cost.source
+    b = np.arange(1, 4097)
+    t = 1 / cost.sps(1, b)
+    assert np.all(np.diff(t) >= -1e-15)  # more tokens never cheaper
+    steps = np.flatnonzero(np.diff(t) > 1e-9)
+    assert steps.size > 10  # padding buckets make a staircase, not a smooth line
+    flat = t[300:319]
+    assert np.ptp(flat) == 0.0  # inside a bucket (257..320) the time is constant
+
+
+@pytest.mark.parametrize("form", ["sps", "additive"])
+def test_yaml_round_trip(tmp_path, form):
+    if form == "sps":
+        cost = analytic_cost()
+    else:
+        cost = CostModel.additive(0.001, [1, 64], [0.0, 0.004], [1, 512], [0.002, 0.010],
+                                  source="test")  # fmt: skip
+    path = tmp_path / "c.yaml"
+    write_yaml(path, cost_to_dict(cost, {"device": "test"}))
+    back = read_cost(path)
+    assert back.kind == cost.kind and back.source == cost.source
+    for r, b in [(1, 1), (7, 50), (64, 300), (100, 5000)]:
+        assert back.verify_time(r, b) == pytest.approx(cost.verify_time(r, b))
+        assert back.draft_time(r) == pytest.approx(cost.draft_time(r))
+    assert back.context_time(123456) == pytest.approx(cost.context_time(123456))
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("form: sps\n", "missing field 'sps'"),
+        ("form: sps\nsps: {sample_batch_tokens: [1, 2]}\n", "sample_steps_per_sec"),
+        (
+            "form: sps\nsps: {sample_batch_tokens: [1, x], sample_steps_per_sec: [1, 2]}\n",
+            "numbers",
+        ),
+        ("form: cubic\n", "unknown cost form"),
+        ("- 1\n- 2\n", "mapping"),
+        ("form: [unclosed\n", "invalid YAML"),
+        ("schema: other/v1\n", "schema"),
+    ],
+)
+def test_bad_yaml_names_file_and_field(tmp_path, text, match):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=match) as info:
+        read_cost(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_is_input_error(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_cost(tmp_path / "nope.yaml")
+
+
+def test_cost_from_dict_additive_missing_field():
+    with pytest.raises(InputError, match="theta_seconds"):
+        cost_from_dict({"form": "additive", "additive": {"bias_seconds": 0.0, "bs_probes": [1],
+                        "alpha_seconds": [0.0], "m_probes": [1]}})  # fmt: skip

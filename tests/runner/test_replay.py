@@ -1,0 +1,123 @@
+"""`spectune replay` end to end: JSON contract, determinism, real traces, bad input (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from runner.cli import main
+
+KEYS = ("requests_completed", "output_tokens", "duration_s", "throughput_tok_s",
+        "tps_per_user_p50", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s",
+        "mean_accepted_len", "mean_verify_len", "decode_steps", "wall_s", "profile",
+        "acceptance")  # fmt: skip
+
+
+def replay_json(capsys, *args: str) -> dict:
+    assert main(["replay", "--json", "--quiet", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_json_has_the_contract_keys(capsys):
+    s = replay_json(capsys, "--num-requests", "200")
+    for key in KEYS:
+        assert key in s, key
+    assert s["requests_completed"] == 200
+    assert "analytic" in s["profile"] and "read from paper" in s["acceptance"]
+
+
+def test_same_seed_identical_json(capsys):
+    a = replay_json(capsys, "--num-requests", "150", "--seed", "3", "--policy", "fixed:k=4")
+    b = replay_json(capsys, "--num-requests", "150", "--seed", "3", "--policy", "fixed:k=4")
+    for s in (a, b):
+        s.pop("wall_s"), s.pop("decode_steps_per_wall_s")
+    assert a == b
+
+
+def test_out_dir_writes_csv_and_summary(capsys, tmp_path):
+    assert main(["replay", "--num-requests", "50", "--quiet", "--out", str(tmp_path)]) == 0
+    lines = (tmp_path / "requests.csv").read_text().splitlines()
+    assert len(lines) == 51 and lines[0].startswith("id,domain,arrival")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["requests_completed"] == 50 and "seed" in summary
+
+
+def test_table_output_labels_provenance(capsys):
+    assert main(["replay", "--num-requests", "30", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "analytic roofline, not measured" in out and "read from paper" in out
+
+
+def test_azure_conv_full_replay_conserves_tokens(traces, capsys, tmp_path):
+    path = traces / "azure_llm_2023_conv.csv"
+    s = replay_json(capsys, "--trace", str(path), "--policy", "fixed:k=1", "--out", str(tmp_path))
+    assert s["requests_completed"] == 19366
+    expected = 0
+    with open(path) as f:
+        next(f)
+        for line in f:
+            expected += int(line.rsplit(",", 1)[1])
+    assert s["output_tokens"] == expected
+    rows = (tmp_path / "requests.csv").read_text().splitlines()
+    assert len(rows) == 19367
+
+
+def test_mooncake_with_rate_scale_and_kv_capacity(traces, capsys):
+    s = replay_json(
+        capsys, "--trace", str(traces / "mooncake_conversation_trace.jsonl"), "--rate-scale", "4",
+        "--limit", "400", "--kv-capacity-tokens", "60000", "--max-concurrency", "32",
+    )  # fmt: skip
+    assert s["requests_rejected_too_long"] > 0
+    assert s["requests_completed"] + s["requests_rejected_too_long"] == 400
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--policy", "nosuch"], "unknown policy 'nosuch'"),
+        (["--policy", "fixed:q=1"], "no parameter 'q'"),
+        (["--policy", "fixed:k=abc"], "not a valid int"),
+        (["--policy", "fixed:k=-1"], "k must be >= 0"),
+        (["--rate-scale", "-2"], "--rate-scale"),
+        (["--rate-scale", "nan"], "NaN"),
+        (["--max-concurrency", "0"], "--max-concurrency"),
+        (["--trace", "/nonexistent/trace.csv"], "/nonexistent/trace.csv"),
+        (["--profile", "builtin:nosuch"], "unknown builtin profile"),
+        (["--profile", "analytic:params_b=x"], "not a number"),
+        (["--acceptance", "paper:nosuch"], "unknown paper acceptance model"),
+        (["--gamma", "9"], "gamma 9 exceeds"),
+        (["--workload", "builtin:nosuch"], "nosuch"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, needle):
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "replay", "--limit", "5", *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spectune: error: "), proc.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_profile_yaml_exits_2(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("form: sps\nsps: {sample_batch_tokens: [1, 2], sample_steps_per_sec: [5]}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "replay", "--limit", "5", "--profile", str(bad)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and str(bad) in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_replay_does_not_import_torch():
+    code = ("import sys; from runner.cli import main; "
+            "main(['replay', '--num-requests', '20', '--quiet', '--json']); "
+            "assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
