@@ -118,8 +118,8 @@ def throughput(cost: Any, r: int, b0: int, tau0: float, vals: np.ndarray) -> np.
     """Θ(n) for n = 0..N along the ranked candidates: ``(τ0 + Σ_{i<n} a_i) · SPS(B0 + n)``."""
     tau = np.empty(vals.size + 1)
     tau[0] = tau0
-    np.cumsum(vals, out=tau[1:])
-    tau[1:] += tau0
+    tau[1:] = vals
+    np.cumsum(tau, out=tau)  # left to right from τ0, as Algorithm 1 accumulates
     return tau * cost.sps(r, np.arange(b0, b0 + vals.size + 1))
 
 
