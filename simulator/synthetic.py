@@ -20,6 +20,7 @@ seed gives the same requests whatever the request count (the first N are a prefi
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -139,15 +140,15 @@ class DomainSampler:
         cum[-1] = 1.0  # guard against rounding: every uniform in [0, 1) lands on a name
         self._cum = cum
         self._rng = rng
-        self._buf: list[int] = []
+        self._buf: list[str] = []
+        # draw() -> the next label; a single domain needs no random numbers at all
+        self.draw = itertools.repeat(self._names[0]).__next__ if len(mix) == 1 else self._next
 
-    def __call__(self) -> str:
-        if len(self._names) == 1:
-            return self._names[0]
+    def _next(self) -> str:
         if not self._buf:
             idx = np.searchsorted(self._cum, self._rng.random(BLOCK), side="right")
-            self._buf = idx.tolist()[::-1]
-        return self._names[self._buf.pop()]
+            self._buf = [self._names[i] for i in idx.tolist()[::-1]]
+        return self._buf.pop()
 
 
 # ---- builtin workloads ----------------------------------------------------------------------

@@ -180,12 +180,14 @@ def _csv_rows(trace: TraceFile) -> Iterator[tuple[int, Row | str]]:
                 if fields:  # blank lines carry no data
                     yield reader.line_num, f"expected {width} fields, got {len(fields)}"
                 continue
+            dom = fields[idom] if idom is not None else None
             try:
-                dom = fields[idom] if idom is not None else None
-                row = (time_of(fields[it]), _int(fields[ip]), _int(fields[io]), dom)
-            except ValueError:
-                yield reader.line_num, _which_field(fields, (it, ip, io), names, time_of)
-                continue
+                row = (time_of(fields[it]), int(fields[ip]), int(fields[io]), dom)
+            except ValueError:  # lengths written as "12.0", or a field that does not parse
+                try:
+                    row = (time_of(fields[it]), _int(fields[ip]), _int(fields[io]), dom)
+                except ValueError:
+                    row = _which_field(fields, (it, ip, io), names, time_of)
             yield reader.line_num, row
 
 

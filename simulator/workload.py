@@ -111,7 +111,8 @@ class Workload:
             rows = generate(self._load, streams)
         else:
             rows = read_trace(self._trace, stats, spec.skip_bad_rows)
-        draw = DomainSampler(self._mix, streams.domains)
+        draw = DomainSampler(self._mix, streams.domains).draw
+        synthetic = self._load is not None  # traces count their rows as they read them
         start = spec.start_s or 0.0
         end = start + spec.duration_s if spec.duration_s is not None else math.inf
         limit = spec.limit if spec.limit is not None else math.inf
@@ -121,7 +122,7 @@ class Workload:
         n = 0
         try:
             for t, prompt, output, domain in rows:
-                if self._load is not None:
+                if synthetic:
                     stats.rows_read += 1
                 if t < start:
                     continue

@@ -99,7 +99,7 @@ def test_quantile_table_rejects_bad_tables(levels, tokens):
 def test_domain_mix_proportions(seed):
     """Chi-square goodness of fit of drawn domains against the mix (α)."""
     mix = (("chat", 0.6), ("code", 0.3), ("math", 0.1))
-    draw = DomainSampler(mix, np.random.default_rng(seed))
+    draw = DomainSampler(mix, np.random.default_rng(seed)).draw
     names = [draw() for _ in range(30_000)]
     counts = [names.count(n) for n, _ in mix]
     expected = [w * len(names) for _, w in mix]
@@ -107,7 +107,7 @@ def test_domain_mix_proportions(seed):
 
 
 def test_zero_weight_domain_is_never_drawn():
-    draw = DomainSampler((("a", 0.5), ("never", 0.0), ("b", 0.5)), np.random.default_rng(0))
+    draw = DomainSampler((("a", 0.5), ("never", 0.0), ("b", 0.5)), np.random.default_rng(0)).draw
     assert {draw() for _ in range(20_000)} == {"a", "b"}
 
 

@@ -298,3 +298,25 @@ def test_real_azure_spans_and_mooncake_spans():
     assert max(gaps) == pytest.approx(217.17, abs=0.01)  # the longest idle gap
     moon = read(TRACES / "mooncake_conversation_trace.jsonl")
     assert len({r.arrival_s for r in moon}) < len(moon) / 5  # bucketed: many share a time
+
+
+# ---- through the CLI ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, text, where",
+    [
+        ("g.csv", GEN + "1,1,1\n0,1,1\n", "g.csv:3: arrival time goes backwards"),
+        ("a.csv", AZ + GOOD_AZ + "2023-11-16 18:15:47.0,x,20\n", "a.csv:3: ContextTokens 'x'"),
+        ("h.csv", "time,prompt,output\n1,2,3\n", "h.csv:1: unrecognised trace header"),
+        ("m.jsonl", '{"timestamp": 0, "input_length": 5, "output_length": 5}\n{', "m.jsonl:2: bad"),
+        ("e.csv", "", "e.csv: empty trace file"),
+    ],
+)
+def test_cli_reports_bad_trace_in_one_line(tmp_path, capsys, name, text, where):
+    from runner.cli import main
+
+    path = write(tmp_path, name, text)
+    assert main(["replay", "--trace", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("spectune: error: ") and where in err
