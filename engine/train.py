@@ -1,0 +1,189 @@
+"""Training the target LM on the offline corpora (``spectune train target``).
+
+Next-byte cross-entropy on random 256-byte windows drawn from the three domains, AdamW with warmup
+and cosine decay, one seed for everything (a ``numpy`` generator for batches, ``torch`` seeded
+once for the initial weights). Resumable: the run directory keeps ``state.pt`` (weights, optimizer,
+step, batch-generator state) written every ``save_every`` steps; rerunning the same command
+continues from it. At the end the weights are rounded to fp16, evaluated on the held-out splits
+(bits per byte per domain) and written to ``engine/checkpoints/target.safetensors`` with a card.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from engine import checkpoint
+from engine.data import DOMAINS, Corpus, load_all, mixed_batch
+from engine.model import Target, TargetConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run (saved in the checkpoint's info)."""
+
+    steps: int = 700  # optimizer steps
+    batch: int = 16  # sequences per step
+    seq_len: int = 256  # bytes per sequence
+    lr: float = 3e-3  # peak learning rate
+    min_lr_frac: float = 0.1  # cosine decays to lr * min_lr_frac
+    warmup: int = 40  # linear warmup steps
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    weights: dict = field(default_factory=lambda: {"code": 0.5, "chat": 0.25, "math": 0.25})
+    eval_batches: int = 8  # held-out batches per domain for the final metrics
+    save_every: int = 50  # steps between resumable states
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        frac = (step - self.warmup) / max(1, self.steps - self.warmup)
+        cos = 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+        return self.lr * (self.min_lr_frac + (1 - self.min_lr_frac) * cos)
+
+
+def progress(total: int, desc: str, quiet: bool, initial: int = 0) -> tqdm:
+    """A tqdm bar on stderr, off when not a TTY or with --quiet."""
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        file=sys.stderr,
+        disable=quiet or not sys.stderr.isatty(),
+        dynamic_ncols=True,
+    )
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+@torch.no_grad()
+def heldout_bits(model: Target, corpora: dict[str, Corpus], cfg: TrainConfig) -> dict[str, float]:
+    """Bits per byte of the target on each domain's held-out split (fixed windows, seed 1234)."""
+    model.eval()
+    out = {}
+    for name, corpus in corpora.items():
+        rng = np.random.default_rng(1234)
+        total, count = 0.0, 0
+        for _ in range(cfg.eval_batches):
+            x = torch.from_numpy(corpus.batch(rng, cfg.batch, cfg.seq_len + 1))
+            logits, _ = model.forward_seq(x[:, :-1])
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+            total += loss.item() * x[:, 1:].numel()
+            count += x[:, 1:].numel()
+        out[name] = total / count / math.log(2)
+    model.train()
+    return out
+
+
+def train_target(
+    model_cfg: TargetConfig,
+    cfg: TrainConfig,
+    run_dir: Path,
+    out: Path,
+    command: str,
+    quiet: bool = False,
+) -> dict:
+    """Train (or resume) the target; write ``out`` and its card. Returns the info dict."""
+    torch.manual_seed(cfg.seed)
+    model = Target(model_cfg)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay
+    )
+    rng = np.random.default_rng(cfg.seed)
+    start, history = 0, []
+    state_path = run_dir / "state.pt"
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        rng.bit_generator.state = state["rng"]
+        start, history = state["step"], state["history"]
+    train = load_all("train")
+    t0 = time.perf_counter()
+    bar = progress(cfg.steps, "train target", quiet, initial=start)
+    for step in range(start, cfg.steps):
+        x = torch.from_numpy(mixed_batch(train, cfg.weights, rng, cfg.batch, cfg.seq_len + 1))
+        logits, _ = model.forward_seq(x[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+        set_lr(opt, cfg.lr_at(step))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        history.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(history[-20:]):.3f}")
+        if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            state = {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "rng": rng.bit_generator.state,
+                "step": step + 1,
+                "history": history,
+            }
+            torch.save(state, state_path)
+    bar.close()
+    # round to the committed precision first, so the card describes the committed weights
+    rounded = {k: v.half().float() for k, v in model.state_dict().items()}
+    model.load_state_dict(rounded)
+    held = heldout_bits(model, load_all("heldout"), cfg)
+    info = {
+        "train": asdict(cfg),
+        "steps_done": cfg.steps,
+        "final_train_loss": float(np.mean(history[-50:])),
+        "loss_curve": [float(np.mean(history[i : i + 50])) for i in range(0, len(history), 50)],
+        "heldout_bits_per_byte": held,
+        "params": sum(p.numel() for p in model.parameters()),
+        "corpus_bytes": {d: int(len(train[d].data)) for d in DOMAINS},
+        "seconds_this_session": time.perf_counter() - t0,
+        "command": command,
+    }
+    checkpoint.save(out, model.state_dict(), "target", model_cfg.to_dict(), info)
+    write_card(out, "target", model_cfg.to_dict(), info)
+    return info
+
+
+def write_card(out: Path, kind: str, model_cfg: dict, info: dict, notes: str = "") -> None:
+    """A markdown model card beside the checkpoint: data, steps, losses, held-out metrics."""
+    lines = [
+        f"# {out.stem} ({kind})",
+        "",
+        f"Reproduce: `{info['command']}`",
+        "",
+        "## Config",
+        "",
+        "```",
+        *[f"{k} = {v}" for k, v in model_cfg.items()],
+        "```",
+        "",
+        "## Training",
+        "",
+        *[f"- {k}: {v}" for k, v in info["train"].items()],
+        f"- parameters trained: {info['params']:,}",
+        f"- corpus bytes (train split): {info['corpus_bytes']}",
+        f"- wall time of the last session: {info['seconds_this_session']:.0f} s",
+        f"- final train loss (mean of last 50 steps): {info['final_train_loss']:.4f}",
+        f"- loss every 50 steps: {', '.join(f'{x:.3f}' for x in info['loss_curve'])}",
+        "",
+        "## Held-out metrics (fp16 weights as committed)",
+        "",
+    ]
+    for key in ("heldout_bits_per_byte", "heldout"):
+        for domain, value in info.get(key, {}).items():
+            lines.append(f"- {domain}: {value}")
+    if notes:
+        lines += ["", "## Notes", "", notes]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
