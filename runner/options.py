@@ -96,8 +96,8 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
                    help="running requests at most (default 64)")  # fmt: skip
     g.add_argument("--kv-capacity-tokens", type=nonneg_int, default=0,
                    help="KV cache capacity in tokens; 0 = unlimited (default)")  # fmt: skip
-    g.add_argument("--max-prefill-tokens", type=positive_int, default=8192,
-                   help="prompt tokens prefilled per step (default 8192)")  # fmt: skip
+    g.add_argument("--max-prefill-tokens", type=positive_int, default=2048,
+                   help="chunked prefill: prompt tokens per step (default 2048)")  # fmt: skip
     g.add_argument("--seed", type=nonneg_int, default=0, help="the one seed (default 0)")
 
 

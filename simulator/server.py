@@ -4,16 +4,17 @@ Two processes, one per actor:
 
 - ``arrivals`` walks the workload (a stream, never a list) and puts each request in the FCFS
   queue at its arrival time;
-- ``engine`` loops over steps: admit from the queue head while the concurrency cap, the KV
-  budget and the per-step prefill budget allow; prefill the admitted requests and run one decode
-  step over the running batch R: the backend drafts confidences ``conf [R, γ]``, the policy picks
-  verify lengths ``ℓ [R]``, the target verifies ``B = Σ (1 + ℓ)`` tokens, each request gains
-  ``min(A, ℓ) + 1`` tokens; simulated time advances by the backend's step time.
+- ``engine`` loops over steps: admit from the queue head while the concurrency cap and the KV
+  budget allow; prefill admitted prompts in chunks (FCFS, at most ``max_prefill_tokens`` per
+  step, as chunked prefill in vLLM and SGLang) and run one decode step over the running batch R:
+  the backend drafts confidences ``conf [R, γ]``, the policy picks verify lengths ``ℓ [R]``, the
+  target verifies ``B = Σ (1 + ℓ)`` tokens, each request gains ``min(A, ℓ) + 1`` tokens;
+  simulated time advances by the backend's step time.
 
-A request's first token comes from its prefill step (TTFT); it decodes from the next step on and
-leaves when it has all its output tokens (surplus accepted tokens of its last step are dropped).
-KV admission reserves prompt + output + γ tokens per request; a request that could never fit is
-counted in ``requests_rejected_too_long`` and skipped, never crashed on.
+A request's first token comes from the step that finishes its prompt (TTFT); it decodes from
+the next step on and leaves when it has all its output tokens (surplus accepted tokens of its
+last step are dropped). KV admission reserves prompt + output + γ tokens per request; a request
+that could never fit is counted in ``requests_rejected_too_long`` and skipped, never crashed on.
 """
 
 from __future__ import annotations
@@ -38,9 +39,7 @@ class ServerConfig:
 
     max_concurrency: int = 64  # running requests at most (decode batch size cap)
     kv_capacity_tokens: int = 0  # KV cache tokens; 0 = unlimited
-    max_prefill_tokens: int = (
-        8192  # prompt tokens prefilled per step (one longer prompt may go alone)
-    )
+    max_prefill_tokens: int = 2048  # chunked prefill: prompt tokens prefilled per step at most
     gamma: int = 7  # drafts proposed per request per step
 
     def __post_init__(self) -> None:
@@ -86,6 +85,7 @@ class Server:
         self._run = [np.zeros(0, dtype=np.int64) for _ in range(4)]
         self._kv_running = 0  # Σ KV length over the decode batch
         self._kv_used = 0
+        self._prefilling: deque[list] = deque()  # [slot, request, prompt tokens left], FCFS
         self.now = 0.0  # the engine's clock (simulated seconds), see _engine
         self.ctx = StepContext(
             cost=cost,  # the cost model cost-aware policies plan with
@@ -126,8 +126,9 @@ class Server:
         while True:
             if env.peek() <= self.now:  # something (an arrival) is due: let SimPy run it first
                 yield env.timeout(self.now - env.now)
-            prefill = self._admit()
-            if not prefill and not self._running.size:
+            self._admit()
+            chunk, prefilled = self._schedule_prefill()
+            if not chunk and not self._running.size:
                 if self._arrivals_done and not self.queue:
                     return
                 if self.now > env.now:
@@ -138,16 +139,16 @@ class Server:
                 self._wake = None
                 self.now = env.now
                 continue
-            dt, done = self._decode_step(sum(r.prompt_tokens for _, r in prefill))
+            dt, left = self._decode_step(chunk)
             self.now += dt
             rec.busy_s += dt
-            self._complete(done)
-            self._start_decoding(prefill)
+            self._complete(left)
+            self._start_decoding(prefilled)
 
-    # -- admission ---------------------------------------------------------------------------------
-    def _admit(self) -> list[tuple[int, Request]]:
-        cfg, queue, out = self.config, self.queue, []
-        budget = cfg.max_prefill_tokens
+    # -- admission and chunked prefill -------------------------------------------------------------
+    def _admit(self) -> None:
+        """Move requests from the queue head into slots while the cap and the KV budget allow."""
+        cfg, queue = self.config, self.queue
         while queue and self._free:
             req = queue[0]
             need = req.prompt_tokens + req.output_tokens + cfg.gamma
@@ -157,16 +158,28 @@ class Server:
                 continue
             if cfg.kv_capacity_tokens and self._kv_used + need > cfg.kv_capacity_tokens:
                 break
-            if out and req.prompt_tokens > budget:
-                break
             queue.popleft()
-            budget -= req.prompt_tokens
             self._kv_used += need
             slot = self._free.pop()
             self._req[slot] = req
             self._admitted[slot] = self.now
-            out.append((slot, req))
-        return out
+            self._prefilling.append([slot, req, req.prompt_tokens])
+
+    def _schedule_prefill(self) -> tuple[int, list[tuple[int, Request]]]:
+        """This step's prefill chunks, FCFS within the token budget; returns the tokens and the
+        requests whose prompt completes in this step."""
+        budget, done = self.config.max_prefill_tokens, []
+        for entry in self._prefilling:
+            if budget == 0:
+                break
+            take = min(entry[2], budget)
+            entry[2] -= take
+            budget -= take
+            if entry[2] == 0:
+                done.append((entry[0], entry[1]))
+        for _ in done:
+            self._prefilling.popleft()
+        return self.config.max_prefill_tokens - budget, done
 
     def _start_decoding(self, prefill: list[tuple[int, Request]]) -> None:
         """Prefilled requests got their first token at this instant; they decode from now on."""
