@@ -33,17 +33,19 @@ def _command_modules() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(runner.commands.__path__) if not m.ispkg)
 
 
-def _module_help(module: str) -> str:
-    """The HELP line of a command module, read without importing it (keeps start-up light)."""
+def _module_attrs(module: str) -> dict[str, str]:
+    """NAME and HELP of a command module, read from its source without importing it (so that
+    ``spectune --help`` stays light and never imports torch)."""
     spec = importlib.util.find_spec(f"runner.commands.{module}")
+    attrs = {"NAME": module.replace("_", "-"), "HELP": ""}
     if not (spec and spec.origin):
-        return ""
+        return attrs
     with open(spec.origin, encoding="utf-8") as f:
-        text = f.read()
-    for line in text.splitlines():
-        if line.startswith("HELP = "):
-            return line[len("HELP = ") :].strip().strip("\"'")
-    return ""
+        for line in f:
+            key = line.split(" = ", 1)[0]
+            if key in attrs and " = " in line:
+                attrs[key] = line.split(" = ", 1)[1].strip().strip("\"'")
+    return attrs
 
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
@@ -56,14 +58,15 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"spectune {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in _command_modules():
-        name = module.replace("_", "-")
-        if name == selected:
+        attrs = _module_attrs(module)
+        if attrs["NAME"] == selected:
             mod = importlib.import_module(f"runner.commands.{module}")
-            p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__)
+            p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
             mod.add_arguments(p)
             p.set_defaults(_run=mod.run)
         else:
-            sub.add_parser(name, help=_module_help(module), add_help=False)
+            sub.add_parser(attrs["NAME"], help=attrs["HELP"], add_help=False)
     return parser
 
 
