@@ -103,6 +103,10 @@ class CostModel:
         object.__setattr__(self, "_verify_dense", verify)  # seconds at B = index (plus bias)
         object.__setattr__(self, "_alpha_dense", np.maximum(self.alpha(grid), 0.0))
         object.__setattr__(self, "_draft_dense", np.maximum(self.draft(grid), 0.0))
+        # Python-list copies for the simulator's scalar per-step lookups (faster than numpy items).
+        bias_alpha = self._alpha_dense if self.kind == "additive" else np.zeros_like(grid)
+        object.__setattr__(self, "_step_lists", (verify.tolist(), bias_alpha.tolist(),
+                                                 self._draft_dense.tolist()))  # fmt: skip
         hi_requests = max(self.draft.hi, self.alpha.hi if self.kind == "additive" else 0.0)
         object.__setattr__(self, "_hi", (self.verify.hi, hi_requests))  # measured range limits
         object.__setattr__(self, "_has_context", self.context.y != (0.0,))
@@ -159,6 +163,20 @@ class CostModel:
             return float(t + self._alpha_dense[requests]) if self.kind == "additive" else float(t)
         t = float(self.verify(float(tokens))) + (self.bias_s if self.kind == "additive" else 0.0)
         return t + (float(self.alpha(float(requests))) if self.kind == "additive" else 0.0)
+
+    def step_time(self, requests: int, tokens: int, kv_tokens: int, prefill_tokens: int) -> float:
+        """Seconds of one engine step: draft + verify + context (+ prefill chunk)."""
+        t = self.prefill_time(prefill_tokens) if prefill_tokens else 0.0
+        if not requests:
+            return t
+        if tokens < _DENSE_LIMIT and requests < _DENSE_LIMIT:
+            verify, alpha, draft = self._step_lists
+            t += verify[tokens] + alpha[requests] + draft[requests]
+        else:
+            t += self.verify_time(requests, tokens) + self.draft_time(requests)
+        if self._has_context:
+            t += max(self.context.at(kv_tokens), 0.0)
+        return t
 
     def sps(self, requests: int, tokens: np.ndarray) -> np.ndarray:
         """Steps per second for each verify batch size in ``tokens`` (int array) at ``requests``.

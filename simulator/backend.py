@@ -99,11 +99,6 @@ class ProfiledBackend:
     def step_time(
         self, requests: int, batch_tokens: int, kv_tokens: int, prefill_tokens: int
     ) -> float:
-        cost = self.cost
-        t = cost.prefill_time(prefill_tokens)
-        if requests:
-            t += cost.draft_time(requests) + cost.verify_time(requests, batch_tokens)
-            t += cost.context_time(kv_tokens)
-            if cost.extrapolates(requests, batch_tokens):
-                self.extrapolated_steps += 1
-        return t
+        if requests and self.cost.extrapolates(requests, batch_tokens):
+            self.extrapolated_steps += 1
+        return self.cost.step_time(requests, batch_tokens, kv_tokens, prefill_tokens)

@@ -111,3 +111,16 @@ def test_cost_from_dict_additive_missing_field():
     with pytest.raises(InputError, match="theta_seconds"):
         cost_from_dict({"form": "additive", "additive": {"bias_seconds": 0.0, "bs_probes": [1],
                         "alpha_seconds": [0.0], "m_probes": [1]}})  # fmt: skip
+
+
+@pytest.mark.parametrize("form", ["sps", "additive"])
+def test_step_time_is_the_sum_of_its_parts(form):
+    if form == "sps":
+        cost = analytic_cost()
+    else:
+        cost = CostModel.additive(0.001, [1, 64], [0.0, 0.004], [1, 512], [0.002, 0.010])
+    for r, b, kv, pre in [(1, 1, 100, 0), (8, 40, 9000, 512), (300, 70000, 10**6, 4096)]:
+        parts = (cost.draft_time(r) + cost.verify_time(r, b) + cost.context_time(kv)
+                 + cost.prefill_time(pre))  # fmt: skip
+        assert cost.step_time(r, b, kv, pre) == pytest.approx(parts)
+    assert cost.step_time(0, 0, 0, 256) == pytest.approx(cost.prefill_time(256))
