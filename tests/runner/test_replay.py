@@ -121,3 +121,17 @@ def test_replay_does_not_import_torch():
             "assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "simulator" / "data"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["azure_conv_tiny.csv", "burstgpt_tiny.csv", "mooncake_tiny.jsonl", "generic_tiny.csv",
+     "generic_tiny.jsonl"],
+)  # fmt: skip
+def test_each_trace_format_replays(capsys, name):
+    s = replay_json(capsys, "--trace", str(DATA / name), "--policy", "fixed:k=2")
+    assert s["requests_completed"] == s["requests"] > 0
+    assert s["requests_completed"] + s["requests_rejected_too_long"] == s["requests"]
