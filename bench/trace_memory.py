@@ -1,6 +1,6 @@
 """Trace streaming memory: peak RSS and rows/s of ``open_workload`` over a large Azure trace.
 
-    .venv/bin/python bench/trace_memory.py               # 10M rows (about 390 MB of CSV)
+    .venv/bin/python bench/trace_memory.py               # 10M rows (about 370 MB of CSV)
     .venv/bin/python bench/trace_memory.py --rows 1000000
 
 Writes an Azure-format CSV (``TIMESTAMP,ContextTokens,GeneratedTokens``, 7-digit wall-clock

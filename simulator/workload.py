@@ -71,8 +71,14 @@ class WorkloadSpec:
         _positive("duration_s", self.duration_s, allow_inf=False)
         _positive("request_rate", self.request_rate, allow_inf=True)
         _positive("burstiness", self.burstiness, allow_inf=False)
-        if self.start_s is not None and not (math.isfinite(self.start_s) and self.start_s >= 0):
-            raise InputError(f"must be a finite time >= 0, got {self.start_s}", where="start_s")
+        if self.start_s is not None and not (
+            _is_number(self.start_s) and 0 <= self.start_s < math.inf
+        ):
+            raise InputError(f"must be a finite time >= 0, got {self.start_s!r}", where="start_s")
+        if not isinstance(self.skip_bad_rows, bool):
+            raise InputError(
+                f"must be true or false, got {self.skip_bad_rows!r}", where="skip_bad_rows"
+            )
         for name in ("limit", "max_prompt_tokens", "max_output_tokens", "num_requests"):
             _whole(name, getattr(self, name), lowest=1)
         _whole("seed", self.seed, lowest=0)
@@ -175,18 +181,21 @@ def _as_mix(mix: object) -> DomainMix:
     """A domain mix from a string, mapping or pairs, validated and normalised to sum 1."""
     if isinstance(mix, str):
         return parse_domain_mix(mix)
+    if not isinstance(mix, (Mapping, tuple, list)):
+        raise InputError(f"expected name=weight pairs, got {mix!r}", where="domain_mix")
     pairs = list(mix.items()) if isinstance(mix, Mapping) else list(mix)
     if not pairs:
         return ()
     names: set[str] = set()
     for pair in pairs:
-        name, weight = pair if len(pair) == 2 else (None, None)
+        ok = isinstance(pair, (tuple, list)) and len(pair) == 2
+        name, weight = pair if ok else (None, None)
         if not isinstance(name, str) or not name.strip() or any(c in name for c in ",= "):
             raise InputError(f"bad domain name {name!r} (want name=weight)", where="domain_mix")
         if name in names:
             raise InputError(f"domain {name!r} given twice", where="domain_mix")
         names.add(name)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        if not _is_number(weight):
             raise InputError(f"weight of {name!r} is not a number", where="domain_mix")
         if not (math.isfinite(weight) and weight >= 0):
             raise InputError(f"weight of {name!r} must be finite and >= 0", where="domain_mix")
@@ -201,11 +210,16 @@ def _as_mix(mix: object) -> DomainMix:
 def _positive(name: str, value: float | None, *, allow_inf: bool) -> None:
     if value is None:
         return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-    if not ok or math.isnan(value) or (math.isinf(value) and not allow_inf):
+    if not (_is_number(value) and value > 0) or (math.isinf(value) and not allow_inf):
         raise InputError(
             f"must be a {'' if allow_inf else 'finite '}number > 0, got {value}", where=name
         )
+
+
+def _is_number(value: object) -> bool:
+    """An int or float (not a bool), not NaN."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return ok and not math.isnan(value)
 
 
 def _whole(name: str, value: int | None, *, lowest: int) -> None:

@@ -169,7 +169,7 @@ def test_parse_domain_mix():
         ("chat=0.5,chat=0.5", "given twice"),
         ("=0.5", "bad domain name"),
         ("chat=-1", "must be finite and >= 0"),
-        ("chat=nan", "must be finite and >= 0"),
+        ("chat=nan", "is not a number"),
         ("chat=0,code=0", "sum to 0"),
         ("chat=1,", "bad domain name"),
     ],
@@ -208,6 +208,14 @@ def test_parse_domain_mix_rejects(text, fragment):
         (dict(source="synthetic", num_requests=0), "num_requests"),
         (dict(source="synthetic", seed=-1), "seed"),
         (dict(source="synthetic", domain_mix=(("a", 1, 2),)), "domain_mix"),
+        (dict(source="synthetic", domain_mix=5), "domain_mix"),
+        (dict(source="synthetic", domain_mix=(3,)), "domain_mix"),
+        (dict(source="synthetic", domain_mix={"a": "1"}), "domain_mix"),
+        (dict(source="t.csv", start_s="10"), "start_s"),
+        (dict(source="t.csv", start_s=math.inf), "start_s"),
+        (dict(source="t.csv", rate_scale="2"), "rate_scale"),
+        (dict(source="t.csv", skip_bad_rows="yes"), "skip_bad_rows"),
+        (dict(source=None), "source"),
     ],
 )
 def test_spec_validation(kw, where):
