@@ -3,6 +3,8 @@
 The server (``simulator/server.py``) owns admission, the batch, the policy call and metrics; a
 backend owns what a step costs and what the drafter and target produce:
 
+- ``prefill(entries)``: the prompts of ``[(slot, request)]`` complete in this step (called before
+  the step's decode; a live engine runs the prefill here, its time counts in this step);
 - ``join(slot, request)`` / ``leave(slot)``: a request enters or leaves the running batch;
 - ``draft(slots) -> conf [R, γ]``: the drafter's confidences for the running requests;
 - ``accepted(slots) -> A [R]``: accepted drafts if all γ were verified (oracle policies only);
@@ -33,6 +35,7 @@ class Backend(Protocol):
     gamma: int
     source: str
 
+    def prefill(self, entries: list[tuple[int, Request]]) -> None: ...
     def join(self, slot: int, request: Request) -> None: ...
     def leave(self, slot: int) -> None: ...
     def draft(self, slots: np.ndarray) -> np.ndarray: ...
@@ -60,6 +63,9 @@ class ProfiledBackend:
         self._due: dict[int, list[int]] = {}  # step -> slots whose rows run out at that step
         self._step = 0  # decode steps verified so far
         self.extrapolated_steps = 0  # steps whose cost lookup left the measured range
+
+    def prefill(self, entries: list[tuple[int, Request]]) -> None:
+        """Nothing to do: the cost model prices the prefill chunk in ``step_time``."""
 
     def join(self, slot: int, request: Request) -> None:
         seq = np.random.SeedSequence(self.seed, spawn_key=(_ACCEPT_STREAM, request.id))

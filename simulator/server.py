@@ -139,6 +139,8 @@ class Server:
                 self._wake = None
                 self.now = env.now
                 continue
+            if prefilled:
+                self.backend.prefill(prefilled)
             dt, left = self._decode_step(chunk)
             self.now += dt
             rec.busy_s += dt
