@@ -1,7 +1,8 @@
 """Builtin profiles with stated provenance, and the spec strings that load any profile.
 
 Cost specs (``--profile``): ``builtin:NAME``, ``analytic:key=value,...`` or a YAML file.
-Acceptance specs (``--acceptance``): ``paper:NAME``, ``parametric:FILE.yaml`` or a YAML file.
+Acceptance specs (``--acceptance``): ``paper:NAME``, ``records:FILE.npz[?temps=CALIB]``,
+``parametric:FILE.yaml`` or a YAML file.
 
 Paper-derived acceptance (labelled "read from paper" everywhere): DSpark paper, Table 1 τ per
 benchmark at γ = 7, temperature 1, averaged over the three benchmarks of each domain; the
@@ -10,6 +11,16 @@ position-1 conditional acceptance from §4.3.1 (DSpark 0.93 on math; DFlash 0.88
 positions 2..γ follow a geometric curve ``c1·d^(k−1)`` whose ratio d is solved so that
 1 + Σ_k Π_{i≤k} c_i equals the table's τ. The shape is our assumption; Figure 2 gives only plots.
 The confidence-noise parameters are ours, not the paper's.
+
+Eagle3 (autoregressive baseline, Table 1 rows): position 1 from §4.3.1 (0.81 math, 0.53 chat).
+Math: the same geometric shape, whose fitted ratio comes out > 1, consistent with the paper's
+"stable or trends upward". Chat: §4.3.1 also gives the end point ("from 0.53 to 0.74"), so the curve
+rises from 0.53 towards 0.74, ``c_k = 0.74 − 0.21·r^(k−1)``, r solved to τ (a geometric curve would
+overshoot to 0.88–0.99). Code: no Eagle3 position-1 rate is stated; we assume a flat curve (every
+position equal) solved to τ.
+
+Records (``records:FILE.npz[?temps=CALIB]``) replay rounds recorded from an engine; see
+``profiles/records.py``.
 """
 
 from __future__ import annotations
@@ -29,16 +40,22 @@ from profiles.errors import InputError
 _TABLE1 = {
     ("qwen3-4b", "dspark"): ((6.11, 5.70, 4.89), (5.13, 5.38, 4.86), (3.64, 3.54, 3.29)),
     ("qwen3-4b", "dflash"): ((5.40, 4.85, 4.15), (4.40, 4.74, 4.18), (3.07, 2.96, 2.83)),
+    ("qwen3-4b", "eagle3"): ((5.14, 4.62, 3.92), (3.69, 4.16, 3.77), (2.39, 2.26, 2.55)),
     ("qwen3-8b", "dspark"): ((6.17, 5.78, 5.01), (5.16, 5.52, 5.17), (3.72, 3.58, 3.21)),
     ("qwen3-8b", "dflash"): ((5.33, 4.91, 4.07), (4.36, 4.64, 4.39), (3.11, 2.98, 2.81)),
+    ("qwen3-8b", "eagle3"): ((5.30, 4.77, 3.91), (3.96, 4.33, 4.17), (2.66, 2.54, 2.54)),
     ("qwen3-14b", "dspark"): ((6.21, 5.74, 4.94), (5.26, 5.43, 5.02), (3.70, 3.58, 3.13)),
     ("qwen3-14b", "dflash"): ((5.41, 4.84, 3.98), (4.44, 4.59, 4.33), (3.10, 2.94, 2.72)),
+    ("qwen3-14b", "eagle3"): ((5.24, 4.60, 3.71), (3.81, 4.14, 4.01), (2.62, 2.47, 2.48)),
 }
-# Position-1 conditional acceptance stated in §4.3.1 (Qwen3-4B).
-_POS1 = {
+# Position-1 conditional acceptance stated in §4.3.1 (Qwen3-4B); None = not stated (flat curve).
+_POS1: dict[str, dict[str, float | None]] = {
     "dspark": {"math": 0.93, "code": 0.87, "chat": 0.72},
     "dflash": {"math": 0.88, "code": 0.87, "chat": 0.72},
+    "eagle3": {"math": 0.81, "code": None, "chat": 0.53},
 }
+# End points stated in §4.3.1 ("from 0.53 to 0.74 on Chat", Eagle3, Qwen3-4B).
+_POS_END = {("eagle3", "chat"): 0.74}
 _GAMMA = 7
 
 
@@ -55,6 +72,29 @@ def _rates_for_tau(c1: float, tau: float, gamma: int = _GAMMA) -> tuple[float, .
     return tuple(float(x) for x in curve(d))
 
 
+def _rising_rates_for_tau(c1: float, c_end: float, tau: float, gamma: int = _GAMMA):
+    """Curve rising from c1 towards c_end, ``c_end − (c_end − c1)·r^(k−1)``, accepted length tau."""
+
+    def curve(r: float) -> np.ndarray:
+        return c_end - (c_end - c1) * r ** np.arange(gamma)
+
+    def gap(r: float) -> float:
+        return 1.0 + np.cumprod(curve(r)).sum() - tau
+
+    if gap(1e-9) * gap(1 - 1e-9) > 0:  # τ not reachable between c1 and c_end: geometric instead
+        return _rates_for_tau(c1, tau, gamma)
+    return tuple(float(x) for x in curve(brentq(gap, 1e-9, 1 - 1e-9, xtol=1e-12)))
+
+
+def _flat_rates_for_tau(tau: float, gamma: int = _GAMMA) -> tuple[float, ...]:
+    """Equal conditional acceptance at every position, solved so the accepted length is tau."""
+
+    def gap(c: float) -> float:
+        return 1.0 + np.cumprod(np.full(gamma, c)).sum() - tau
+
+    return (float(brentq(gap, 1e-3, 0.995, xtol=1e-12)),) * gamma
+
+
 @cache
 def paper_acceptance(name: str) -> ParametricAcceptance:
     """``qwen3-4b-dspark`` etc.: a parametric model derived from the DSpark paper's numbers."""
@@ -64,11 +104,22 @@ def paper_acceptance(name: str) -> ParametricAcceptance:
         raise InputError(f"unknown paper acceptance model {name!r} (known: {known})")
     rates = {}
     for domain, taus in zip(("math", "code", "chat"), _TABLE1[(model, drafter)], strict=True):
-        rates[domain] = _rates_for_tau(_POS1[drafter][domain], float(np.mean(taus)))
+        c1, tau = _POS1[drafter][domain], float(np.mean(taus))
+        end = _POS_END.get((drafter, domain))
+        if c1 is None:
+            rates[domain] = _flat_rates_for_tau(tau)
+        elif end is not None:
+            rates[domain] = _rising_rates_for_tau(c1, end, tau)
+        else:
+            rates[domain] = _rates_for_tau(c1, tau)
+    notes = [f"{d} rising to {e} as stated" for (dr, d), e in _POS_END.items() if dr == drafter]
+    notes += [f"{d} flat (position 1 not stated)" for d, c in _POS1[drafter].items() if c is None]
     return ParametricAcceptance(
         rates,
-        source=f"read from paper: DSpark Table 1 τ ({model}, {drafter}, γ=7), geometric "
-        "per-position curve fitted to τ; confidence noise assumed",
+        source=f"read from paper: DSpark Table 1 τ ({model}, {drafter}, γ=7), position 1 from "
+        "§4.3.1 (Qwen3-4B), geometric per-position curve fitted to τ"
+        + (f" ({'; '.join(notes)})" if notes else "")
+        + "; confidence noise assumed",
     )
 
 
@@ -98,9 +149,14 @@ def load_cost(spec: str) -> CostModel:
 
 
 def load_acceptance(spec: str):
-    """An acceptance model from ``paper:NAME`` or a YAML file (parametric)."""
+    """An acceptance model from ``paper:NAME``, ``records:FILE.npz[?temps=CALIB]`` (or a bare
+    ``.npz``) or a YAML file (parametric, e.g. written by ``spectune import vllm-metrics``)."""
     if spec.startswith("paper:"):
         return paper_acceptance(spec[len("paper:") :])
+    if spec.startswith("records:") or spec.partition("?")[0].endswith(".npz"):
+        from profiles.records import open_records
+
+        return open_records(spec.removeprefix("records:"))
     from profiles.store import read_acceptance
 
     return read_acceptance(spec.removeprefix("parametric:"))

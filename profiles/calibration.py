@@ -1,0 +1,244 @@
+"""Sequential Temperature Scaling (STS) of confidence-head logits (DSpark paper §3.2.1).
+
+The head's confidence at draft position k is ``c_k = σ(logit_k / T_k)``, an estimate of
+P(draft k accepted | drafts 1..k−1 accepted); the scheduler needs the prefix survival
+``a_k = Π_{i≤k} c_i`` to be calibrated against the observed prefix acceptance ``1[A ≥ k]``.
+
+Two variants, both picking ``T_k`` on a 1-D log-spaced grid (0.05 .. 20, 121 points plus 1.0)
+left to right:
+
+- ``cumulative`` (the paper's): minimise the ECE of the survival ``a_k`` against ``1[A ≥ k]``
+  over all rounds, with ``T_1..T_{k−1}`` fixed at their chosen values;
+- ``conditional`` (vLLM's online variant): minimise the ECE of ``c_k`` against ``1[A ≥ k]`` over
+  the rounds that reached position k (``A ≥ k−1``). Positions are then independent.
+
+ECE uses 15 equal-width bins over [0, 1], a probability p falling in bin ``min(⌊15p⌋, 14)``
+(the binning of SGLang's STS fitter), weighted by the bins' sample shares. Among grid values with
+equal ECE the one closest to T = 1 wins. Metrics per position, before (T = 1) and after: ECE, AUC
+(rank-based Mann-Whitney, ``scipy.stats.rankdata``; NaN when only one class occurs) and Brier
+score, each in both views (``cumulative``: survival vs 1[A ≥ k] over all rounds; ``conditional``:
+c_k vs 1[A ≥ k] over rounds with A ≥ k−1). Fit on one split of the records, report on another.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import expit
+from scipy.stats import rankdata
+
+from profiles.errors import InputError
+
+SCHEMA = "spectune.calibration/v1"
+VARIANTS = ("cumulative", "conditional")
+BINS = 15
+GRID = np.unique(np.r_[np.geomspace(0.05, 20.0, 121), 1.0])
+VIEWS = ("cumulative", "conditional")
+METRICS = ("ece", "auc", "brier")
+
+
+# -- metrics --------------------------------------------------------------------------------------
+def ece(probs: np.ndarray, targets: np.ndarray, bins: int = BINS) -> float:
+    """Expected calibration error with ``bins`` equal-width bins (NaN for no samples)."""
+    p = np.asarray(probs, float).ravel()
+    if p.size == 0:
+        return float("nan")
+    idx = np.minimum((p * bins).astype(np.int64), bins - 1)
+    gap = np.bincount(idx, weights=p - np.asarray(targets, float).ravel(), minlength=bins)
+    return float(np.abs(gap).sum() / p.size)
+
+
+def _ece_grid(probs: np.ndarray, targets: np.ndarray, bins: int) -> np.ndarray:
+    """ECE of every row of ``probs`` [G, n] against ``targets`` [n], shape [G]."""
+    g, n = probs.shape
+    idx = np.minimum((probs * bins).astype(np.int64), bins - 1) + bins * np.arange(g)[:, None]
+    gap = np.bincount(idx.ravel(), weights=(probs - targets).ravel(), minlength=g * bins)
+    return np.abs(gap.reshape(g, bins)).sum(axis=1) / max(n, 1)
+
+
+def auc(scores: np.ndarray, targets: np.ndarray) -> float:
+    """ROC AUC via ranks (ties averaged); NaN when only one class is present."""
+    y = np.asarray(targets, bool).ravel()
+    pos, neg = int(y.sum()), int((~y).sum())
+    if pos == 0 or neg == 0:
+        return float("nan")
+    ranks = rankdata(np.asarray(scores, float).ravel())
+    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def brier(probs: np.ndarray, targets: np.ndarray) -> float:
+    p = np.asarray(probs, float).ravel()
+    return float(np.mean((p - np.asarray(targets, float).ravel()) ** 2)) if p.size else float("nan")
+
+
+def reliability(
+    probs: np.ndarray, targets: np.ndarray, bins: int = BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bin: (mean predicted, observed frequency, count); NaN where a bin is empty."""
+    p, t = np.asarray(probs, float).ravel(), np.asarray(targets, float).ravel()
+    idx = np.minimum((p * bins).astype(np.int64), bins - 1)
+    count = np.bincount(idx, minlength=bins).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pred = np.bincount(idx, weights=p, minlength=bins) / count
+        obs = np.bincount(idx, weights=t, minlength=bins) / count
+    return pred, obs, count
+
+
+# -- the two views --------------------------------------------------------------------------------
+def survival(logits: np.ndarray, temperatures: np.ndarray | None = None) -> np.ndarray:
+    """Prefix survival ``Π_{i≤k} σ(logit_i / T_i)``, shape [N, γ]."""
+    t = np.ones(logits.shape[1]) if temperatures is None else np.asarray(temperatures, float)
+    return np.cumprod(expit(np.asarray(logits, float) / t), axis=1)
+
+
+def view(
+    kind: str, logits: np.ndarray, accepted: np.ndarray, k: int, temps: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, observed) at 0-based position ``k`` in view ``kind``."""
+    hit = accepted >= k + 1
+    if kind == "cumulative":
+        return survival(logits[:, : k + 1], None if temps is None else temps[: k + 1])[:, k], hit
+    reached = accepted >= k
+    t = 1.0 if temps is None else temps[k]
+    return expit(np.asarray(logits[reached, k], float) / t), hit[reached]
+
+
+# -- fitting --------------------------------------------------------------------------------------
+def fit_sts(
+    logits: np.ndarray, accepted: np.ndarray, variant: str = "cumulative",
+    grid: np.ndarray = GRID, bins: int = BINS,
+) -> np.ndarray:  # fmt: skip
+    """Per-position temperatures [γ] chosen left to right (see the module docstring)."""
+    if variant not in VARIANTS:
+        raise InputError(f"unknown STS variant {variant!r} (expected {' or '.join(VARIANTS)})")
+    logits = np.asarray(logits, float)
+    accepted = np.asarray(accepted)
+    grid = np.asarray(grid, float)
+    prefer = np.argsort(np.abs(np.log(grid)), kind="stable")  # ties go to T closest to 1
+    grid = grid[prefer]
+    temps = np.ones(logits.shape[1])
+    fixed = np.ones(logits.shape[0])  # survival through earlier positions, at chosen T
+    for k in range(logits.shape[1]):
+        hit = (accepted >= k + 1).astype(float)
+        if variant == "cumulative":
+            cand = fixed[None, :] * expit(logits[None, :, k] / grid[:, None])  # [G, N]
+            target = hit
+        else:
+            reached = accepted >= k
+            cand = expit(logits[None, reached, k] / grid[:, None])  # [G, n_k]
+            target = hit[reached]
+        if target.size:
+            temps[k] = grid[int(np.argmin(_ece_grid(cand, target, bins)))]
+        fixed = fixed * expit(logits[:, k] / temps[k])
+    return temps
+
+
+def metrics(
+    logits: np.ndarray, accepted: np.ndarray, temps: np.ndarray | None, bins: int = BINS
+) -> dict[str, dict[str, list[float]]]:
+    """{view: {metric: [per position]}} at temperatures ``temps`` (None: raw, T = 1)."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for kind in VIEWS:
+        rows: dict[str, list[float]] = {m: [] for m in METRICS}
+        for k in range(logits.shape[1]):
+            pred, obs = view(kind, logits, accepted, k, temps)
+            rows["ece"].append(ece(pred, obs, bins))
+            rows["auc"].append(auc(pred, obs))
+            rows["brier"].append(brier(pred, obs))
+        out[kind] = rows
+    return out
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted STS calibration plus its held-out report and provenance."""
+
+    variant: str  # "cumulative" (paper) or "conditional" (vLLM's online variant)
+    temperatures: tuple[float, ...]  # T_k, k = 1..γ
+    before: dict = field(repr=False)  # metrics(..., None) on the report split
+    after: dict = field(repr=False)  # metrics(..., temperatures) on the report split
+    dataset: str = ""  # records file (and domain filter) it was fitted on
+    records_sha256: str = ""  # Records.digest() of the whole file
+    split_seed: int = 0  # seed of the by-request split
+    fit_fraction: float = 0.5  # share of requests in the fit split
+    fit_rounds: int = 0
+    report_rounds: int = 0
+    bins: int = BINS
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spectune YAML document (``schema: spectune.calibration/v1``)."""
+        return {
+            "schema": SCHEMA,
+            "variant": self.variant,
+            "temperatures": list(self.temperatures),
+            "dataset": self.dataset,
+            "records_sha256": self.records_sha256,
+            "split": {"seed": self.split_seed, "fit_fraction": self.fit_fraction,
+                      "fit_rounds": self.fit_rounds, "report_rounds": self.report_rounds},
+            "ece_bins": self.bins,
+            "grid": {"low": float(GRID[0]), "high": float(GRID[-1]), "points": int(GRID.size)},
+            "metrics": {"report_split": {"before": _plain(self.before),
+                                         "after": _plain(self.after)}},
+        }  # fmt: skip
+
+    def to_sglang(self) -> dict[str, Any]:
+        """SGLang ``DSparkStsCalibration`` JSON fields; ECE of the cumulative survival, held out."""
+        return {
+            "temperatures": list(self.temperatures),
+            "dataset": self.dataset,
+            "num_samples": self.fit_rounds,
+            "ece_before": self.before["cumulative"]["ece"],
+            "ece_after": self.after["cumulative"]["ece"],
+        }
+
+
+def calibrate(fit: Any, report: Any, variant: str, **provenance: Any) -> Calibration:
+    """Fit STS temperatures on ``fit`` records and report metrics on ``report`` records."""
+    temps = fit_sts(fit.logits, fit.accepted, variant)
+    return Calibration(
+        variant=variant,
+        temperatures=tuple(float(t) for t in temps),
+        before=metrics(report.logits, report.accepted, None),
+        after=metrics(report.logits, report.accepted, temps),
+        fit_rounds=fit.rounds,
+        report_rounds=report.rounds,
+        **provenance,
+    )
+
+
+def read_temperatures(path: str | Path) -> tuple[tuple[float, ...], str]:
+    """(temperatures, variant) from a spectune calibration YAML or an SGLang STS JSON."""
+    p = Path(path)
+    if p.suffix.lower() == ".json":
+        if not p.is_file():
+            raise InputError("no such file" if not p.exists() else "not a file", where=str(p))
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"invalid JSON ({exc})", where=str(p)) from None
+        variant = "cumulative"  # SGLang's fitter is the paper's cumulative STS
+    else:
+        from profiles.store import load_yaml
+
+        data = load_yaml(p)
+        if data.get("schema", SCHEMA) != SCHEMA:
+            raise InputError(f"schema is {data.get('schema')!r}, expected {SCHEMA!r}", where=str(p))
+        variant = str(data.get("variant", "cumulative"))
+    temps = data.get("temperatures") if isinstance(data, dict) else None
+    try:
+        values = tuple(float(t) for t in temps)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise InputError("field 'temperatures' must be a list of numbers", where=str(p)) from None
+    if not values or not all(np.isfinite(values)) or min(values) <= 0:
+        raise InputError("field 'temperatures' must be positive numbers", where=str(p))
+    return values, variant
+
+
+def _plain(m: dict) -> dict:
+    """NaN → None so YAML/JSON stay portable."""
+    return {v: {k: [None if np.isnan(x) else round(float(x), 6) for x in xs]
+                for k, xs in rows.items()} for v, rows in m.items()}  # fmt: skip

@@ -1,0 +1,394 @@
+"""Acceptance records: decoding rounds recorded from an engine, and replaying them (DESIGN §2).
+
+A records file is a numpy ``.npz`` (``savez_compressed``, read with ``allow_pickle=False``) holding
+one row per decoding round, all γ drafts verified:
+
+    domain    unicode [N]      domain label of the request (code, chat, math, ...)
+    request   int64   [N]      request id, unique across domains
+    step      int64   [N]      decode step within the request, 0-based
+    logits    float32 [N, γ]   raw confidence-head logits; confidence = σ(logit / T_k)
+    accepted  int16   [N]      A ∈ 0..γ, accepted drafts with all γ verified
+    meta      unicode 0-d      JSON object: drafter, target, gamma, temperature, seed, source,
+                               spectune_version, command
+
+``RecordsAcceptance`` is the acceptance model behind ``--acceptance records:FILE[?temps=CALIB]``:
+each simulated request picks a recorded request of its domain and replays its rounds in order,
+then chains another recorded request of that domain (or wraps, ``end=wrap``), so easy and hard
+requests stay easy and hard across steps. Chained streams spend rounds in each recorded request in
+proportion to its length, i.e. they reproduce the records' round-weighted statistics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import expit, logit
+
+from profiles.errors import InputError
+
+ARRAYS = ("domain", "request", "step", "logits", "accepted", "meta")
+META_KEYS = ("drafter", "target", "gamma", "temperature", "seed", "source",
+             "spectune_version", "command")  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class Records:
+    """Recorded decoding rounds (one row per round); see the module docstring for the arrays."""
+
+    domain: np.ndarray  # unicode [N]
+    request: np.ndarray  # int64 [N]
+    step: np.ndarray  # int64 [N]
+    logits: np.ndarray  # float32 [N, γ]
+    accepted: np.ndarray  # int16 [N]
+    meta: dict[str, Any] = field(default_factory=dict)  # provenance (JSON object)
+
+    def __post_init__(self) -> None:
+        _validate(self, "records")
+
+    @property
+    def gamma(self) -> int:
+        return int(self.logits.shape[1])
+
+    @property
+    def rounds(self) -> int:
+        return int(self.accepted.shape[0])
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return tuple(str(d) for d in np.unique(self.domain))
+
+    @property
+    def requests(self) -> int:
+        return int(np.unique(self.request).size)
+
+    def take(self, rows: np.ndarray) -> Records:
+        """The records at ``rows`` (a boolean mask or an index array)."""
+        return replace(self, domain=self.domain[rows], request=self.request[rows],
+                       step=self.step[rows], logits=self.logits[rows],
+                       accepted=self.accepted[rows])  # fmt: skip
+
+    def digest(self) -> str:
+        """SHA-256 of the arrays' contents (independent of compression), for provenance."""
+        h = hashlib.sha256()
+        for name in ARRAYS[:-1]:
+            a = np.ascontiguousarray(getattr(self, name))
+            h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
+
+
+def _validate(r: Records, where: str) -> None:
+    """Coerce dtypes in place (frozen dataclass) and check every invariant of the format."""
+
+    def bad(array: str, problem: str) -> InputError:
+        return InputError(f"array {array!r}: {problem}", where=where)
+
+    if not isinstance(r.meta, dict):
+        raise bad("meta", "must hold a JSON object")
+    arrays = {name: np.asarray(getattr(r, name)) for name in ARRAYS[:-1]}
+    if arrays["domain"].dtype.kind != "U":
+        raise bad("domain", f"must be unicode strings, got dtype {arrays['domain'].dtype}")
+    for name in ("request", "step", "accepted"):
+        if arrays[name].dtype.kind not in "iu":
+            raise bad(name, f"must be integers, got dtype {arrays[name].dtype}")
+    if arrays["logits"].dtype.kind != "f":
+        raise bad("logits", f"must be floats, got dtype {arrays['logits'].dtype}")
+    if arrays["logits"].ndim != 2 or arrays["logits"].shape[1] < 1:
+        raise bad("logits", f"must have shape [N, gamma], got {arrays['logits'].shape}")
+    n = arrays["logits"].shape[0]
+    if n == 0:
+        raise bad("logits", "no rounds recorded")
+    for name in ("domain", "request", "step", "accepted"):
+        if arrays[name].shape != (n,):
+            raise bad(name, f"must have shape [{n}] like logits, got {arrays[name].shape}")
+    gamma = arrays["logits"].shape[1]
+    if not np.isfinite(arrays["logits"]).all():
+        raise bad("logits", "contains NaN or infinity")
+    acc = arrays["accepted"]
+    if acc.min() < 0 or acc.max() > gamma:
+        raise bad("accepted", f"values must lie in 0..{gamma}, found {acc.min()}..{acc.max()}")
+    if arrays["step"].min() < 0:
+        raise bad("step", "negative step index")
+    if (arrays["domain"] == "").any():
+        raise bad("domain", "empty domain label")
+    req, step = arrays["request"].astype(np.int64), arrays["step"].astype(np.int64)
+    order = np.lexsort((step, req))
+    rs, ss = req[order], step[order]
+    dup = (rs[1:] == rs[:-1]) & (ss[1:] == ss[:-1])
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise bad("step", f"request {rs[i]} has step {ss[i]} twice")
+    ds = arrays["domain"][order]
+    mixed = (rs[1:] == rs[:-1]) & (ds[1:] != ds[:-1])
+    if mixed.any():
+        raise bad("domain", f"request {rs[int(np.flatnonzero(mixed)[0])]} spans two domains")
+    declared = r.meta.get("gamma")
+    if declared is not None and declared != gamma:
+        raise bad("meta", f"gamma is {declared} but logits have {gamma} positions")
+    object.__setattr__(r, "domain", arrays["domain"])
+    object.__setattr__(r, "request", req)
+    object.__setattr__(r, "step", step)
+    object.__setattr__(r, "logits", arrays["logits"].astype(np.float32, copy=False))
+    object.__setattr__(r, "accepted", acc.astype(np.int16))
+
+
+def read_records(path: str | Path) -> Records:
+    """Records from an ``.npz`` file; any problem is one InputError naming the file and array."""
+    p = Path(path)
+    where = str(p)
+    if not p.is_file():
+        raise InputError("no such file" if not p.exists() else "not a file", where=where)
+    try:
+        npz = np.load(p, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(f"not a records .npz file ({_short(exc)})", where=where) from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise InputError("not a records .npz file (a single .npy array)", where=where)
+    with npz:
+        missing = [name for name in ARRAYS if name not in npz.files]
+        if missing:
+            raise InputError(f"missing array(s) {', '.join(map(repr, missing))}", where=where)
+        arrays = {}
+        for name in ARRAYS:
+            try:
+                arrays[name] = npz[name]
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+                raise InputError(f"array {name!r}: cannot read ({_short(exc)})",
+                                 where=where) from None  # fmt: skip
+    meta = arrays.pop("meta")
+    if meta.shape != () or meta.dtype.kind != "U":
+        raise InputError("array 'meta': must be a 0-d unicode array", where=where)
+    try:
+        meta = json.loads(str(meta))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"array 'meta': invalid JSON ({exc.msg})", where=where) from None
+    if not isinstance(meta, dict):
+        raise InputError("array 'meta': must hold a JSON object", where=where)
+    try:
+        return Records(**arrays, meta=meta)
+    except InputError as exc:
+        raise InputError(str(exc).removeprefix("records: "), where=where) from None
+
+
+def write_records(path: str | Path, records: Records) -> None:
+    """Write ``records`` to ``path`` exactly as given (no ``.npz`` suffix is appended)."""
+    _validate(records, "records")
+    meta = {"gamma": records.gamma, **records.meta}
+    with open(path, "wb") as f:
+        np.savez_compressed(
+            f,
+            domain=records.domain,
+            request=records.request.astype(np.int64),
+            step=records.step.astype(np.int64),
+            logits=records.logits.astype(np.float32),
+            accepted=records.accepted.astype(np.int16),
+            meta=np.array(json.dumps(meta)),
+        )
+
+
+def split(records: Records, fraction: float, seed: int) -> tuple[Records, Records]:
+    """(fit, report): a random ``fraction`` of each domain's requests, and the rest.
+
+    Splitting is by request, so no request contributes rounds to both parts.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise InputError(f"split fraction must lie in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for d in records.domains:
+        ids = np.unique(records.request[records.domain == d])
+        k = int(round(fraction * ids.size))
+        chosen.append(rng.permutation(ids)[: min(max(k, 1), ids.size - 1)] if ids.size > 1 else ids)
+    fit = np.isin(records.request, np.concatenate(chosen))
+    if fit.all() or not fit.any():
+        raise InputError(
+            f"cannot split {records.requests} recorded request(s) into fit and report parts; "
+            "record more requests"
+        )
+    return records.take(fit), records.take(~fit)
+
+
+# -- replay ---------------------------------------------------------------------------------------
+class _Cursor:
+    """Per simulated request: which recorded request it replays and the next row to read."""
+
+    __slots__ = ("pool", "req", "row")
+
+    def __init__(self, pool: np.ndarray, req: int, row: int) -> None:
+        self.pool, self.req, self.row = pool, req, row
+
+
+@dataclass(frozen=True, eq=False)
+class RecordsAcceptance:
+    """Acceptance model replaying recorded rounds per request (see the module docstring)."""
+
+    records: Records
+    temperatures: tuple[float, ...] | None = None  # STS T_k per position (None: all 1)
+    end: str = "chain"  # when a recorded request runs out: "chain" another one, or "wrap"
+    source: str = ""  # provenance label; default built from the records' meta
+    _conf: np.ndarray = field(init=False, repr=False)  # [N, γ] σ(logits / T), sorted rows
+    _acc: np.ndarray = field(init=False, repr=False)  # [N] int64
+    _bounds: np.ndarray = field(init=False, repr=False)  # [requests + 1] row offsets
+    _pools: dict = field(init=False, repr=False)  # domain -> recorded request indices
+
+    def __post_init__(self) -> None:
+        r = self.records
+        if self.end not in ("chain", "wrap"):
+            raise InputError(f"records: end must be 'chain' or 'wrap', not {self.end!r}")
+        temps = np.ones(r.gamma)
+        if self.temperatures is not None:
+            temps = np.asarray(self.temperatures, dtype=float)
+            if temps.shape != (r.gamma,) or not (np.isfinite(temps).all() and temps.min() > 0):
+                raise InputError(f"records: need {r.gamma} positive temperatures, "
+                                 f"got {list(self.temperatures)}")  # fmt: skip
+            object.__setattr__(self, "temperatures", tuple(map(float, temps)))
+        order = np.lexsort((r.step, r.request))
+        req = r.request[order]
+        starts = np.flatnonzero(np.r_[True, req[1:] != req[:-1]])
+        object.__setattr__(self, "_conf", expit(r.logits[order].astype(float) / temps))
+        object.__setattr__(self, "_acc", r.accepted[order].astype(np.int64))
+        object.__setattr__(self, "_bounds", np.r_[starts, req.size])
+        dom = r.domain[order][starts]
+        object.__setattr__(self, "_pools", {str(d): np.flatnonzero(dom == d) for d in r.domains})
+        if not self.source:
+            label = r.meta.get("source") or "records"
+            what = ", ".join(str(r.meta[k]) for k in ("drafter", "target") if r.meta.get(k))
+            sts = " + STS temperatures" if self.temperatures is not None else ""
+            object.__setattr__(self, "source", f"records: {label}"
+                               + (f" ({what})" if what else "")
+                               + f", {r.rounds} rounds of {r.requests} requests{sts}")  # fmt: skip
+
+    @property
+    def gamma(self) -> int:
+        return self.records.gamma
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return tuple(self._pools)
+
+    def start(self, domain: str, rng: np.random.Generator) -> _Cursor:
+        pool = self._pools.get(domain)
+        if pool is None:
+            raise InputError(
+                f"records have no domain {domain!r} (domains: {', '.join(self._pools)})"
+            )
+        req = int(pool[rng.integers(pool.size)])
+        return _Cursor(pool, req, int(self._bounds[req]))
+
+    def draw(
+        self, latent: _Cursor, n: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The next ``n`` recorded rounds of this simulated request: (conf [n, γ], A [n])."""
+        pieces, left = [], n
+        while left > 0:
+            stop = int(self._bounds[latent.req + 1])
+            take = min(left, stop - latent.row)
+            pieces.append(np.arange(latent.row, latent.row + take))
+            latent.row += take
+            left -= take
+            if latent.row == stop:
+                if self.end == "chain":
+                    latent.req = int(latent.pool[rng.integers(latent.pool.size)])
+                latent.row = int(self._bounds[latent.req])
+        rows = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        return self._conf[rows], self._acc[rows]
+
+    def expected_accepted_len(self, domain: str, k: int | None = None) -> float:
+        """Mean tokens per round (bonus included) verifying ``k`` drafts (default γ)."""
+        acc = self.records.accepted[self.records.domain == domain]
+        return float(1.0 + np.minimum(acc, self.gamma if k is None else k).mean())
+
+    def describe(self) -> dict[str, Any]:
+        r = self.records
+        return {
+            "kind": "records",
+            "source": self.source,
+            "gamma": r.gamma,
+            "rounds": r.rounds,
+            "requests": {d: int(p.size) for d, p in self._pools.items()},
+            "accepted_len": {d: self.expected_accepted_len(d) for d in self._pools},
+            "temperatures": list(self.temperatures) if self.temperatures else None,
+            "end": self.end,
+            "digest": r.digest(),
+            "meta": r.meta,
+        }
+
+
+def open_records(spec: str) -> RecordsAcceptance:
+    """``FILE.npz[?temps=CALIB.yaml|.json][&end=chain|wrap]`` → a RecordsAcceptance.
+
+    ``temps`` names a calibration written by ``spectune calibrate`` (spectune YAML or SGLang
+    ``DSparkStsCalibration`` JSON); without it confidences are σ(logit), T = 1.
+    """
+    path, _, query = spec.partition("?")
+    options = {"temps": None, "end": "chain"}
+    for item in filter(None, query.split("&")):
+        key, eq, value = item.partition("=")
+        if not eq or key not in options:
+            raise InputError(f"records spec: unknown or malformed option {item!r} "
+                             "(options: temps=CALIB, end=chain|wrap)")  # fmt: skip
+        options[key] = value
+    if not path:
+        raise InputError("records spec needs a file: records:FILE.npz[?temps=CALIB.yaml]")
+    records = read_records(path)
+    temps = None
+    if options["temps"]:
+        from profiles.calibration import read_temperatures
+
+        temps, _variant = read_temperatures(options["temps"])
+        if len(temps) != records.gamma:
+            raise InputError(f"calibration has {len(temps)} temperatures but the records "
+                             f"have gamma {records.gamma}", where=options["temps"])  # fmt: skip
+    return RecordsAcceptance(records, temps, end=options["end"])
+
+
+# -- synthetic records (tests, examples) ----------------------------------------------------------
+def synthesize(
+    model: Any,
+    requests: int,
+    steps: int,
+    seed: int,
+    *,
+    logit_scale: float = 1.0,
+    domains: tuple[str, ...] | None = None,
+) -> Records:
+    """SYNTHETIC records drawn from a parametric acceptance model (never engine measurements).
+
+    Each domain gets ``requests`` requests of ``steps//2 .. steps`` rounds; logits are
+    ``logit_scale · logit(conf)`` (a scale > 1 mimics an over-confident head, which STS undoes).
+    """
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list] = {k: [] for k in ("domain", "request", "step", "logits", "accepted")}
+    rid = 0
+    for d in domains or model.domains:
+        for _ in range(requests):
+            n = int(rng.integers(max(steps // 2, 1), steps + 1))
+            conf, acc = model.draw(model.start(d, rng), n, rng)
+            rows["domain"].append(np.full(n, d))
+            rows["request"].append(np.full(n, rid))
+            rows["step"].append(np.arange(n))
+            rows["logits"].append(logit_scale * logit(np.clip(conf, 1e-7, 1 - 1e-7)))
+            rows["accepted"].append(acc)
+            rid += 1
+    meta = {"drafter": "synthetic", "target": "synthetic", "gamma": model.gamma,
+            "temperature": 1.0, "seed": seed,
+            "source": f"SYNTHETIC draws from {getattr(model, 'source', 'a model')}, "
+                      f"logit scale {logit_scale:g}",
+            "spectune_version": _version(), "command": "profiles.records.synthesize"}  # fmt: skip
+    return Records(**{k: np.concatenate(v) for k, v in rows.items()}, meta=meta)
+
+
+def _version() -> str:
+    from runner import __version__
+
+    return __version__
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:160] or type(exc).__name__
