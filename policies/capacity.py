@@ -42,8 +42,8 @@ class Tetris(Policy):
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape
         lo, hi = prefix.window(r, gamma, valid, 0, self.max_verify_len)
-        rows, _ = prefix.candidates(prefix.survival_t(conf), lo, hi)
-        return prefix.lengths(0, rows, min(self.capacity, rows.size), r)
+        ranked = prefix.rank(prefix.survival_t(conf), lo, hi)
+        return prefix.lengths(0, ranked.rows(self.capacity), r)
 
 
 @register
@@ -67,6 +67,5 @@ class DCut(Policy):
             return np.zeros(r, dtype=np.int64)
         a_t = prefix.survival_t(conf)
         lo, hi = prefix.window(r, gamma, valid, 1)
-        rows, _ = prefix.candidates(a_t, lo, hi)
         keep = int(np.floor(self.fraction * r * (gamma - 1) + 1e-9))
-        return prefix.lengths(lo, rows, min(keep, rows.size), r)
+        return prefix.lengths(lo, prefix.rank(a_t, lo, hi).rows(keep), r)

@@ -26,6 +26,7 @@ negative control of ``spectune audit``; the production variant that may use a gl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,8 @@ from policies import prefix
 from policies.base import Policy, StepContext
 from policies.registry import register
 from profiles.errors import InputError
+
+_NONE = np.zeros(0, dtype=np.int64)
 
 
 @register
@@ -59,17 +62,28 @@ class DSpark(Policy):
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape
         if r == 0:
-            return np.zeros(0, dtype=np.int64)
+            return _NONE
         a_t = prefix.survival_t(conf)  # [γ, R]
         lo, hi = prefix.window(r, gamma, valid, self.min_verify_len, self.max_verify_len)
         base, b0, tau0 = prefix.forced(a_t, lo, r)
-        rows, vals = prefix.candidates(a_t, lo, hi, self.survival_eps)
-        theta = prefix.throughput(ctx.cost, r, b0, tau0, vals)
-        return prefix.lengths(base, rows, self._stop(theta), r)
+        flat, vals = prefix.pool(a_t, lo, hi, self.survival_eps)
+        if vals.size == 0:
+            return prefix.lengths(base, _NONE, r)
+        n, order = self._stop(ctx.cost, r, b0, tau0, vals)
+        if n == vals.size:  # every candidate admitted: the order does not matter
+            if flat is None:
+                return np.full(r, gamma, dtype=np.int64)
+            return prefix.lengths(base, flat % r, r)
+        if n == 0:
+            return prefix.lengths(base, _NONE, r)
+        head = order[:n]
+        return prefix.lengths(base, (head if flat is None else flat[head]) % r, r)
 
     @staticmethod
-    def _stop(theta: np.ndarray) -> int:
-        return prefix.first_drop(theta)
+    def _stop(
+        cost: Any, r: int, b0: int, tau0: float, vals: np.ndarray
+    ) -> tuple[int, np.ndarray | None]:
+        return prefix.greedy_stop(cost, r, b0, tau0, vals)
 
 
 @register
@@ -82,5 +96,8 @@ class GlobalSync(DSpark):
     summary = "negative control: Algorithm 1 without the early stop (global argmax); lossy"
 
     @staticmethod
-    def _stop(theta: np.ndarray) -> int:
-        return int(theta.argmax())
+    def _stop(
+        cost: Any, r: int, b0: int, tau0: float, vals: np.ndarray
+    ) -> tuple[int, np.ndarray | None]:
+        order = prefix.descending(vals)
+        return int(prefix.throughput(cost, r, b0, tau0, vals[order]).argmax()), order

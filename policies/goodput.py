@@ -66,6 +66,6 @@ class Goodput(Policy):
         alpha = self.rates(r, ctx)
         h_t = alpha[None, :] ** np.arange(1, gamma + 1)[:, None]  # [γ, R], α^j
         lo, hi = prefix.window(r, gamma, valid, 0, self.max_verify_len)
-        rows, vals = prefix.candidates(h_t, lo, hi)
-        theta = prefix.throughput(ctx.cost, r, r, float(r), vals)
-        return prefix.lengths(0, rows, int(theta.argmax()), r)
+        ranked = prefix.rank(h_t, lo, hi)
+        theta = prefix.throughput(ctx.cost, r, r, float(r), ranked.vals)
+        return prefix.lengths(0, ranked.rows(int(theta.argmax())), r)

@@ -41,6 +41,8 @@ from policies.base import Policy, StepContext
 from policies.registry import register
 from profiles.errors import InputError
 
+_NONE = np.zeros(0, dtype=np.int64)
+
 
 @register
 @dataclass(frozen=True)
@@ -83,8 +85,13 @@ class DSparkLagged(Policy):
         a_t = prefix.survival_t(conf)
         lo, hi = prefix.window(r, gamma, valid, self.min_verify_len, self.max_verify_len)
         base, _, _ = prefix.forced(a_t, lo, r)
-        rows, _ = prefix.candidates(a_t, lo, hi, self.survival_eps)
-        return prefix.lengths(base, rows, min(k, rows.size), r)
+        flat, vals = prefix.pool(a_t, lo, hi, self.survival_eps)
+        if k == 0 or vals.size == 0:
+            return prefix.lengths(base, _NONE, r)
+        if k >= vals.size:  # every current candidate fits: no ranking needed
+            return prefix.lengths(base, (np.arange(vals.size) if flat is None else flat) % r, r)
+        head = prefix.descending(vals)[:k]
+        return prefix.lengths(base, (head if flat is None else flat[head]) % r, r)
 
     def _stale_survival(self, r: int, gamma: int, ctx: StepContext) -> np.ndarray:
         """``[γ, R]`` survival of the confidences ``lag`` steps ago; 1 for stale requests."""

@@ -24,20 +24,23 @@ float sort at about half the cost (see ``bench/policy_overhead.py``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 _RADIX_MIN = 256  # candidates from which the two-pass sort beats one float sort
 _QUANT = 65534.0  # radix keys 0..65534 (uint16)
+_CHUNK = 64  # first chunk of the early-stop path; later chunks grow fourfold
+_MARGIN = 1e-12  # relative slack of the "Θ rises throughout" certificate (round-off ~1e-15)
 
 
 def survival_t(conf: np.ndarray) -> np.ndarray:
     """Survival laid out position-major, ``aT[j, r] = Π_{i≤j} c[r, i]``, shape ``[γ, R]``."""
+    if conf.shape[0] <= 64:  # small batches: one accumulate call is cheapest
+        return np.ascontiguousarray(np.multiply.accumulate(conf.T, axis=0))
     out = conf.T.copy()
-    if out.shape[0] > 8:
-        return np.multiply.accumulate(out, axis=0, out=out)
-    for j in range(1, out.shape[0]):  # γ small: a few row products beat accumulate
+    for j in range(1, out.shape[0]):  # long rows: γ-1 row products beat a strided accumulate
         np.multiply(out[j], out[j - 1], out=out[j])
     return out
 
@@ -61,38 +64,61 @@ def window(
     return np.minimum(hi, min_len), hi
 
 
-def candidates(
-    a_t: np.ndarray,
-    lo: np.ndarray | int,
-    hi: np.ndarray | int,
-    eps: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Ranked candidates: ``(rows, values)`` of every ``(r, j)`` with ``lo ≤ j < hi`` and
-    ``a > eps``, in the order ``(-a, j, r)``. ``a_t`` is position-major ``[γ, R]``."""
-    r = a_t.shape[1]
+@dataclass(frozen=True, eq=False)
+class Pool:
+    """The candidates of one step, ranked: ``vals`` in the order ``(-a, j, r)``."""
+
+    r: int  # requests in the batch
+    flat: np.ndarray | None  # position-major flat index of each ranked candidate (None: all)
+    order: np.ndarray  # ranking of the unranked candidates
+    vals: np.ndarray  # survival of each ranked candidate, descending
+
+    def rows(self, n: int) -> np.ndarray:
+        """Request of each of the first ``n`` ranked candidates."""
+        head = self.order[:n]
+        pos = head if self.flat is None else self.flat[head]
+        return pos % max(self.r, 1)
+
+
+def pool(
+    a_t: np.ndarray, lo: np.ndarray | int, hi: np.ndarray | int, eps: float = 0.0
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """Unranked candidates ``(flat index or None for "all", values)``: ``lo ≤ j < hi`` and
+    ``a > eps``. ``a_t`` is position-major ``[γ, R]``."""
+    gamma = a_t.shape[0]
     flat = a_t.reshape(-1)
-    idx = np.flatnonzero(_keep(a_t, lo, hi, eps))
-    vals = flat[idx]
+    whole = isinstance(lo, int) and isinstance(hi, int) and lo == 0 and hi == gamma
+    if whole and (flat.size == 0 or a_t[-1].min() > eps):  # survival is smallest in the last row
+        return None, flat
+    keep = a_t > eps
+    if not whole:
+        j = np.arange(gamma)[:, None]
+        keep &= (j >= lo) & (j < hi)
+    idx = np.flatnonzero(keep.reshape(-1))
+    return idx, flat[idx]
+
+
+def rank(a_t: np.ndarray, lo: np.ndarray | int, hi: np.ndarray | int, eps: float = 0.0) -> Pool:
+    """Rank the candidates of a step (see :func:`pool`)."""
+    flat, vals = pool(a_t, lo, hi, eps)
     order = descending(vals)
-    return idx[order] % max(r, 1), vals[order]
+    return Pool(a_t.shape[1], flat, order, vals[order])
+
+
+def candidates(
+    a_t: np.ndarray, lo: np.ndarray | int, hi: np.ndarray | int, eps: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ranked candidates as ``(rows, values)`` (convenience for tests and small callers)."""
+    ranked = rank(a_t, lo, hi, eps)
+    return ranked.rows(ranked.vals.size), ranked.vals
 
 
 def ranked_values(
     a_t: np.ndarray, lo: np.ndarray | int, hi: np.ndarray | int, eps: float = 0.0
 ) -> np.ndarray:
     """The candidates' survival values alone, descending (what a capacity computation needs)."""
-    vals = np.sort(a_t.reshape(-1)[_keep(a_t, lo, hi, eps)], kind="stable")
-    return vals[::-1]
-
-
-def _keep(a_t: np.ndarray, lo: np.ndarray | int, hi: np.ndarray | int, eps: float) -> np.ndarray:
-    """Flat position-major mask of the candidates: inside the window and ``a > eps``."""
-    gamma = a_t.shape[0]
-    keep = a_t > eps
-    if not (isinstance(lo, int) and isinstance(hi, int) and lo == 0 and hi == gamma):
-        j = np.arange(gamma)[:, None]
-        keep &= (j >= lo) & (j < hi)
-    return keep.reshape(-1)
+    _, vals = pool(a_t, lo, hi, eps)
+    return vals[descending(vals)]
 
 
 def descending(vals: np.ndarray) -> np.ndarray:
@@ -116,11 +142,17 @@ def forced(a_t: np.ndarray, lo: np.ndarray | int, r: int) -> tuple[np.ndarray | 
 
 def throughput(cost: Any, r: int, b0: int, tau0: float, vals: np.ndarray) -> np.ndarray:
     """Θ(n) for n = 0..N along the ranked candidates: ``(τ0 + Σ_{i<n} a_i) · SPS(B0 + n)``."""
+    return _path(cost, r, b0, tau0, vals)[1]
+
+
+def _path(
+    cost: Any, r: int, b0: int, tau0: float, vals: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     tau = np.empty(vals.size + 1)
     tau[0] = tau0
     tau[1:] = vals
     np.cumsum(tau, out=tau)  # left to right from τ0, as Algorithm 1 accumulates
-    return tau * cost.sps(r, np.arange(b0, b0 + vals.size + 1))
+    return tau, tau * cost.sps(r, np.arange(b0, b0 + vals.size + 1))
 
 
 def first_drop(theta: np.ndarray) -> int:
@@ -132,8 +164,58 @@ def first_drop(theta: np.ndarray) -> int:
     return theta.size - 1 if rising[n] else n
 
 
-def lengths(base: np.ndarray | int, rows: np.ndarray, n: int, r: int) -> np.ndarray:
-    """Verify lengths ``int64 [R]``: the base lengths plus the first ``n`` ranked candidates."""
-    out = np.bincount(rows[:n], minlength=r) if n else np.zeros(r, dtype=np.int64)
+def rises_throughout(vals: np.ndarray, sps: np.ndarray, tau0: float) -> bool:
+    """True if Θ strictly rises at every step of the path over ``vals`` in *any* order, with
+    ``sps[n] = SPS(B0 + n)`` for n = 0..N: the smallest gain ``a_min · SPS(B+1)`` beats the
+    largest possible loss ``τ · (SPS(B) − SPS(B+1))`` for τ in [τ0, τ_max], by a slack far
+    above the few ulps a float comparison of the path can lose. A certificate, never a guess:
+    when it says True, the exact float path rises throughout too."""
+    tau_hi = (tau0 + float(vals.sum())) * (1.0 + _MARGIN)
+    loss = tau_hi * np.maximum(sps[:-1] - sps[1:], 0.0)
+    slack = 2.0 * _MARGIN * tau_hi * float(sps.max())
+    return bool(np.all(vals.min() * sps[1:] - loss > slack))
+
+
+def greedy_stop(
+    cost: Any, r: int, b0: int, tau0: float, vals: np.ndarray
+) -> tuple[int, np.ndarray | None]:
+    """Algorithm 1's stop n* over the unranked candidate values, and the ranking it needed
+    (None when n* = 0 or n* = N, where the admitted set does not depend on the order).
+
+    Exactly :func:`first_drop` of :func:`throughput` over the ranked values, but cheaper:
+
+    1. if the best candidate does not raise Θ, n* = 0 without ranking anything (a saturated
+       batch, the usual case under load);
+    2. if :func:`rises_throughout` certifies that Θ rises along any ordering, n* = N without
+       ranking (cheap tokens, light load);
+    3. otherwise rank and walk the path in growing chunks, stopping at the first drop.
+    """
+    n_all = vals.size
+    head = cost.sps(r, np.arange(b0, b0 + min(n_all, _CHUNK) + 1))
+    if (tau0 + vals.max()) * head[1] <= tau0 * head[0]:
+        return 0, None
+    sps = head
+    if n_all > _CHUNK:  # small pools: ranking is cheaper than the certificate
+        sps = cost.sps(r, np.arange(b0, b0 + n_all + 1))
+        if rises_throughout(vals, sps, tau0):
+            return n_all, None
+    order = descending(vals)
+    ranked = vals[order]
+    start, chunk, tau_start = 0, _CHUNK, tau0
+    while True:
+        stop = min(n_all, start + chunk)
+        tau = np.empty(stop - start + 1)
+        tau[0] = tau_start
+        tau[1:] = ranked[start:stop]
+        np.cumsum(tau, out=tau)  # left to right from τ0, exactly as throughput() sums
+        n = first_drop(tau * sps[start : stop + 1])
+        if n < stop - start or stop == n_all:
+            return start + n, order
+        start, chunk, tau_start = stop, chunk * 4, float(tau[-1])
+
+
+def lengths(base: np.ndarray | int, rows: np.ndarray, r: int) -> np.ndarray:
+    """Verify lengths ``int64 [R]``: the base lengths plus one per admitted candidate row."""
+    out = np.bincount(rows, minlength=r) if rows.size else np.zeros(r, dtype=np.int64)
     out = out + base
     return out.astype(np.int64, copy=False)

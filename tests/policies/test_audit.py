@@ -105,9 +105,9 @@ class LagZero(Policy):
         r, gamma = conf.shape
         a_t = prefix.survival_t(conf)
         lo, hi = prefix.window(r, gamma, valid)
-        rows, vals = prefix.candidates(a_t, lo, hi)
-        k = int(prefix.throughput(ctx.cost, r, r, float(r), vals).argmax())
-        return prefix.lengths(0, rows, k, r)
+        ranked = prefix.rank(a_t, lo, hi)
+        k = int(prefix.throughput(ctx.cost, r, r, float(r), ranked.vals).argmax())
+        return prefix.lengths(0, ranked.rows(k), r)
 
 
 @pytest.mark.parametrize("policy", [LookAhead(), HalfConfident(), LagZero()])

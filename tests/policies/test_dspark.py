@@ -131,7 +131,7 @@ def algorithm_1(conf, cost, early_stop=True, min_len=0, max_len=0, eps=0.0, vali
     return chosen
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(
     conf=st.tuples(st.integers(1, 12), st.integers(1, 7)).flatmap(
         lambda shape: arrays(
@@ -140,7 +140,7 @@ def algorithm_1(conf, cost, early_stop=True, min_len=0, max_len=0, eps=0.0, vali
             elements=st.sampled_from([0.0, 0.3, 0.5, 0.9, 1.0]) | st.floats(0.0, 1.0),
         )
     ),
-    form=st.sampled_from(["sps", "additive"]),
+    form=st.sampled_from(["sps", "additive", "flat", "rising"]),
     min_len=st.integers(0, 2),
     max_len=st.integers(0, 5),
     eps=st.sampled_from([0.0, 0.1]),
@@ -149,7 +149,12 @@ def algorithm_1(conf, cost, early_stop=True, min_len=0, max_len=0, eps=0.0, vali
 def test_vectorised_equals_the_pseudocode(conf, form, min_len, max_len, eps, masked):
     if max_len and min_len > max_len:
         min_len = max_len
-    cost = jagged_sps() if form == "sps" else jagged_additive()
+    cost = {
+        "sps": jagged_sps,
+        "additive": jagged_additive,
+        "flat": lambda: CostModel.from_sps_table([1, 100], [5.0, 5.0]),  # Θ rises throughout
+        "rising": lambda: CostModel.from_sps_table([1, 4, 9, 100], [5.0, 5.2, 4.0, 1.0]),
+    }[form]()
     r, gamma = conf.shape
     valid = (np.arange(gamma)[None, :] < (np.arange(r) % 6)[:, None]) if masked else None
     params = {"min_verify_len": min_len, "max_verify_len": max_len, "survival_eps": eps}
