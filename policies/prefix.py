@@ -15,11 +15,17 @@ Every survival-ranked policy works on the same objects:
 - the *throughput path* of Algorithm 1: admitting the first n ranked candidates gives
   ``Θ(n) = τ(n) · SPS(B(n))`` with ``τ(n) = τ0 + Σ_{i<n} a_i`` and ``B(n) = B0 + n``.
 
-Speed: the ranking is one stable sort of the flattened candidates. Candidates are laid out
-position-major (``j·R + r``) so a stable sort on ``-a`` alone yields the ``(-a, j, r)`` order.
-Large inputs are sorted in two stable passes — a 16-bit radix sort on quantised survival, then
-a stable (tim)sort of the nearly sorted exact values — which gives exactly the same order as one
-float sort at about half the cost (see ``bench/policy_overhead.py``).
+Speed (the simulator calls these on every step; ``bench/policy_overhead.py`` measures them):
+
+- candidates are laid out position-major (``j·R + r``), so one stable sort on ``-a`` alone
+  yields the ``(-a, j, r)`` order; large pools sort in two stable passes — a 16-bit radix sort
+  on quantised survival, then a stable (tim)sort of the nearly sorted exact values — which is
+  exactly the order of one float sort at about half the cost;
+- Algorithm 1 ranks nothing when it can prove the answer without the order: when the best
+  candidate already lowers Θ (n* = 0, a saturated batch) or when Θ provably rises along any
+  order (n* = N); otherwise it walks the ranked path in growing chunks and stops at the first
+  drop. Every shortcut returns exactly what the full path returns (tested against a
+  transcription of the paper's pseudocode).
 """
 
 from __future__ import annotations

@@ -14,8 +14,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pytest
-
 from policies import registry
 from profiles.cost import CostModel
 from tests.policies.plugin import write_plugin
@@ -44,9 +42,3 @@ def jagged_additive() -> CostModel:
         theta_seconds=[1.0 / v - 0.004 for v in SPS_VALUES],
         source="analytic: test table",
     )
-
-
-@pytest.fixture(params=["sps", "additive"])
-def any_cost(request: pytest.FixtureRequest) -> CostModel:
-    """Each cost form in turn: every cost-aware policy must work with both."""
-    return jagged_sps() if request.param == "sps" else jagged_additive()
