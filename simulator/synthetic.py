@@ -198,8 +198,7 @@ def _builtin(name: str, domain: str) -> SyntheticLoad:
     )
 
 
-BUILTIN = {"azure-conv-like": _builtin("azure-conv-like", "chat")}
-BUILTIN["azure-code-like"] = _builtin("azure-code-like", "code")
+BUILTIN = {n: _builtin(n, d) for n, d in (("azure-conv-like", "chat"), ("azure-code-like", "code"))}
 
 SYNTHETIC = SyntheticLoad(
     name="synthetic",
