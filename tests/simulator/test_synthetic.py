@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
@@ -111,6 +111,7 @@ def test_zero_weight_domain_is_never_drawn():
     assert {draw() for _ in range(20_000)} == {"a", "b"}
 
 
+@settings(max_examples=30, deadline=None)  # up to 18,000 requests an example
 @given(st.integers(0, 2**32), st.integers(1, 9000), st.integers(1, 9000))
 def test_same_seed_gives_a_prefix_whatever_the_count(seed, n, m):
     base = BUILTIN["azure-code-like"]
