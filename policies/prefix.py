@@ -158,7 +158,13 @@ def _path(
     tau[0] = tau0
     tau[1:] = vals
     np.cumsum(tau, out=tau)  # left to right from τ0, as Algorithm 1 accumulates
-    return tau, tau * cost.sps(r, np.arange(b0, b0 + vals.size + 1))
+    return tau, tau * sps_range(cost, r, b0, b0 + vals.size + 1)
+
+
+def sps_range(cost: Any, r: int, start: int, stop: int) -> np.ndarray:
+    """``SPS(B)`` for B = start..stop-1 (``CostModel.sps_range``, or ``sps`` for duck types)."""
+    fast = getattr(cost, "sps_range", None)
+    return fast(r, start, stop) if fast else cost.sps(r, np.arange(start, stop))
 
 
 def first_drop(theta: np.ndarray) -> int:
@@ -172,14 +178,18 @@ def first_drop(theta: np.ndarray) -> int:
 
 def rises_throughout(vals: np.ndarray, sps: np.ndarray, tau0: float) -> bool:
     """True if Θ strictly rises at every step of the path over ``vals`` in *any* order, with
-    ``sps[n] = SPS(B0 + n)`` for n = 0..N: the smallest gain ``a_min · SPS(B+1)`` beats the
-    largest possible loss ``τ · (SPS(B) − SPS(B+1))`` for τ in [τ0, τ_max], by a slack far
-    above the few ulps a float comparison of the path can lose. A certificate, never a guess:
-    when it says True, the exact float path rises throughout too."""
+    ``sps[n] = SPS(B0 + n)`` for n = 0..N.
+
+    A step from τ at B to τ + a at B+1 rises iff ``a · SPS(B+1) > τ · (SPS(B) − SPS(B+1))``,
+    i.e. ``a > τ · (SPS(B)/SPS(B+1) − 1)``. With τ ≤ τ_max and a ≥ a_min this holds everywhere
+    if ``a_min > τ_max · max_B (SPS(B)/SPS(B+1) − 1)⁺`` — plus a slack far above the few ulps
+    a float comparison of the path can lose, so the certificate is never wrong: when it says
+    True, the exact float path rises throughout too.
+    """
     tau_hi = (tau0 + float(vals.sum())) * (1.0 + _MARGIN)
-    loss = tau_hi * np.maximum(sps[:-1] - sps[1:], 0.0)
-    slack = 2.0 * _MARGIN * tau_hi * float(sps.max())
-    return bool(np.all(vals.min() * sps[1:] - loss > slack))
+    worst = max(float((sps[:-1] / sps[1:]).max()) - 1.0, 0.0)  # largest relative SPS drop
+    slack = 2.0 * _MARGIN * tau_hi * float(sps.max()) / float(sps.min())
+    return float(vals.min()) > tau_hi * worst + slack
 
 
 def greedy_stop(
@@ -197,12 +207,12 @@ def greedy_stop(
     3. otherwise rank and walk the path in growing chunks, stopping at the first drop.
     """
     n_all = vals.size
-    head = cost.sps(r, np.arange(b0, b0 + min(n_all, _CHUNK) + 1))
+    head = sps_range(cost, r, b0, b0 + min(n_all, _CHUNK) + 1)
     if (tau0 + vals.max()) * head[1] <= tau0 * head[0]:
         return 0, None
     sps = head
     if n_all > _CHUNK:  # small pools: ranking is cheaper than the certificate
-        sps = cost.sps(r, np.arange(b0, b0 + n_all + 1))
+        sps = sps_range(cost, r, b0, b0 + n_all + 1)
         if rises_throughout(vals, sps, tau0):
             return n_all, None
     order = descending(vals)

@@ -194,6 +194,16 @@ class CostModel:
             t = t + self._alpha_dense[min(requests, _DENSE_LIMIT - 1)]
         return 1.0 / np.maximum(t, 1e-12)
 
+    def sps_range(self, requests: int, start: int, stop: int) -> np.ndarray:
+        """``sps(requests, np.arange(start, stop))`` from a slice of the dense table: no index
+        array, no gather (the hot path of the survival-ranked policies)."""
+        if start < 0 or stop > _DENSE_LIMIT:
+            return self.sps(requests, np.arange(start, stop))
+        t = self._verify_dense[start:stop]
+        if self.kind == "additive":
+            t = t + self._alpha_dense[min(requests, _DENSE_LIMIT - 1)]
+        return 1.0 / np.maximum(t, 1e-12)
+
     def draft_time(self, requests: int) -> float:
         """Seconds of one drafter pass for ``requests`` requests."""
         return float(self._draft_dense[min(requests, _DENSE_LIMIT - 1)])

@@ -175,3 +175,26 @@ def test_vectorised_equals_the_pseudocode(conf, form, min_len, max_len, eps, mas
 )
 def test_two_pass_sort_is_exactly_a_stable_float_sort(vals):
     np.testing.assert_array_equal(prefix.descending(vals), np.argsort(-vals, kind="stable"))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    vals=arrays(np.float64, st.integers(1, 300), elements=st.floats(1e-6, 1.0)),
+    steps=arrays(np.float64, 301, elements=st.floats(0.5, 1.0)),
+    tau0=st.floats(1.0, 2000.0),
+)
+def test_rises_throughout_is_a_sound_certificate(vals, steps, tau0):
+    """When the certificate holds, the exact path over the ranked values never drops."""
+    sps = 100.0 * np.cumprod(steps[: vals.size + 1] ** 1e-4)  # gently falling SPS
+    if prefix.rises_throughout(vals, sps, tau0):
+        ranked = np.sort(vals)[::-1]
+        tau = np.cumsum(np.concatenate([[tau0], ranked]))
+        assert prefix.first_drop(tau * sps) == vals.size
+
+
+def test_sps_range_equals_sps():
+    for cost in (jagged_sps(), jagged_additive()):
+        for r, lo, hi in [(5, 3, 100), (300, 0, 70000), (64, 64, 129)]:
+            np.testing.assert_array_equal(
+                prefix.sps_range(cost, r, lo, hi), cost.sps(r, np.arange(lo, hi))
+            )
