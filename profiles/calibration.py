@@ -109,9 +109,12 @@ def view(
 
 # -- fitting --------------------------------------------------------------------------------------
 def fit_sts(
-    logits: np.ndarray, accepted: np.ndarray, variant: str = "cumulative",
-    grid: np.ndarray = GRID, bins: int = BINS,
-) -> np.ndarray:  # fmt: skip
+    logits: np.ndarray,
+    accepted: np.ndarray,
+    variant: str = "cumulative",
+    grid: np.ndarray = GRID,
+    bins: int = BINS,
+) -> np.ndarray:
     """Per-position temperatures [γ] chosen left to right (see the module docstring)."""
     if variant not in VARIANTS:
         raise InputError(f"unknown STS variant {variant!r} (expected {' or '.join(VARIANTS)})")
@@ -177,13 +180,18 @@ class Calibration:
             "temperatures": list(self.temperatures),
             "dataset": self.dataset,
             "records_sha256": self.records_sha256,
-            "split": {"seed": self.split_seed, "fit_fraction": self.fit_fraction,
-                      "fit_rounds": self.fit_rounds, "report_rounds": self.report_rounds},
+            "split": {
+                "seed": self.split_seed,
+                "fit_fraction": self.fit_fraction,
+                "fit_rounds": self.fit_rounds,
+                "report_rounds": self.report_rounds,
+            },
             "ece_bins": self.bins,
             "grid": {"low": float(GRID[0]), "high": float(GRID[-1]), "points": int(GRID.size)},
-            "metrics": {"report_split": {"before": _plain(self.before),
-                                         "after": _plain(self.after)}},
-        }  # fmt: skip
+            "metrics": {
+                "report_split": {"before": _plain(self.before), "after": _plain(self.after)}
+            },
+        }
 
     def to_sglang(self) -> dict[str, Any]:
         """SGLang ``DSparkStsCalibration`` JSON fields; ECE of the cumulative survival, held out."""
@@ -240,5 +248,7 @@ def read_temperatures(path: str | Path) -> tuple[tuple[float, ...], str]:
 
 def _plain(m: dict) -> dict:
     """NaN → None so YAML/JSON stay portable."""
-    return {v: {k: [None if np.isnan(x) else round(float(x), 6) for x in xs]
-                for k, xs in rows.items()} for v, rows in m.items()}  # fmt: skip
+    return {
+        v: {k: [None if np.isnan(x) else round(float(x), 6) for x in xs] for k, xs in rows.items()}
+        for v, rows in m.items()
+    }

@@ -33,8 +33,16 @@ from scipy.special import expit, logit
 from profiles.errors import InputError
 
 ARRAYS = ("domain", "request", "step", "logits", "accepted", "meta")
-META_KEYS = ("drafter", "target", "gamma", "temperature", "seed", "source",
-             "spectune_version", "command")  # fmt: skip
+META_KEYS = (
+    "drafter",
+    "target",
+    "gamma",
+    "temperature",
+    "seed",
+    "source",
+    "spectune_version",
+    "command",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,9 +77,14 @@ class Records:
 
     def take(self, rows: np.ndarray) -> Records:
         """The records at ``rows`` (a boolean mask or an index array)."""
-        return replace(self, domain=self.domain[rows], request=self.request[rows],
-                       step=self.step[rows], logits=self.logits[rows],
-                       accepted=self.accepted[rows])  # fmt: skip
+        return replace(
+            self,
+            domain=self.domain[rows],
+            request=self.request[rows],
+            step=self.step[rows],
+            logits=self.logits[rows],
+            accepted=self.accepted[rows],
+        )
 
     def digest(self) -> str:
         """SHA-256 of the arrays' contents (independent of compression), for provenance."""
@@ -159,8 +172,9 @@ def read_records(path: str | Path) -> Records:
             try:
                 arrays[name] = npz[name]
             except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-                raise InputError(f"array {name!r}: cannot read ({_short(exc)})",
-                                 where=where) from None  # fmt: skip
+                raise InputError(
+                    f"array {name!r}: cannot read ({_short(exc)})", where=where
+                ) from None
     meta = arrays.pop("meta")
     if meta.shape != () or meta.dtype.kind != "U":
         raise InputError("array 'meta': must be a 0-d unicode array", where=where)
@@ -245,8 +259,9 @@ class RecordsAcceptance:
         if self.temperatures is not None:
             temps = np.asarray(self.temperatures, dtype=float)
             if temps.shape != (r.gamma,) or not (np.isfinite(temps).all() and temps.min() > 0):
-                raise InputError(f"records: need {r.gamma} positive temperatures, "
-                                 f"got {list(self.temperatures)}")  # fmt: skip
+                raise InputError(
+                    f"records: need {r.gamma} positive temperatures, got {list(self.temperatures)}"
+                )
             object.__setattr__(self, "temperatures", tuple(map(float, temps)))
         order = np.lexsort((r.step, r.request))
         req = r.request[order]
@@ -260,9 +275,13 @@ class RecordsAcceptance:
             label = r.meta.get("source") or "records"
             what = ", ".join(str(r.meta[k]) for k in ("drafter", "target") if r.meta.get(k))
             sts = " + STS temperatures" if self.temperatures is not None else ""
-            object.__setattr__(self, "source", f"records: {label}"
-                               + (f" ({what})" if what else "")
-                               + f", {r.rounds} rounds of {r.requests} requests{sts}")  # fmt: skip
+            object.__setattr__(
+                self,
+                "source",
+                f"records: {label}"
+                + (f" ({what})" if what else "")
+                + f", {r.rounds} rounds of {r.requests} requests{sts}",
+            )
 
     @property
     def gamma(self) -> int:
@@ -331,8 +350,10 @@ def open_records(spec: str) -> RecordsAcceptance:
     for item in filter(None, query.split("&")):
         key, eq, value = item.partition("=")
         if not eq or key not in options:
-            raise InputError(f"records spec: unknown or malformed option {item!r} "
-                             "(options: temps=CALIB, end=chain|wrap)")  # fmt: skip
+            raise InputError(
+                f"records spec: unknown or malformed option {item!r} "
+                "(options: temps=CALIB, end=chain|wrap)"
+            )
         options[key] = value
     if not path:
         raise InputError("records spec needs a file: records:FILE.npz[?temps=CALIB.yaml]")
@@ -343,8 +364,11 @@ def open_records(spec: str) -> RecordsAcceptance:
 
         temps, _variant = read_temperatures(options["temps"])
         if len(temps) != records.gamma:
-            raise InputError(f"calibration has {len(temps)} temperatures but the records "
-                             f"have gamma {records.gamma}", where=options["temps"])  # fmt: skip
+            raise InputError(
+                f"calibration has {len(temps)} temperatures but the records "
+                f"have gamma {records.gamma}",
+                where=options["temps"],
+            )
     return RecordsAcceptance(records, temps, end=options["end"])
 
 
@@ -376,11 +400,17 @@ def synthesize(
             rows["logits"].append(logit_scale * logit(np.clip(conf, 1e-7, 1 - 1e-7)))
             rows["accepted"].append(acc)
             rid += 1
-    meta = {"drafter": "synthetic", "target": "synthetic", "gamma": model.gamma,
-            "temperature": 1.0, "seed": seed,
-            "source": f"SYNTHETIC draws from {getattr(model, 'source', 'a model')}, "
-                      f"logit scale {logit_scale:g}",
-            "spectune_version": _version(), "command": "profiles.records.synthesize"}  # fmt: skip
+    meta = {
+        "drafter": "synthetic",
+        "target": "synthetic",
+        "gamma": model.gamma,
+        "temperature": 1.0,
+        "seed": seed,
+        "source": f"SYNTHETIC draws from {getattr(model, 'source', 'a model')}, "
+        f"logit scale {logit_scale:g}",
+        "spectune_version": _version(),
+        "command": "profiles.records.synthesize",
+    }
     return Records(**{k: np.concatenate(v) for k, v in rows.items()}, meta=meta)
 
 

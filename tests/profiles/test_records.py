@@ -105,8 +105,7 @@ def test_missing_file_and_directory(tmp_path):
 
 def test_write_refuses_invalid_records(records):
     with pytest.raises(InputError, match="array 'accepted'"):
-        Records(records.domain, records.request, records.step, records.logits,
-                records.accepted + 9)  # fmt: skip
+        Records(records.domain, records.request, records.step, records.logits, records.accepted + 9)
 
 
 def test_split_is_by_request_stratified_and_seeded(records):
@@ -164,8 +163,9 @@ def test_temperatures_scale_logits(records):
     conf_hot, _ = hot.draw(
         hot.start("code", np.random.default_rng(5)), 40, np.random.default_rng(6)
     )
-    conf_raw, _ = cold.draw(cold.start("code", np.random.default_rng(5)), 40,
-                            np.random.default_rng(6))  # fmt: skip
+    conf_raw, _ = cold.draw(
+        cold.start("code", np.random.default_rng(5)), 40, np.random.default_rng(6)
+    )
     raw_logits = np.log(conf_raw / (1 - conf_raw))
     assert np.allclose(conf_hot, 1 / (1 + np.exp(-raw_logits / np.asarray(temps))), atol=1e-6)
     with pytest.raises(InputError, match="4 positive temperatures"):
@@ -191,7 +191,12 @@ def test_simulator_replay_reproduces_recorded_acceptance(records, cost, tmp_path
     write_records(path, records)
     model = load_acceptance(f"records:{path}")
     assert "SYNTHETIC" in model.source and model.gamma == 4
-    s = simulate(make_requests(300, 50.0, seed=1, domain="code"), make_policy("fixed:k=4"),
-                 cost, model, ServerConfig(max_concurrency=16, gamma=4),
-                 seed=0).summary  # fmt: skip
+    s = simulate(
+        make_requests(300, 50.0, seed=1, domain="code"),
+        make_policy("fixed:k=4"),
+        cost,
+        model,
+        ServerConfig(max_concurrency=16, gamma=4),
+        seed=0,
+    ).summary
     assert s["mean_accepted_len"] == pytest.approx(model.expected_accepted_len("code"), rel=0.03)

@@ -1,0 +1,184 @@
+"""Import production cost tables into spectune cost profiles (``spectune import KIND FILE``).
+
+- ``sglang-sps``: an SGLang SPS cost table JSON, either ``SpsCostTable`` (``sample_batch_tokens``,
+  ``sample_steps_per_sec``, ``max_batch_tokens``) or ``SpsAdditiveCostTable`` (``bias_seconds``,
+  ``bs_probes``, ``alpha_seconds``, ``m_probes``, ``theta_seconds``), told apart as SGLang does by
+  the ``bias_seconds`` key. SGLang reads the 1D table as a step function (floor probe) and clamps
+  the additive curves at their ends; spectune interpolates linearly between probes and extrapolates
+  beyond them (flagged in results), so between sparse probes the two can differ.
+- ``cost-csv``: a plain CSV ``batch_tokens,step_ms`` (one measured verify step per row) → an SPS
+  cost model.
+
+vLLM's acceptance counters are imported by ``profiles/vllm.py``. Every problem in the input is one
+InputError naming the file (and line or field).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from profiles.cost import CostModel
+from profiles.errors import InputError
+
+
+def read_text(path: str | Path) -> str:
+    """A text file's contents, or an InputError naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such file" if not p.exists() else "not a file", where=str(p))
+    try:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read ({exc})", where=str(p)) from None
+
+
+# -- cost tables ----------------------------------------------------------------------------------
+def _list(data: dict, key: str, where: str, kind: type = float) -> list:
+    if key not in data:
+        raise InputError(f"missing field {key!r}", where=where)
+    values = data[key]
+    ok = (
+        isinstance(values, list)
+        and values
+        and all(
+            isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and (kind is float or float(v).is_integer())
+            for v in values
+        )
+    )
+    if not ok:
+        what = "integers" if kind is int else "numbers"
+        raise InputError(f"field {key!r} must be a non-empty list of {what}", where=where)
+    return [kind(v) for v in values]
+
+
+def _number(data: dict, key: str, where: str) -> float:
+    v = data.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise InputError(f"field {key!r} must be a number", where=where)
+    return float(v)
+
+
+def sglang_cost(path: str | Path) -> CostModel:
+    """A cost model from an SGLang ``SpsCostTable`` or ``SpsAdditiveCostTable`` JSON."""
+    where = str(path)
+    try:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON ({exc.msg}, line {exc.lineno})", where=where) from None
+    if not isinstance(data, dict):
+        raise InputError(
+            "expected a JSON object (SpsCostTable or SpsAdditiveCostTable)", where=where
+        )
+    name = Path(path).name
+    try:
+        if "bias_seconds" in data:
+            bias = _number(data, "bias_seconds", where)
+            if bias <= 0:
+                raise InputError("field 'bias_seconds' must be > 0", where=where)
+            bs, m = _list(data, "bs_probes", where, int), _list(data, "m_probes", where, int)
+            alpha, theta = _list(data, "alpha_seconds", where), _list(data, "theta_seconds", where)
+            for probes, values, label in (
+                (bs, alpha, "bs_probes/alpha_seconds"),
+                (m, theta, "m_probes/theta_seconds"),
+            ):
+                if len(probes) != len(values):
+                    raise InputError(
+                        f"{label} lengths differ ({len(probes)} vs {len(values)})", where=where
+                    )
+            return CostModel.additive(
+                bias, bs, alpha, m, theta, source=f"imported: SGLang SpsAdditiveCostTable {name}"
+            )
+        tokens = _list(data, "sample_batch_tokens", where, int)
+        sps = _list(data, "sample_steps_per_sec", where)
+        if "max_batch_tokens" not in data:
+            raise InputError("missing field 'max_batch_tokens'", where=where)
+        top = _number(data, "max_batch_tokens", where)
+        if len(tokens) != len(sps):
+            raise InputError(
+                f"sample_batch_tokens/sample_steps_per_sec lengths differ "
+                f"({len(tokens)} vs {len(sps)})",
+                where=where,
+            )
+        if len(tokens) == 1:
+            raise InputError(
+                "a one-probe table is SGLang's uninitialized placeholder; profile the engine first",
+                where=where,
+            )
+        if top < tokens[-1]:
+            raise InputError(f"max_batch_tokens {top:g} < largest probe {tokens[-1]}", where=where)
+        return CostModel.from_sps_table(
+            tokens, sps, max_batch_tokens=int(top), source=f"imported: SGLang SpsCostTable {name}"
+        )
+    except InputError as exc:
+        if exc.where:
+            raise
+        raise InputError(str(exc), where=where) from None
+
+
+def csv_cost(path: str | Path) -> CostModel:
+    """An SPS cost model from a CSV with header ``batch_tokens,step_ms``."""
+    where = str(path)
+    rows = csv.reader(io.StringIO(read_text(path)))
+    header, points = None, {}
+    for i, row in enumerate(rows, start=1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        cells = [c.strip() for c in row]
+        if header is None:
+            if cells != ["batch_tokens", "step_ms"]:
+                raise InputError(
+                    f"header must be 'batch_tokens,step_ms', got {','.join(cells)!r}",
+                    where=f"{where}:{i}",
+                )
+            header = cells
+            continue
+        if len(cells) != 2:
+            raise InputError(f"expected 2 columns, got {len(cells)}", where=f"{where}:{i}")
+        try:
+            b, ms = float(cells[0]), float(cells[1])
+        except ValueError:
+            raise InputError(f"not a number in {','.join(cells)!r}", where=f"{where}:{i}") from None
+        if not (math.isfinite(b) and b >= 1 and b.is_integer()):
+            raise InputError(
+                f"batch_tokens {cells[0]!r} must be an integer >= 1", where=f"{where}:{i}"
+            )
+        if not (math.isfinite(ms) and ms > 0):
+            raise InputError(
+                f"step_ms {cells[1]!r} must be a positive number", where=f"{where}:{i}"
+            )
+        if int(b) in points:
+            raise InputError(f"batch_tokens {int(b)} given twice", where=f"{where}:{i}")
+        points[int(b)] = ms
+    if header is None or not points:
+        raise InputError("no data rows (expected header batch_tokens,step_ms)", where=where)
+    tokens = sorted(points)
+    return CostModel.from_sps_table(
+        tokens,
+        [1000.0 / points[b] for b in tokens],
+        max_batch_tokens=tokens[-1],
+        source=f"imported: cost CSV {Path(path).name}",
+    )
+
+
+def provenance(kind: str, path: str | Path, **extra: Any) -> dict[str, Any]:
+    """Metadata written beside an imported profile: what, from where, file hash, version."""
+    import hashlib
+
+    from runner import __version__
+
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return {
+        "imported_from": str(path),
+        "kind": kind,
+        "sha256": digest,
+        "spectune_version": __version__,
+        **extra,
+    }

@@ -1,0 +1,246 @@
+"""Importers: Prometheus parsing, vLLM counters → conditional rates (and the 3% replay criterion),
+SGLang SPS tables and the cost CSV; every bad input is one InputError naming the file.
+
+Fixtures in ``data/`` are hand-made in the producers' formats (numbers invented, consistent)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policies import make_policy
+from profiles import InputError
+from profiles.builtin import load_acceptance, load_cost
+from profiles.importers import csv_cost, sglang_cost
+from profiles.store import acceptance_to_dict, cost_to_dict, write_yaml
+from profiles.vllm import parse_prometheus, vllm_acceptance, vllm_counters
+from simulator.run import simulate
+from simulator.server import ServerConfig
+from tests.conftest import make_requests
+
+DATA = Path(__file__).parent / "data"
+PROM = DATA / "vllm_metrics.prom"
+
+
+# -- Prometheus text -------------------------------------------------------------------------------
+def test_prometheus_labels_escapes_and_values():
+    text = (
+        "# HELP x_total A counter.\n# TYPE x_total counter\n"
+        'x_total{a="1",b="say \\"hi\\"\\\\n",} 3.5 1712345678000\n'
+        "y{} +Inf\nz NaN\n"
+        'h_bucket{le="+Inf"} 7\n'
+    )
+    s = parse_prometheus(text)
+    assert [x.name for x in s] == ["x_total", "y", "z", "h_bucket"]
+    assert dict(s[0].labels) == {"a": "1", "b": 'say "hi"\\n'} and s[0].value == 3.5
+    assert s[1].value == float("inf") and np.isnan(s[2].value) and s[3].labels == (("le", "+Inf"),)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('x{a="1"', "malformed sample line"),
+        ("x{a=1} 2", "malformed label set"),
+        ('x{a="1"} two', "is not a number"),
+        ('x{a="1",a="2"} 1', "given twice"),
+        ("9x 1", "malformed sample line"),
+        ("x", "malformed sample line"),
+    ],
+)
+def test_prometheus_malformed_lines_name_file_and_line(line, message):
+    with pytest.raises(InputError) as err:
+        parse_prometheus(f"# TYPE ok gauge\nok 1\n{line}\n", "scrape.prom")
+    assert message in str(err.value) and str(err.value).startswith("scrape.prom:3:")
+
+
+# -- vLLM ------------------------------------------------------------------------------------------
+def test_vllm_counters_summed_over_engines():
+    c = vllm_counters(PROM)
+    assert c.engines == 2 and c.models == ("Qwen/Qwen3-8B",)
+    assert c.drafts == 48213 + 51877
+    assert c.per_pos == (38570 + 41390, 29890 + 32050, 22790 + 24480)
+    assert c.mean_acceptance_length == pytest.approx(1 + (91250 + 97920) / c.drafts)
+
+
+def test_vllm_conditional_rates_and_label():
+    model, c = vllm_acceptance(PROM, domain="code")
+    reach = np.r_[c.drafts, c.per_pos]
+    assert model.rates["code"] == pytest.approx(reach[1:] / reach[:-1])
+    assert model.gamma == 3 and model.source.startswith("imported: vLLM metrics vllm_metrics.prom")
+    assert model.expected_accepted_len("code") == pytest.approx(c.mean_acceptance_length)
+
+
+def test_vllm_since_subtracts_the_earlier_scrape():
+    _, c = vllm_acceptance(PROM, since=DATA / "vllm_metrics_earlier.prom")
+    assert c.drafts == (48213 + 51877) - (12004 + 13117)
+    with pytest.raises(InputError, match="decreased"):
+        vllm_acceptance(DATA / "vllm_metrics_earlier.prom", since=PROM)
+
+
+def test_replaying_imported_model_reproduces_mean_acceptance_length(tmp_path, cost):
+    """The issue's criterion: fixed:k=K replay within 3% of 1 + accepted/drafts.
+    α: one seed (0), 600 requests of 1..300 tokens."""
+    model, c = vllm_acceptance(PROM)
+    path = tmp_path / "vllm.yaml"
+    write_yaml(path, acceptance_to_dict(model))
+    loaded = load_acceptance(str(path))
+    s = simulate(make_requests(600, 40.0, seed=3), make_policy("fixed:k=3"), cost, loaded,
+                 ServerConfig(max_concurrency=32, gamma=3), seed=0).summary  # fmt: skip
+    assert s["mean_accepted_len"] == pytest.approx(c.mean_acceptance_length, rel=0.03)
+
+
+def _scrape(tmp_path, edit) -> Path:
+    path = tmp_path / "edited.prom"
+    path.write_text(edit(PROM.read_text()))
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda t: t.replace("vllm:spec_decode_num_drafts_total", "vllm:other_total"),
+            "missing metric(s): vllm:spec_decode_num_drafts_total",
+        ),
+        (
+            lambda t: "\n".join(x for x in t.splitlines() if "per_pos" not in x),
+            "num_accepted_tokens_per_pos_total (is speculative decoding enabled?)",
+        ),
+        (lambda t: t.replace('position="1"', 'position="4"'), "not 0..K-1"),
+        (lambda t: t.replace('position="2"}', 'position="two"}'), "integer 'position'"),
+        (lambda t: t.replace("} 91250.0", "} 1250.0"), "per-position accepted sum"),
+        (
+            lambda t: t.replace("} 22790.0", "} 52790.0").replace("} 91250.0", "} 121250.0"),
+            "position 2 accepted",
+        ),
+        (
+            lambda t: t.replace('engine="1"', 'engine="1",model_name2="x"').replace(
+                'model_name="Qwen/Qwen3-8B",engine="1"', 'model_name="Llama",engine="1"'
+            ),
+            "several models",
+        ),
+        (lambda t: t.replace("} 48213.0", "} -5.0"), "expected a count"),
+        (lambda t: t + "vllm:spec_decode_num_drafts_total{engine=0} 1\n", "malformed label set"),
+    ],
+)
+def test_vllm_bad_scrapes(tmp_path, edit, message):
+    with pytest.raises(InputError) as err:
+        vllm_acceptance(_scrape(tmp_path, edit))
+    assert message in str(err.value) and "edited.prom" in str(err.value)
+
+
+def test_vllm_model_name_filter(tmp_path):
+    path = _scrape(tmp_path, lambda t: t.replace(
+        'model_name="Qwen/Qwen3-8B",engine="1"', 'model_name="Llama",engine="1"'))  # fmt: skip
+    c = vllm_counters(path, model_name="Llama")
+    assert c.drafts == 51877 and c.engines == 1
+    with pytest.raises(InputError, match="for model_name 'Mistral'"):
+        vllm_counters(path, model_name="Mistral")
+
+
+def test_vllm_zero_drafts(tmp_path):
+    path = _scrape(tmp_path, lambda t: "\n".join(
+        x.rsplit(" ", 1)[0] + " 0.0" if x.startswith("vllm:spec_decode") and "_created" not in x
+        else x for x in t.splitlines()))  # fmt: skip
+    with pytest.raises(InputError, match="no speculative rounds"):
+        vllm_acceptance(path)
+
+
+# -- SGLang SPS and cost CSV -----------------------------------------------------------------------
+def test_sglang_sps_table(tmp_path):
+    cost = sglang_cost(DATA / "sglang_sps.json")
+    table = json.loads((DATA / "sglang_sps.json").read_text())
+    assert cost.kind == "sps" and cost.max_batch_tokens == 512
+    for b, sps in zip(table["sample_batch_tokens"], table["sample_steps_per_sec"], strict=True):
+        assert cost.verify_time(b, b) == pytest.approx(1.0 / sps)
+    write_yaml(tmp_path / "c.yaml", cost_to_dict(cost))
+    back = load_cost(str(tmp_path / "c.yaml"))
+    assert back.verify_time(8, 96) == pytest.approx(cost.verify_time(8, 96))
+    assert "imported: SGLang SpsCostTable" in back.source
+
+
+def test_sglang_additive_table():
+    cost = sglang_cost(DATA / "sglang_sps_additive.json")
+    t = json.loads((DATA / "sglang_sps_additive.json").read_text())
+    assert cost.kind == "additive"
+    # T(bs=8, M=64) = bias + alpha(8) + theta(64), both exact probes
+    assert cost.verify_time(8, 64) == pytest.approx(
+        t["bias_seconds"] + t["alpha_seconds"][3] + t["theta_seconds"][4]
+    )
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{oops", "invalid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"sample_batch_tokens": [1, 2], "max_batch_tokens": 4}', "'sample_steps_per_sec'"),
+        ('{"sample_batch_tokens": ["1", "2"], "sample_steps_per_sec": [1, 2], '
+         '"max_batch_tokens": 4}', "list of integers"),
+        ('{"sample_batch_tokens": [1, 2], "sample_steps_per_sec": [5, 4]}', "'max_batch_tokens'"),
+        ('{"sample_batch_tokens": [1, 2], "sample_steps_per_sec": [5], "max_batch_tokens": 4}',
+         "lengths differ"),
+        ('{"sample_batch_tokens": [1], "sample_steps_per_sec": [1.0], "max_batch_tokens": 8}',
+         "uninitialized placeholder"),
+        ('{"sample_batch_tokens": [1, 8], "sample_steps_per_sec": [5, 4], "max_batch_tokens": 4}',
+         "max_batch_tokens 4 < largest probe 8"),
+        ('{"sample_batch_tokens": [8, 1], "sample_steps_per_sec": [5, 4], "max_batch_tokens": 8}',
+         "strictly increasing"),
+        ('{"sample_batch_tokens": [1, 8], "sample_steps_per_sec": [5, 0], "max_batch_tokens": 8}',
+         "positive"),
+        ('{"bias_seconds": 0, "bs_probes": [1], "alpha_seconds": [0], "m_probes": [1], '
+         '"theta_seconds": [0]}', "bias_seconds' must be > 0"),
+        ('{"bias_seconds": 0.01, "bs_probes": [1, 2], "alpha_seconds": [0], "m_probes": [1], '
+         '"theta_seconds": [0]}', "bs_probes/alpha_seconds lengths differ"),
+        ('{"bias_seconds": 0.01, "alpha_seconds": [0], "m_probes": [1], "theta_seconds": [0]}',
+         "missing field 'bs_probes'"),
+    ],
+)  # fmt: skip
+def test_sglang_bad_tables(tmp_path, text, message):
+    path = tmp_path / "table.json"
+    path.write_text(text)
+    with pytest.raises(InputError) as err:
+        sglang_cost(path)
+    assert message in str(err.value) and str(err.value).startswith(str(path))
+
+
+def test_cost_csv():
+    cost = csv_cost(DATA / "cost.csv")
+    assert cost.kind == "sps" and cost.verify_time(1, 96) == pytest.approx(15.72e-3)
+    assert cost.max_batch_tokens == 512
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "no data rows"),
+        ("batch_tokens,step_ms\n", "no data rows"),
+        ("tokens,ms\n1,2\n", ":1: header must be"),
+        ("batch_tokens,step_ms\n1,2\n2,fast\n", ":3: not a number"),
+        ("batch_tokens,step_ms\n1,2\n1,3\n", ":3: batch_tokens 1 given twice"),
+        ("batch_tokens,step_ms\n1,-2\n", ":2: step_ms '-2'"),
+        ("batch_tokens,step_ms\n1.5,2\n", ":2: batch_tokens '1.5'"),
+        ("batch_tokens,step_ms\n1,2,3\n", ":2: expected 2 columns"),
+        ("batch_tokens,step_ms\n4,nan\n", ":2: step_ms 'nan'"),
+    ],
+)
+def test_cost_csv_bad_rows(tmp_path, text, message):
+    path = tmp_path / "cost.csv"
+    path.write_text(text)
+    with pytest.raises(InputError) as err:
+        csv_cost(path)
+    assert message in str(err.value) and str(err.value).startswith(str(path))
+
+
+@pytest.mark.parametrize("reader", [csv_cost, sglang_cost, vllm_acceptance])
+def test_missing_and_directory_inputs(tmp_path, reader):
+    with pytest.raises(InputError, match="no such file"):
+        reader(tmp_path / "absent")
+    with pytest.raises(InputError, match="not a file"):
+        reader(tmp_path)
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(InputError, match="cannot read"):
+        reader(tmp_path / "binary")
