@@ -99,5 +99,4 @@ class GlobalSync(DSpark):
     def _stop(
         cost: Any, r: int, b0: int, tau0: float, vals: np.ndarray
     ) -> tuple[int, np.ndarray | None]:
-        order = prefix.descending(vals)
-        return int(prefix.throughput(cost, r, b0, tau0, vals[order]).argmax()), order
+        return prefix.best_count(cost, r, b0, tau0, vals)

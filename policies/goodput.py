@@ -66,6 +66,9 @@ class Goodput(Policy):
         alpha = self.rates(r, ctx)
         h_t = alpha[None, :] ** np.arange(1, gamma + 1)[:, None]  # [γ, R], α^j
         lo, hi = prefix.window(r, gamma, valid, 0, self.max_verify_len)
-        ranked = prefix.rank(h_t, lo, hi)
-        theta = prefix.throughput(ctx.cost, r, r, float(r), ranked.vals)
-        return prefix.lengths(0, ranked.rows(int(theta.argmax())), r)
+        flat, vals = prefix.pool(h_t, lo, hi)
+        if vals.size == 0:
+            return np.zeros(r, dtype=np.int64)
+        n, order = prefix.best_count(ctx.cost, r, r, float(r), vals)
+        pos = np.arange(vals.size) if order is None else order[:n]
+        return prefix.lengths(0, (pos if flat is None else flat[pos]) % r, r)

@@ -74,8 +74,8 @@ class DSparkLagged(Policy):
         h_t = self._stale_survival(r, gamma, ctx)
         lo, hi = prefix.window(r, gamma, valid, self.min_verify_len, self.max_verify_len)
         _, b0, tau0 = prefix.forced(h_t, lo, r)
-        vals = prefix.ranked_values(h_t, lo, hi, self.survival_eps)
-        return int(prefix.throughput(ctx.cost, r, b0, tau0, vals).argmax())
+        _, vals = prefix.pool(h_t, lo, hi, self.survival_eps)
+        return prefix.best_count(ctx.cost, r, b0, tau0, vals)[0] if vals.size else 0
 
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape

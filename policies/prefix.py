@@ -119,14 +119,6 @@ def candidates(
     return ranked.rows(ranked.vals.size), ranked.vals
 
 
-def ranked_values(
-    a_t: np.ndarray, lo: np.ndarray | int, hi: np.ndarray | int, eps: float = 0.0
-) -> np.ndarray:
-    """The candidates' survival values alone, descending (what a capacity computation needs)."""
-    _, vals = pool(a_t, lo, hi, eps)
-    return vals[descending(vals)]
-
-
 def descending(vals: np.ndarray) -> np.ndarray:
     """Stable descending argsort of values in [0, 1] (equal values keep their input order)."""
     if vals.size < _RADIX_MIN:
@@ -228,6 +220,22 @@ def greedy_stop(
         if n < stop - start or stop == n_all:
             return start + n, order
         start, chunk, tau_start = stop, chunk * 4, float(tau[-1])
+
+
+def best_count(
+    cost: Any, r: int, b0: int, tau0: float, vals: np.ndarray
+) -> tuple[int, np.ndarray | None]:
+    """The global argmax n of Θ over the ranked path (first maximum), and the ranking it
+    needed (None when :func:`rises_throughout` proves the answer is N without ranking)."""
+    sps = sps_range(cost, r, b0, b0 + vals.size + 1)
+    if vals.size > _CHUNK and rises_throughout(vals, sps, tau0):
+        return vals.size, None
+    order = descending(vals)
+    tau = np.empty(vals.size + 1)
+    tau[0] = tau0
+    tau[1:] = vals[order]
+    np.cumsum(tau, out=tau)
+    return int((tau * sps).argmax()), order
 
 
 def lengths(base: np.ndarray | int, rows: np.ndarray, r: int) -> np.ndarray:
