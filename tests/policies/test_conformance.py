@@ -128,11 +128,10 @@ def test_permuting_requests_permutes_the_output(name, seed, r, gamma, data):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("gamma", [1, 5])
-def test_empty_batch(name, gamma):
-    inputs = random_inputs(0, 0, gamma)
-    out = call(name, inputs)
-    assert out.shape == (0,) and out.dtype == np.int64
+@pytest.mark.parametrize("r, gamma", [(0, 1), (0, 5), (3, 0)])
+def test_empty_batch_or_no_drafts(name, r, gamma):
+    out = call(name, random_inputs(0, r, gamma))
+    assert out.shape == (r,) and out.dtype == np.int64 and not out.any()
 
 
 @pytest.mark.parametrize("name", NAMES)
