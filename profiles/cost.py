@@ -196,9 +196,17 @@ class CostModel:
 
     def sps_range(self, requests: int, start: int, stop: int) -> np.ndarray:
         """``sps(requests, np.arange(start, stop))`` from a slice of the dense table: no index
-        array, no gather (the hot path of the survival-ranked policies)."""
+        array, no gather (the hot path of the survival-ranked policies). For the 1D form the
+        result is a read-only view of a steps/s table built on first use."""
         if start < 0 or stop > _DENSE_LIMIT:
             return self.sps(requests, np.arange(start, stop))
+        if self.kind == "sps":
+            dense = self.__dict__.get("_sps_dense")
+            if dense is None:
+                dense = 1.0 / np.maximum(self._verify_dense, 1e-12)
+                dense.flags.writeable = False
+                object.__setattr__(self, "_sps_dense", dense)
+            return dense[start:stop]
         t = self._verify_dense[start:stop]
         if self.kind == "additive":
             t = t + self._alpha_dense[min(requests, _DENSE_LIMIT - 1)]
