@@ -1,0 +1,81 @@
+"""Export a tuned scheduler (``best.yaml``) to a production engine's configuration format.
+
+Formats: ``spectune`` (the validated ``spectune.scheduler/v1`` document), ``sglang`` (DSpark SPS
+cost table JSON — 1D or additive, matching the cost model — STS calibration JSON and the verify
+schedule bounds), ``vllm`` (``speculative_config`` JSON), ``trtllm`` (``speculative_config`` with
+``draft_len_schedule`` and ``max_concurrency``), ``sglang-adaptive`` (the adaptive ladder JSON).
+A format that cannot express the tuned policy exports the nearest policy it can, and the
+command simulates both at the tuned load and prints the cost of the approximation. Every run
+writes ``export.json`` (files, exact or not, notes) and reads its files back through the
+validating loader before reporting success. See README "Tuning and export".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+NAME = "export"
+HELP = "export a tuned scheduler config (best.yaml) to spectune, SGLang, vLLM or TensorRT-LLM"
+
+FORMATS = ("spectune", "sglang", "vllm", "trtllm", "sglang-adaptive")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="source", required=True, metavar="BEST.yaml",
+                   help="a spectune.scheduler/v1 document (spectune tune writes best.yaml)")  # fmt: skip
+    p.add_argument("--format", required=True, choices=FORMATS + ("all",),
+                   help="target format (all: one sub-directory per format)")  # fmt: skip
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--no-simulate", action="store_true",
+                   help="skip simulating the cost of an approximation")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the manifest(s) as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from runner.export import load_export, write_export
+    from runner.scheduler import load_scheduler
+
+    cfg = load_scheduler(args.source)
+    out = Path(args.out)
+    formats = FORMATS if args.format == "all" else (args.format,)
+    manifests = []
+    for fmt in formats:
+        target = out / fmt if args.format == "all" else out
+        m = write_export(cfg, fmt, target, source=str(args.source),
+                         simulate=not args.no_simulate)  # fmt: skip
+        load_export(fmt, target)  # what we wrote must pass the engine-side checks
+        manifests.append((target, m))
+    if args.json:
+        print(json.dumps([m for _, m in manifests]))
+        return 0
+    for target, m in manifests:
+        print(describe(target, m))
+    return 0
+
+
+def describe(target: Path, m: dict) -> str:
+    """One block per format: files, exactness, approximation cost, notes."""
+    lines = [f"{m['format']:<16} {target}/: {', '.join(m['files'])}"]
+    if m["exact"]:
+        lines.append(f"  exact: {m['exported_policy']}")
+    else:
+        lines.append(f"  cannot express {m['tuned_policy']}")
+        lines.append(f"  nearest: {m['exported_policy']}")
+        a = m.get("approximation")
+        if a and a.get("simulated"):
+            t, e = a["tuned"], a["exported"]
+            lines.append(
+                f"  simulated at {a['load_mode']} {a['load']:g}: {e['throughput_tok_s']:,.0f} vs "
+                f"{t['throughput_tok_s']:,.0f} tok/s ({a['throughput_change']:+.1%}), "
+                f"tok/s/user p50 {e['tps_per_user_p50']:.1f} vs {t['tps_per_user_p50']:.1f}, "
+                f"SLA {'met' if e['sla_met'] else 'MISSED'}"
+            )
+        elif a:
+            lines.append(f"  approximation not simulated: {a.get('reason')}")
+    for note in m.get("notes", []):
+        lines.append(f"  note: {note}")
+    if m.get("server_args"):
+        lines.append(f"  launch: {' '.join(m['server_args'])}")
+    return "\n".join(lines)

@@ -1,0 +1,317 @@
+"""Tune verification policies for an SLA: search parameters and load, export the best scheduler.
+
+For every policy in ``--policies`` the adaptive grid of ``runner/tune.py`` searches its
+parameters; each setting is simulated at every load of the grid and scored by its throughput at
+the SLA; each policy's best setting then gets its SLA load bracket bisected. Load knobs:
+``--concurrency`` (closed loop, default: N users always busy, the paper's Figures 7–8),
+``--request-rates`` (open loop, synthetic workloads) or ``--rate-scales`` (open loop, traces).
+
+Points stream to ``DIR/points.jsonl`` as they finish; ``--resume`` continues a killed run
+without redoing finished points. At the end ``DIR`` holds ``best.yaml``
+(``spectune.scheduler/v1``; export it with ``spectune export``), ``results.csv``,
+``frontier.csv``, ``summary.json``, ``frontier.png`` (Figure 7) and ``load.png`` (Figure 8).
+Policy entries are names (parameters searched) or specs (given parameters pinned); clairvoyant
+is the simulator-only bound and never becomes ``best.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from runner.options import (
+    DEFAULT_WORKLOAD,
+    add_model_args,
+    add_server_args,
+    add_workload_args,
+    positive_float,
+    positive_int,
+    show_progress,
+)
+
+NAME = "tune"
+HELP = "tune verification policies for an SLA and export the best scheduler config"
+
+DEFAULT_POLICIES = "fixed:k=1,fixed,dspark_lagged,clairvoyant"
+QUICK = {"concurrency": (2, 8, 32, 128), "requests": 80, "per_user": 4, "rounds": 1, "bisect": 1}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("tuning")
+    g.add_argument("--policies", default=DEFAULT_POLICIES, metavar="LIST",
+                   help="comma-separated names (searched) or specs (pinned), "
+                   "default %(default)s")  # fmt: skip
+    g.add_argument("--sla", action="append", default=[], metavar="METRIC>=X",
+                   help="SLA constraint, repeatable (all must hold): tps_per_user_p50>=80, "
+                   "ttft_p99_s<=2, ...")  # fmt: skip
+    loads = g.add_mutually_exclusive_group()
+    loads.add_argument("--concurrency", metavar="LIST",
+                       help="closed loop: concurrency caps (default 1,2,4,...,256)")  # fmt: skip
+    loads.add_argument(
+        "--request-rates",
+        metavar="LIST",
+        help="open loop, synthetic workloads: request rates (req/s)",
+    )
+    loads.add_argument("--rate-scales", metavar="LIST",
+                       help="open loop, trace files: time compressions")  # fmt: skip
+    g.add_argument(
+        "--per-user",
+        type=positive_int,
+        default=None,
+        help="closed loop: requests simulated per concurrent user (default 8)",
+    )
+    g.add_argument("--rounds", type=int, default=None, help="refinement rounds (default 2)")
+    g.add_argument("--bisect", type=int, default=None, help="load bisection steps (default 3)")
+    g.add_argument(
+        "--quick",
+        action="store_true",
+        help="coarse and small: 4 loads, fewer requests, 1 round, 1 bisection",
+    )
+    add_workload_args(p)
+    add_model_args(p, policy_default=None)
+    add_server_args(p)
+    r = p.add_argument_group("execution and output")
+    r.add_argument("--out", required=True, metavar="DIR", help="results directory")
+    r.add_argument("--workers", type=positive_int, default=1, help="parallel simulations")
+    r.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local process pool (default) or Ray tasks")  # fmt: skip
+    r.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: local)")
+    r.add_argument("--resume", action="store_true", help="continue a killed run in --out")
+    r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    r.add_argument("--json", action="store_true", help="print summary.json on stdout")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from runner.backends import make_executor
+    from runner.results import PointStore
+    from runner.tune import tune
+
+    cfg, cost, acceptance, label = config_from_args(args)
+    out = Path(args.out)
+    run_doc = {**cfg.describe(), "profile_sha256": _profile_hash(cost)}
+    store = PointStore(out, run_doc, args.resume)
+    executor = make_executor(args.backend, args.workers, args.address)
+    bar = _Progress(show_progress(args), store.reused)
+    try:
+
+        def run_stage(tasks):
+            todo = [t for t in tasks if t.key not in store]
+            bar.grow(len(tasks), len(tasks) - len(todo))
+            for task, result in executor.run(todo):
+                store.add(task.key, result)
+                bar.done(result, cfg.sla)
+
+        searches = tune(cfg, run_stage, store.get)
+    finally:
+        bar.close()
+        executor.close()
+        store.close()
+    summary = finish(cfg, searches, store, out, cost, acceptance, label, plots=not args.no_plots)
+    summary["points"] = {"total": len(store.points), "reused": store.reused,
+                         "simulated": len(store.points) - store.reused}  # fmt: skip
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(format_report(summary, out))
+    return 0
+
+
+def config_from_args(args: argparse.Namespace):
+    """(TuneConfig, cost model, acceptance model, workload label) from the parsed options."""
+    from profiles.builtin import load_acceptance, load_cost
+    from profiles.errors import InputError
+    from runner.scheduler import parse_sla
+    from runner.sweep import METRICS
+    from runner.tune import DEFAULT_CONCURRENCY, TuneConfig
+    from simulator.server import ServerConfig
+    from simulator.workload import WorkloadSpec, open_workload, parse_domain_mix
+
+    if args.request_rate is not None:
+        raise InputError("--request-rate: tune sweeps the load; use --request-rates LIST")
+    source = args.trace or args.workload or DEFAULT_WORKLOAD
+    spec = WorkloadSpec(
+        source=source, format=args.format, rate_scale=args.rate_scale, limit=args.limit,
+        start_s=args.start, duration_s=args.duration, max_prompt_tokens=args.max_prompt_tokens,
+        max_output_tokens=args.max_output_tokens, skip_bad_rows=args.skip_bad_rows,
+        domain_mix=parse_domain_mix(args.domain_mix) if args.domain_mix else (),
+        burstiness=args.burstiness, seed=args.seed,
+    )  # fmt: skip
+    label = open_workload(spec).label  # checks the file now (one-line errors)
+    if args.request_rates:
+        mode, loads = "rate", _floats(args.request_rates, "--request-rates")
+        if not spec.is_synthetic:
+            raise InputError("--request-rates applies to synthetic workloads; use --rate-scales "
+                             "for trace files")  # fmt: skip
+    elif args.rate_scales:
+        mode, loads = "rate", _floats(args.rate_scales, "--rate-scales")
+        if spec.is_synthetic:
+            raise InputError("--rate-scales applies to trace files; use --request-rates")
+    else:
+        mode = "concurrency"
+        default = QUICK["concurrency"] if args.quick else DEFAULT_CONCURRENCY
+        loads = _floats(args.concurrency, "--concurrency") if args.concurrency else default
+    cost, acceptance = load_cost(args.profile), load_acceptance(args.acceptance)
+    gamma = args.gamma or acceptance.gamma
+    server = ServerConfig(max_concurrency=args.max_concurrency,
+                          kv_capacity_tokens=args.kv_capacity_tokens,
+                          max_prefill_tokens=args.max_prefill_tokens, gamma=gamma)  # fmt: skip
+    if gamma > acceptance.gamma:
+        raise InputError(f"--gamma {gamma} exceeds the acceptance model's {acceptance.gamma}")
+    known = METRICS
+    pick = lambda key, full: QUICK[key] if args.quick else full  # noqa: E731
+    cfg = TuneConfig(
+        policies=tuple(split_policies(args.policies)),
+        sla=tuple(parse_sla(s, known) for s in args.sla),
+        workload=spec, profile=args.profile, acceptance=args.acceptance, server=server,
+        mode=mode, loads=tuple(loads),
+        requests=args.num_requests or pick("requests", 200 if mode == "concurrency" else 1000),
+        per_user=args.per_user or pick("per_user", 8), seed=args.seed,
+        rounds=args.rounds if args.rounds is not None else pick("rounds", 2),
+        bisect=args.bisect if args.bisect is not None else pick("bisect", 3),
+    )  # fmt: skip
+    for entry in cfg.policies:  # unknown names and bad parameters fail before any simulation
+        from policies import make_policy
+
+        make_policy(entry)
+    return cfg, cost, acceptance, label
+
+
+def split_policies(text: str) -> list[str]:
+    """Comma-separated entries; a ``key=value`` piece continues the previous spec's params."""
+    out: list[str] = []
+    for piece in (x.strip() for x in text.split(",")):
+        if not piece:
+            continue
+        if "=" in piece and ":" not in piece and out:
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return out
+
+
+def _floats(text: str, option: str) -> list[float]:
+    from profiles.errors import InputError
+
+    try:
+        return [positive_float(x.strip()) for x in text.split(",") if x.strip()]
+    except argparse.ArgumentTypeError as exc:
+        raise InputError(f"{option}: {exc}") from None
+
+
+def _profile_hash(cost) -> str:
+    from runner.scheduler import cost_hash
+
+    return cost_hash(cost)
+
+
+class _Progress:
+    """tqdm on stderr: points done and the best throughput at the SLA so far."""
+
+    def __init__(self, enabled: bool, reused: int) -> None:
+        self.bar = None
+        self.best: tuple[float, str] = (0.0, "")
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=0, desc="points", unit="pt", file=sys.stderr)
+
+    def grow(self, total: int, cached: int) -> None:
+        if self.bar is not None:
+            self.bar.total += total
+            self.bar.update(cached)
+
+    def done(self, result: dict, sla) -> None:
+        if all(s.met(result) for s in sla) and result["throughput_tok_s"] > self.best[0]:
+            load = f"{result['mode'][:4]}={result['load']:g}"
+            self.best = (result["throughput_tok_s"], f"{result['policy'][:32]} @ {load}")
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"best {self.best[0]:,.0f} tok/s {self.best[1]}",
+                                     refresh=False)  # fmt: skip
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def finish(cfg, searches, store, out: Path, cost, acceptance, label: str, *, plots: bool):
+    """Write results.csv, frontier.csv, best.yaml and the plots; return the summary."""
+    from runner import results
+    from runner.scheduler import write_scheduler
+    from runner.sweep import point_key
+
+    rows = results.sorted_points(store.points, cfg.sla)
+    results.write_csv(out / "results.csv", rows, results.CSV_FIELDS)
+    fronts = {}
+    for s in searches:
+        pts = [store.get(point_key(spec, cfg.mode, x)) for spec in s.specs for x in cfg.loads]
+        fronts[s.entry] = results.frontier([p for p in pts if p])
+    results.write_csv(out / "frontier.csv",
+              [{"entry": e, **p} for e, f in fronts.items() for p in f],
+              ("entry", "policy", "load", "tps_per_user_p50", "throughput_tok_s",
+               "mean_verify_len"))  # fmt: skip
+    rep = results.report(cfg, searches, store)
+    rep.update(workload=label, profile=cost.source, acceptance=acceptance.source)
+    sched = results.best_scheduler(cfg, rep, cost, acceptance, label)
+    if sched is not None:
+        write_scheduler(out / "best.yaml", sched)
+    if plots:
+        from runner.plots import plot_frontier, plot_load
+
+        plot_frontier(out / "frontier.png", fronts, list(cfg.sla))
+        plot_load(out / "load.png", {e: d["per_load"] for e, d in rep["policies"].items()},
+                  cfg.mode)  # fmt: skip
+    return rep
+
+
+def format_report(s: dict, out: Path) -> str:
+    """The human-readable summary: one line per policy entry."""
+    unit = "N" if s["mode"] == "concurrency" else "load"
+    lines = [
+        f"SLA          {' and '.join(s['sla']) or '(none: highest throughput)'}",
+        f"workload     {s['workload']}",
+        f"profile      {s['profile']}",
+        f"acceptance   {s['acceptance']}",
+        f"load         {s['mode']}: {', '.join(f'{x:g}' for x in s['loads'])}",
+        "",
+    ]
+    head = ("policy", "best setting", "tok/s at SLA", "vs k=1", f"at {unit}", "tok/s/user",
+            "verify/req", "min vs bound")  # fmt: skip
+    rows = [head]
+    for entry, d in s["policies"].items():
+        gain = d.get("gain_vs_fixed_k1")
+        ratios = list(d["vs_clairvoyant"].values())
+        rows.append((
+            entry, d["best"] if len(d["best"]) < 60 else d["best"][:57] + "...",
+            f"{d['throughput_at_sla']:,.0f}" if d["feasible"] else "infeasible",
+            f"{gain:+.0%}" if gain is not None and d["feasible"] else "",
+            f"{d['load']:g}" if d["load"] is not None else "",
+            f"{d['tps_per_user_p50']:.1f}" if d.get("tps_per_user_p50") else "",
+            f"{d['mean_verify_len']:.2f}" if d.get("mean_verify_len") is not None else "",
+            f"{min(ratios):.0%}" if ratios else "",
+        ))  # fmt: skip
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
+    for n, r in enumerate(rows):
+        lines.append(
+            "  ".join(
+                str(c).ljust(w) if i < 2 else str(c).rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    pts = s.get("points", {})
+    lines += ["", f"points       {pts.get('total', 0)} ({pts.get('reused', 0)} reused from an "
+              f"earlier run, {pts.get('simulated', 0)} simulated)"]  # fmt: skip
+    if s["best"]:
+        lines.append(f"best.yaml    {out / 'best.yaml'}: {s['policies'][s['best']]['best']}")
+    else:
+        lines.append("best.yaml    not written: no lossless policy meets the SLA at any load")
+    lines.append(
+        f"wrote        {out}/results.csv, frontier.csv, summary.json, frontier.png, load.png"
+    )
+    return "\n".join(lines)
