@@ -198,3 +198,10 @@ def test_sps_range_equals_sps():
             np.testing.assert_array_equal(
                 prefix.sps_range(cost, r, lo, hi), cost.sps(r, np.arange(lo, hi))
             )
+
+
+@pytest.mark.parametrize("n", [1023, 1024, 5000])
+def test_two_pass_sort_on_large_pools_with_ties(n):
+    rng = np.random.default_rng(n)
+    vals = rng.choice(np.concatenate([rng.random(n // 3), [0.0, 1.0, 0.5, 1e-9]]), n)
+    np.testing.assert_array_equal(prefix.descending(vals), np.argsort(-vals, kind="stable"))
