@@ -34,6 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_server_args(p)
     p.add_argument("--backend", choices=("profiled",), default="profiled",
                    help="profiled: cost model + acceptance model (default)")  # fmt: skip
+    p.add_argument("--config", metavar="BEST.yaml",
+                   help="run a tuned scheduler (spectune.scheduler/v1): its policy, cost table, "
+                   "gamma and, unless given, --max-concurrency")  # fmt: skip
+    p.set_defaults(max_concurrency=None)  # None: the --config's cap, else 64
     add_output_args(p)
 
 
@@ -44,6 +48,14 @@ def run(args: argparse.Namespace) -> int:
     policy = make_policy(args.policy)
     workload = workload_from_args(args)
     cost, acceptance, gamma = models_from_args(args)
+    tuned = None
+    if args.config:  # the tuned scheduler replaces --policy, --profile and --gamma
+        from runner.scheduler import load_scheduler
+
+        tuned = load_scheduler(args.config)
+        policy, cost, gamma = tuned.policy(), tuned.cost_model(), tuned.gamma
+    if args.max_concurrency is None:
+        args.max_concurrency = tuned.max_concurrency if tuned else 64
     config = server_from_args(args, gamma)
     bar = _progress(args, workload)
     try:
