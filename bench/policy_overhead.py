@@ -139,16 +139,43 @@ def report(results: dict, names, requests, gammas, repeats: int, repeat_ms: floa
                     cells.append(f"{best:.1f} ({med:.1f})")
                 lines.append(f"| {name} | {gamma} | " + " | ".join(cells) + " |")
         lines.append("")
-    policy, r, gamma, target = TARGET
-    if (policy in names) and r in requests and gamma in gammas:
-        got = {c: results[c, policy, gamma, r][0] for c in costs()}
-        lines.append(
-            f"Target: `{policy}` ≤ {target:g} µs at R={r}, γ={gamma}: "
-            + ", ".join(f"{got[c]:.1f} µs on `{c}`" for c in got)
-            + "."
-        )
-        lines.append("")
+    lines += commentary(results, names, requests, gammas)
     return "\n".join(lines)
+
+
+def commentary(results: dict, names, requests, gammas) -> list[str]:
+    """The reading of the tables that the target asks for (numbers filled in from this run)."""
+    policy, r, gamma, target = TARGET
+    if policy not in names or r not in requests or gamma not in gammas:
+        return []
+    at = {c: results[c, policy, gamma, r][0] for c in costs()}
+    worst_r = max(requests, key=lambda q: results["h100-8b", policy, gamma, q][0])
+    worst = results["h100-8b", policy, gamma, worst_r][0]
+    tiny = results["h100-8b", policy, gamma, requests[0]][0]
+    met = all(v <= target for v in at.values())
+    return [
+        "Reading the numbers:",
+        "",
+        f"- **Target** (`{policy}` ≤ {target:g} µs at R={r}, γ={gamma}): "
+        f"{at['h100-8b']:.1f} µs on `h100-8b`, {at['flat']:.1f} µs on `flat` — "
+        + ("met on both curves." if met else "see the plan below."),
+        f"- On `h100-8b` at R={r} the first extra token falls off the CUDA-graph bucket at "
+        f"B={r + 1}, so Algorithm 1 stops before ranking anything; on `flat` a certificate "
+        "(`policies.prefix.rises_throughout`) proves Θ rises along any order, so everything is "
+        "admitted without ranking. Both shortcuts return exactly what the full path returns.",
+        f"- The costly case is a stop in the middle of the path, where the candidates must be "
+        f"ranked: the slowest `h100-8b` column at γ={gamma} is R={worst_r} ({worst:.1f} µs; the "
+        "greedy path fills the flat region up to the B=256 bucket). Ranking is a two-pass "
+        "stable sort (16-bit radix, then timsort of the nearly sorted values) and the path is "
+        "walked in chunks of 64, 256, 1024, … stopping at the first drop.",
+        f"- Fixed cost: even R={requests[0]} costs {tiny:.1f} µs — some 20 numpy calls at "
+        "0.5–1 µs each on this machine. Sub-10 µs decisions at every R would need a compiled "
+        "kernel: a k-way merge over the R sorted survival rows with the early stop costs "
+        "O(n* log R) and touches only the admitted candidates. That is the plan if the mid-path "
+        "case matters for simulator speed (see `bench/sim_speed.py`); the numpy version stays "
+        "the reference.",
+        "",
+    ]
 
 
 def write_section(path: Path, text: str) -> None:
