@@ -179,6 +179,10 @@ class Calibration:
             "variant": self.variant,
             "temperatures": list(self.temperatures),
             "dataset": self.dataset,
+            # the SGLang DSparkStsCalibration fields (also runner.scheduler.StsConfig's):
+            "num_samples": self.fit_rounds,
+            "ece_before": _plain(self.before)["cumulative"]["ece"],
+            "ece_after": _plain(self.after)["cumulative"]["ece"],
             "records_sha256": self.records_sha256,
             "split": {
                 "seed": self.split_seed,
