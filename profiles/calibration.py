@@ -39,6 +39,7 @@ BINS = 15
 GRID = np.unique(np.r_[np.geomspace(0.05, 20.0, 121), 1.0])
 VIEWS = ("cumulative", "conditional")
 METRICS = ("ece", "auc", "brier")
+_CHUNK = 1 << 22  # candidate probabilities evaluated at once in fit_sts
 
 
 # -- metrics --------------------------------------------------------------------------------------
@@ -128,14 +129,19 @@ def fit_sts(
     for k in range(logits.shape[1]):
         hit = (accepted >= k + 1).astype(float)
         if variant == "cumulative":
-            cand = fixed[None, :] * expit(logits[None, :, k] / grid[:, None])  # [G, N]
-            target = hit
+            scale, z, target = fixed, logits[:, k], hit
         else:
             reached = accepted >= k
-            cand = expit(logits[None, reached, k] / grid[:, None])  # [G, n_k]
-            target = hit[reached]
+            scale, z, target = 1.0, logits[reached, k], hit[reached]
         if target.size:
-            temps[k] = grid[int(np.argmin(_ece_grid(cand, target, bins)))]
+            step = max(1, _CHUNK // target.size)  # grid points per pass, bounding memory
+            errors = np.concatenate(
+                [
+                    _ece_grid(scale * expit(z[None, :] / grid[i : i + step, None]), target, bins)
+                    for i in range(0, grid.size, step)
+                ]
+            )  # [G]
+            temps[k] = grid[int(np.argmin(errors))]
         fixed = fixed * expit(logits[:, k] / temps[k])
     return temps
 
