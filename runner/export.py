@@ -175,10 +175,9 @@ def _files(cfg: SchedulerConfig, fmt: str, pl: Plan) -> dict[str, Any]:
     p, gamma = near.__dict__, cfg.gamma
     if fmt == "sglang":
         sts = cfg.sts
-        lo = p.get("min_verify_len", p.get("k", 0))
-        hi = p.get("max_verify_len", p.get("k", 0))
-        if near.name in ("fixed", "none") and hi == 0:
-            hi = -1  # verify 0 drafts: SGLang length 1 (anchor only)
+        static = near.name in ("fixed", "none")  # min = max = k (SGLang: k + 1, anchor incl.)
+        lo = min(p.get("k", 0), gamma) if static else p.get("min_verify_len", 0)
+        hi = lo if static else p.get("max_verify_len", 0)
         sts_doc = {"temperatures": list(sts.temperatures) or [1.0] * gamma}
         sts_doc.update({k: v for k, v in (("dataset", sts.dataset), ("num_samples",
                         sts.num_samples), ("ece_before", list(sts.ece_before)),
@@ -189,7 +188,7 @@ def _files(cfg: SchedulerConfig, fmt: str, pl: Plan) -> dict[str, Any]:
             "schedule.json": {
                 "gamma": gamma,
                 "min_verify_len": lo + 1,
-                "max_verify_len": 0 if hi == 0 else hi + 1,
+                "max_verify_len": hi + 1 if static or hi else 0,
                 "survival_eps": float(p.get("survival_eps", 0.0)),
                 "lag_steps": int(p.get("lag", 0)),
             },  # fmt: skip
@@ -201,7 +200,7 @@ def _files(cfg: SchedulerConfig, fmt: str, pl: Plan) -> dict[str, Any]:
         elif near.name in ("fixed", "none"):
             doc = {"num_speculative_tokens": min(p.get("k", 0), gamma)}
         else:
-            sizes, ks = near.sizes, near.ks
+            sizes, ks = batch_table(cfg)
             rows, lo = [], 1
             for s, k in zip(sizes, ks, strict=True):
                 rows.append([lo, int(s), min(int(k), gamma)])
@@ -209,7 +208,7 @@ def _files(cfg: SchedulerConfig, fmt: str, pl: Plan) -> dict[str, Any]:
             doc = {"num_speculative_tokens": max(r[2] for r in rows),
                    "num_speculative_tokens_per_batch_size": rows}  # fmt: skip
         return {"speculative_config.json": doc}
-    sizes, ks = batch_table(cfg) if near.name != "batch_table" else (near.sizes, near.ks)
+    sizes, ks = batch_table(cfg)  # the exported table is the nearest policy's
     if fmt == "trtllm":
         sched = {int(s): int(k) for s, k in zip(sizes, ks, strict=True)}
         on = [s for s, k in sched.items() if k > 0]

@@ -33,6 +33,7 @@ class PointStore:
     """Results by point key, mirrored to ``points.jsonl`` as they arrive."""
 
     def __init__(self, out: Path, run_doc: dict[str, Any], resume: bool) -> None:
+        run_doc = json.loads(json.dumps(run_doc))  # plain lists, as YAML reads them back
         self.out = out
         self.points: dict[str, dict[str, Any]] = {}
         self.reused = 0

@@ -143,6 +143,9 @@ class SchedulerConfig:
         if self.max_concurrency < 1:
             raise InputError(f"server.max_concurrency must be >= 1, got {self.max_concurrency}")
         self.policy()  # validates name and parameters (InputError naming them)
+        prov = dict(self.provenance)
+        prov["profile"] = {**(prov.get("profile") or {}), "sha256": cost_hash(self.cost)}
+        object.__setattr__(self, "provenance", prov)
 
     # -- what engines and the simulator need --------------------------------------------------
     @property
@@ -181,8 +184,6 @@ class SchedulerConfig:
     def to_dict(self) -> dict[str, Any]:
         cost = cost_to_dict(self.cost)
         cost.pop("schema", None)
-        prov = {**self.provenance}
-        prov["profile"] = {**prov.get("profile", {}), "sha256": cost_hash(self.cost)}
         return {
             "schema": SCHEMA,
             "policy": {
@@ -209,7 +210,7 @@ class SchedulerConfig:
             "sla": [str(s) for s in self.sla],
             "tuned": _plain(self.tuned),
             "baselines": _plain(self.baselines),
-            "provenance": _plain(prov),
+            "provenance": _plain(self.provenance),
         }
 
 

@@ -24,7 +24,7 @@ FORMATS = ("spectune", "sglang", "vllm", "trtllm", "sglang-adaptive")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="source", required=True, metavar="BEST.yaml",
-                   help="a spectune.scheduler/v1 document (spectune tune writes best.yaml)")  # fmt: skip
+                   help="a spectune.scheduler/v1 document (tune writes best.yaml)")  # fmt: skip
     p.add_argument("--format", required=True, choices=FORMATS + ("all",),
                    help="target format (all: one sub-directory per format)")  # fmt: skip
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")

@@ -257,9 +257,12 @@ def finish(cfg, searches, store, out: Path, cost, acceptance, label: str, *, plo
     rep = results.report(cfg, searches, store)
     rep.update(workload=label, profile=cost.source, acceptance=acceptance.source)
     sched = results.best_scheduler(cfg, rep, cost, acceptance, label)
+    rep["files"] = ["results.csv", "frontier.csv", "summary.json"]
     if sched is not None:
         write_scheduler(out / "best.yaml", sched)
+        rep["files"].insert(0, "best.yaml")
     if plots:
+        rep["files"] += ["frontier.png", "load.png"]
         from runner.plots import plot_frontier, plot_load
 
         plot_frontier(out / "frontier.png", fronts, list(cfg.sla))
@@ -311,7 +314,5 @@ def format_report(s: dict, out: Path) -> str:
         lines.append(f"best.yaml    {out / 'best.yaml'}: {s['policies'][s['best']]['best']}")
     else:
         lines.append("best.yaml    not written: no lossless policy meets the SLA at any load")
-    lines.append(
-        f"wrote        {out}/results.csv, frontier.csv, summary.json, frontier.png, load.png"
-    )
+    lines.append(f"wrote        {out}/: {', '.join(s.get('files', []))}")
     return "\n".join(lines)
