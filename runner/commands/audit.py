@@ -3,8 +3,7 @@
 ``spectune audit --policy SPEC [--scenario NAME]`` prints the target's and the policy's exact
 output distributions and their total variation; exit code 0 when lossless, 3 when not.
 ``spectune audit --all`` runs every registered policy (default parameters) over every scenario
-and prints a table; exit 3 if a policy that claims to be lossless is not. Scenarios:
-paper-appendix-a, jagged-pair, additive-trio, lagged-pair, markov-deep.
+and prints a table; exit 3 if a policy that claims to be lossless is not.
 """
 
 from __future__ import annotations
@@ -24,8 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--policy", metavar="SPEC", help="policy spec, e.g. dspark:min_verify_len=1")
     which.add_argument("--all", action="store_true", help="every registered policy")
+    from policies.scenarios import SCENARIOS
+
     parser.add_argument(
-        "--scenario", metavar="NAME", help="one scenario (default: all builtin scenarios)"
+        "--scenario",
+        metavar="NAME",
+        help=f"one scenario of {', '.join(SCENARIOS)} (default: all of them)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
