@@ -85,7 +85,8 @@ def add_model_args(p: argparse.ArgumentParser, *, policy_default: str | None = "
                    help=f"cost model: builtin:NAME, analytic:k=v,..., or FILE.yaml "
                    f"(default {DEFAULT_COST})")  # fmt: skip
     g.add_argument("--acceptance", default=DEFAULT_ACCEPTANCE, metavar="SPEC",
-                   help=f"paper:NAME or FILE.yaml (default {DEFAULT_ACCEPTANCE})")  # fmt: skip
+                   help="paper:NAME, records:FILE.npz[?temps=CAL] or FILE.yaml "
+                   f"(default {DEFAULT_ACCEPTANCE})")  # fmt: skip
     g.add_argument("--gamma", type=positive_int, default=None,
                    help="draft tokens per step (default: the acceptance model's)")  # fmt: skip
 
