@@ -174,14 +174,14 @@ def best_scheduler(cfg, rep: dict[str, Any], cost, acceptance, workload_label: s
     from policies import make_policy
     from profiles.store import acceptance_to_dict
     from runner import __version__
-    from runner.scheduler import SchedulerConfig, StsConfig, content_hash
+    from runner.scheduler import SchedulerConfig, content_hash
 
     entry = rep["best"]
     if entry is None:
         return None
     d = rep["policies"][entry]
     params = tuple(make_policy(d["best"]).__dict__.items())
-    sts = getattr(acceptance, "sts", None) or StsConfig.identity(cfg.server.gamma)
+    sts = sts_for(cfg.acceptance, acceptance, cfg.server.gamma)
     cap = int(d["load"]) if cfg.mode == "concurrency" else cfg.server.max_concurrency
     tuned = {"entry": entry, "load_mode": cfg.mode, "load": d["load"],
              **{k: d.get(k) for k in KEY_METRICS},
@@ -209,3 +209,37 @@ def best_scheduler(cfg, rep: dict[str, Any], cost, acceptance, workload_label: s
         max_prefill_tokens=cfg.server.max_prefill_tokens, sla=cfg.sla, tuned=tuned,
         baselines=baselines, provenance=prov,
     )  # fmt: skip
+
+
+def sts_for(spec: str, acceptance, gamma: int):
+    """The STS calibration the acceptance model's confidences went through (identity if none).
+
+    Records models loaded as ``records:FILE.npz?temps=CALIB`` carry ``temperatures``; the
+    variant, dataset, sample count and ECE come from the calibration file (spectune YAML or
+    SGLang JSON)."""
+    from runner.scheduler import StsConfig
+
+    temps = getattr(acceptance, "temperatures", None)
+    if not temps:
+        return StsConfig.identity(gamma)
+    query = dict(i.partition("=")[::2] for i in spec.partition("?")[2].split("&") if i)
+    meta: dict[str, Any] = {}
+    if query.get("temps"):
+        from profiles.calibration import read_temperatures
+
+        _, variant = read_temperatures(query["temps"])
+        path = Path(query["temps"])
+        text = path.read_text(encoding="utf-8")
+        meta = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        meta["variant"] = variant
+
+    def floats(key: str) -> tuple[float, ...]:
+        v = meta.get(key)
+        v = v if isinstance(v, list) else [] if v is None else [v]
+        return tuple(float(x) for x in v if isinstance(x, (int, float)))
+
+    return StsConfig(variant=str(meta.get("variant", "cumulative")),
+                     temperatures=tuple(float(t) for t in temps),
+                     dataset=str(meta.get("dataset", "")),
+                     num_samples=int(meta.get("num_samples", 0) or 0),
+                     ece_before=floats("ece_before"), ece_after=floats("ece_after"))  # fmt: skip

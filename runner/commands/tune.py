@@ -85,16 +85,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    cfg, cost, acceptance, label = config_from_args(args)
+    out = Path(args.out)
+    summary = execute(cfg, cost, acceptance, label, out, backend=args.backend,
+                      workers=args.workers, address=args.address, resume=args.resume,
+                      progress=show_progress(args), plots=not args.no_plots)  # fmt: skip
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(format_report(summary, out))
+    return 0
+
+
+def execute(cfg, cost, acceptance, label: str, out: Path, *, backend: str = "local",
+            workers: int = 1, address: str | None = None, resume: bool = False,
+            progress: bool = False, plots: bool = True) -> dict:  # fmt: skip
+    """Run the search into ``out`` and write every result file; returns the summary."""
     from runner.backends import make_executor
     from runner.results import PointStore
     from runner.tune import tune
 
-    cfg, cost, acceptance, label = config_from_args(args)
-    out = Path(args.out)
     run_doc = {**cfg.describe(), "profile_sha256": _profile_hash(cost)}
-    store = PointStore(out, run_doc, args.resume)
-    executor = make_executor(args.backend, args.workers, args.address)
-    bar = _Progress(show_progress(args), store.reused)
+    store = PointStore(out, run_doc, resume)
+    executor = make_executor(backend, workers, address)
+    bar = _Progress(progress, store.reused)
     try:
 
         def run_stage(tasks):
@@ -109,15 +123,11 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         executor.close()
         store.close()
-    summary = finish(cfg, searches, store, out, cost, acceptance, label, plots=not args.no_plots)
+    summary = finish(cfg, searches, store, out, cost, acceptance, label, plots=plots)
     summary["points"] = {"total": len(store.points), "reused": store.reused,
                          "simulated": len(store.points) - store.reused}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(format_report(summary, out))
-    return 0
+    return summary
 
 
 def config_from_args(args: argparse.Namespace):

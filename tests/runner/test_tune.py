@@ -183,3 +183,40 @@ def test_existing_results_need_resume_and_the_same_config(tmp_path, capsys):
     assert main(["tune", "--out", str(tmp_path), *TINY, "--resume", "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["points"]["simulated"] == 0 and s["points"]["reused"] == s["points"]["total"]
+
+
+def test_sts_temperatures_flow_from_calibration_to_best_yaml_and_sglang(tmp_path):
+    """What was tuned is what runs: the STS temperatures the acceptance model applied during
+    tuning are the ones best.yaml and the SGLang export carry."""
+    from profiles.builtin import load_acceptance
+    from profiles.records import synthesize, write_records
+    from runner.export import load_export, write_export
+
+    model = load_acceptance("paper:qwen3-8b-dspark")
+    write_records(tmp_path / "r.npz", synthesize(model, 12, 16, seed=1, logit_scale=2.0))
+    calib = tmp_path / "calib.yaml"
+    assert main(["calibrate", "--records", str(tmp_path / "r.npz"), "--out", str(calib),
+                 "--no-plot"]) == 0  # fmt: skip
+    spec = f"records:{tmp_path / 'r.npz'}?temps={calib}"
+    out = tmp_path / "tune"
+    assert main(["tune", "--out", str(out), *TINY, "--acceptance", spec, "--sla",
+                 "tps_per_user_p50>=1"]) == 0  # fmt: skip
+    cfg = load_scheduler(out / "best.yaml")
+    temps = tuple(load_acceptance(spec).temperatures)
+    assert cfg.sts.temperatures == temps and cfg.sts.num_samples > 0
+    assert cfg.sts.variant == "cumulative" and any(t != 1.0 for t in temps)
+    write_export(cfg, "sglang", tmp_path / "sg", simulate=False)
+    assert tuple(load_export("sglang", tmp_path / "sg")["sts.json"]["temperatures"]) == temps
+
+
+def test_story_runs_replay_tune_export_and_prints_the_gain(tmp_path, capsys):
+    assert main(["story", "--quick", "--quiet", "--workers", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for step in ("1. replay", "2. SLA", "3. tune", "4. export", "5. result", "plots"):
+        assert step in out, step
+    assert "vs fixed:k=1" in out and "analytic" in out  # the default profile, labelled
+    cfg = load_scheduler(tmp_path / "tune" / "best.yaml")
+    assert cfg.policy().name in ("dspark_lagged", "fixed")
+    for fmt in ("spectune", "sglang", "vllm", "trtllm", "sglang-adaptive"):
+        assert (tmp_path / "export" / fmt / "export.json").is_file()
+    assert (tmp_path / "tune" / "frontier.png").is_file()
