@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from runner.live import add_live_args
 from runner.options import (
     add_model_args,
     add_output_args,
@@ -32,12 +33,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_workload_args(p)
     add_model_args(p)
     add_server_args(p)
-    p.add_argument("--backend", choices=("profiled",), default="profiled",
-                   help="profiled: cost model + acceptance model (default)")  # fmt: skip
+    p.add_argument("--backend", choices=("profiled", "live"), default="profiled",
+                   help="profiled: cost model + acceptance model (default); live: run the real "
+                   "engine every step")  # fmt: skip
     p.add_argument("--config", metavar="BEST.yaml",
                    help="run a tuned scheduler (spectune.scheduler/v1): its policy, cost table, "
                    "gamma and, unless given, --max-concurrency")  # fmt: skip
     p.set_defaults(max_concurrency=None)  # None: the --config's cap, else 64
+    add_live_args(p)
     add_output_args(p)
 
 
@@ -46,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     from simulator.run import simulate
 
     policy = make_policy(args.policy)
+    if args.backend == "live":
+        from runner.live import clamp_to_context, engine_context
+
+        clamp_to_context(args, engine_context(args), args.gamma or 7)
     workload = workload_from_args(args)
     cost, acceptance, gamma = models_from_args(args)
     tuned = None
@@ -56,11 +63,17 @@ def run(args: argparse.Namespace) -> int:
         policy, cost, gamma = tuned.policy(), tuned.cost_model(), tuned.gamma
     if args.max_concurrency is None:
         args.max_concurrency = tuned.max_concurrency if tuned else 64
+    backend = None
+    if args.backend == "live":
+        from runner.live import build_live_backend
+
+        temps = tuned.sts.temperatures if tuned is not None else None
+        backend, gamma = build_live_backend(args, policy, cost, temps)
     config = server_from_args(args, gamma)
     bar = _progress(args, workload)
     try:
         result = simulate(
-            workload, policy, cost, acceptance, config, seed=args.seed,
+            workload, policy, cost, acceptance, config, seed=args.seed, backend=backend,
             on_request=(lambda _r: bar.update()) if bar else None,
         )  # fmt: skip
     finally:
@@ -72,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         result.recorder.write_csv(out / "requests.csv")
+        if backend is not None:
+            _write_texts(out / "texts.jsonl", result, backend.texts)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if args.json:
         print(json.dumps(summary))
@@ -128,3 +143,16 @@ def format_summary(s: dict) -> str:
             f"warning      {s['extrapolated_steps']} steps beyond the profile's measured range"
         )
     return "\n".join(lines)
+
+
+def _write_texts(path: Path, result, texts: dict[int, bytes]) -> None:
+    """Generated text per request of a live replay (bytes decoded as UTF-8, replacement for
+    invalid sequences; ``tokens`` holds the exact byte values)."""
+    domains = dict(zip(result.recorder.arrays()["id"].astype(int).tolist(),
+                       result.recorder.domains, strict=True))  # fmt: skip
+    with open(path, "w", encoding="utf-8") as f:
+        for rid in sorted(texts):
+            data = texts[rid]
+            row = {"id": rid, "domain": domains.get(rid), "tokens": list(data),
+                   "text": data.decode("utf-8", errors="replace")}  # fmt: skip
+            f.write(json.dumps(row) + "\n")
