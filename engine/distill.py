@@ -28,7 +28,7 @@ from engine import checkpoint
 from engine.data import DOMAINS, Corpus, load_all, mixed_batch
 from engine.drafter import Drafter, DrafterConfig
 from engine.model import Target
-from engine.train import progress, set_lr, write_card
+from engine.train import log_line, progress, set_lr, write_card
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,8 @@ def train_drafter(
         bar.update(1)
         bar.set_postfix({k: f"{np.mean(h[-20:]):.3f}" for k, h in history.items()})
         if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+            losses_now = " ".join(f"{k} {np.mean(h[-50:]):.4f}" for k, h in history.items())
+            log_line(bar, quiet, f"step {step + 1}/{cfg.steps} loss {losses_now}")
             run_dir.mkdir(parents=True, exist_ok=True)
             state = {
                 "model": {k: d.trainable_state() for k, d in drafters.items()},

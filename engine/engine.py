@@ -80,26 +80,36 @@ class Engine:
         return [s for s in range(self.cache.slots) if s not in self.slots]
 
     # -- requests ------------------------------------------------------------------------------
-    @torch.inference_mode()
     def add(self, prompt: list[int], generator: torch.Generator | None = None) -> int:
         """Prefill ``prompt`` into a free slot and sample its first token. Returns the slot."""
+        return self.add_many([prompt], generator)[0]
+
+    @torch.inference_mode()
+    def add_many(
+        self, prompts: list[list[int]], generator: torch.Generator | None = None
+    ) -> list[int]:
+        """Prefill several prompts in one forward (flattened, no padding). Returns their slots."""
         free = self.free_slots()
-        if not free:
-            raise RuntimeError("no free slot")
-        if not 0 < len(prompt) <= self.max_len - self.gamma - 2:
-            raise ValueError(f"prompt length must be 1..{self.max_len - self.gamma - 2}")
+        if len(free) < len(prompts):
+            raise RuntimeError(f"{len(prompts)} prompts but {len(free)} free slots")
+        limit = self.max_len - self.gamma - 2
+        if not all(0 < len(p) <= limit for p in prompts):
+            raise ValueError(f"prompt lengths must be 1..{limit}")
         t0 = time.perf_counter()
         self._ingest()
-        slot = free[0]
-        lay = Layout.build([slot], [0], [len(prompt)], self.device)
-        toks = torch.tensor(prompt, device=self.device)
+        slots = free[: len(prompts)]
+        q = [len(p) for p in prompts]
+        lay = Layout.build(slots, [0] * len(slots), q, self.device)
+        toks = torch.tensor([t for p in prompts for t in p], device=self.device)
         logits, feats = self.target(toks, lay, self.cache, self.features)
         self._pending = (feats, lay) if feats is not None else None
-        first = self._sample(logits[-1:], generator)
-        self.cache.lengths[slot] = len(prompt)
-        self.slots[slot] = Slot(len(prompt), first, len(prompt), [first])
+        last = torch.tensor(q, device=self.device).cumsum(0) - 1
+        first = self._sample(logits[last], generator)
+        for s, p, tok in zip(slots, prompts, first, strict=True):
+            self.cache.lengths[s] = len(p)
+            self.slots[s] = Slot(len(p), tok, len(p), [tok])
         self.last = {"prefill": self._elapsed(t0)}
-        return slot
+        return slots
 
     def remove(self, slot: int) -> list[int]:
         """Free ``slot``; returns the tokens it generated."""
@@ -192,11 +202,12 @@ class Engine:
             self.drafter.ingest(feats, lay, self.ctx_cache)
         self._pending = None
 
-    def _sample(self, logits: torch.Tensor, generator: torch.Generator | None) -> int:
+    def _sample(self, logits: torch.Tensor, generator: torch.Generator | None) -> list[int]:
+        """One token per row of ``logits [R, V]`` (argmax at temperature 0)."""
         if self.temperature <= 0:
-            return int(logits.argmax(-1)[0])
+            return logits.argmax(-1).tolist()
         probs = torch.softmax(logits / self.temperature, dim=-1)
-        return int(torch.multinomial(probs, 1, generator=generator)[0, 0])
+        return torch.multinomial(probs, 1, generator=generator)[:, 0].tolist()
 
     def _elapsed(self, t0: float) -> float:
         if self.device.type == "cuda":

@@ -63,6 +63,12 @@ def progress(total: int, desc: str, quiet: bool, initial: int = 0) -> tqdm:
     )
 
 
+def log_line(bar: tqdm, quiet: bool, text: str) -> None:
+    """A progress line on stderr when the bar is off only because stderr is not a TTY (logs)."""
+    if bar.disable and not quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     for group in opt.param_groups:
         group["lr"] = lr
@@ -126,6 +132,7 @@ def train_target(
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(history[-20:]):.3f}")
         if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+            log_line(bar, quiet, f"step {step + 1}/{cfg.steps} loss {np.mean(history[-50:]):.4f}")
             run_dir.mkdir(parents=True, exist_ok=True)
             state = {
                 "model": model.state_dict(),

@@ -1,0 +1,166 @@
+"""Decoding loops over the step API: speculative with a policy, or plain target decoding.
+
+:func:`generate` runs a static batch of prompts to ``max_new_tokens`` each (requests leave the
+batch when done): per step the drafter proposes γ tokens, the policy turns the confidences into
+verify lengths, the engine verifies them in one target forward. It records per-step telemetry
+(verify lengths, accepted counts, draft/verify seconds) for evaluation and benchmarks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from engine.engine import Engine
+from profiles.errors import InputError
+
+
+@dataclass
+class Trace:
+    """What one decoding run did, per step and per request."""
+
+    outputs: list[list[int]]  # generated tokens per prompt (truncated to max_new_tokens)
+    steps: int = 0  # decode steps (batched forwards after prefill)
+    accepted: list[int] = field(default_factory=list)  # per (step, request): accepted drafts
+    verified: list[int] = field(default_factory=list)  # per (step, request): verify length ℓ
+    full_accepted: list[int] = field(default_factory=list)  # per (step, request): A (if recorded)
+    conf: list[list[float]] = field(default_factory=list)  # per (step, request): confidences
+    draft_s: float = 0.0  # seconds in draft()
+    verify_s: float = 0.0  # seconds in verify()
+    policy_s: float = 0.0  # seconds in the policy
+    prefill_s: float = 0.0
+    decode_s: float = 0.0  # wall seconds of the step loop (excludes prefill)
+
+    @property
+    def new_tokens(self) -> int:
+        return sum(len(o) for o in self.outputs)
+
+    @property
+    def mean_accepted_len(self) -> float:
+        """Tokens gained per request-step, bonus included (τ)."""
+        return float(np.mean(self.accepted) + 1) if self.accepted else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.decode_s if self.decode_s > 0 else 0.0
+
+
+def check_policy(policy) -> None:
+    if policy is not None and "realized" in policy.reads:
+        raise InputError(
+            f"policy {policy.name!r} reads realized outcomes (an oracle): the engine cannot run it"
+        )
+
+
+def generate(
+    engine: Engine,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    *,
+    policy=None,
+    cost=None,
+    seed: int = 0,
+    record_full: bool = False,
+) -> Trace:
+    """Decode ``prompts`` together; ``policy=None`` or no drafter is plain target decoding.
+
+    One seed makes the run reproducible: a generator for the engine's sampling, another (numpy)
+    for policies that draw random numbers. ``record_full`` verifies all γ drafts each step to
+    record A while keeping the policy's outcome (costs a γ-token verify).
+    """
+    check_policy(policy)
+    gen = torch.Generator(device=engine.device).manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    speculative = engine.drafter is not None and policy is not None and policy.name != "none"
+    trace = Trace(outputs=[[] for _ in prompts])
+    t0 = time.perf_counter()
+    active = {engine.add(p, gen): i for i, p in enumerate(prompts)}
+    trace.prefill_s = time.perf_counter() - t0
+    lag = max(1, int(getattr(policy, "lag", 2)))
+    history = {s: deque(maxlen=lag) for s in active}  # slot -> recent conf rows
+    totals = {s: [0, 0] for s in active}  # slot -> accepted, verified drafts so far
+    t0 = time.perf_counter()
+    while active:
+        slots = list(active)
+        if speculative:
+            d = engine.draft(slots, gen)
+            trace.draft_s += engine.last["draft"]
+            tp = time.perf_counter()
+            conf = torch.sigmoid(d.conf_logits).double().cpu().numpy()  # [R, γ]
+            ell = policy(conf, **_policy_inputs(policy, conf, slots, history, totals, cost, rng))
+            trace.policy_s += time.perf_counter() - tp
+            v = engine.verify(slots, d, ell.tolist(), gen, full=record_full)
+        else:
+            conf, ell = None, np.zeros(len(slots), dtype=np.int64)
+            v = engine.verify(slots, None, None, gen)
+        trace.verify_s += engine.last["verify"]
+        trace.steps += 1
+        for i, s in enumerate(slots):
+            out = trace.outputs[active[s]]
+            out.extend(v.tokens[i][: max_new_tokens - len(out)])
+            trace.accepted.append(v.accepted[i])
+            trace.verified.append(int(ell[i]))
+            if v.full_accepted is not None:
+                trace.full_accepted.append(v.full_accepted[i])
+            if conf is not None:
+                trace.conf.append(conf[i].tolist())
+                history[s].append(conf[i])
+                totals[s][0] += v.accepted[i]
+                totals[s][1] += int(ell[i])
+            if len(out) >= max_new_tokens or engine.room(s) < engine.gamma + 2:
+                engine.remove(s)
+                del active[s]
+    trace.decode_s = time.perf_counter() - t0
+    return trace
+
+
+def _policy_inputs(policy, conf, slots, history, totals, cost, rng) -> dict:
+    """Keyword inputs a policy reads: cost model, lagged confidences, per-request history."""
+    kw: dict = {"rng": rng}
+    if "cost" in policy.reads:
+        if cost is None:
+            raise InputError(f"policy {policy.name!r} needs a cost model (--cost FILE)")
+        kw["cost"] = cost
+    if "lagged" in policy.reads:
+        lag = max(len(h) for h in history.values()) if history else 0
+        lag = max(lag, 1)
+        lagged = np.ones((lag, *conf.shape))
+        known = np.zeros((lag, conf.shape[0]), dtype=bool)
+        for i, s in enumerate(slots):
+            rows = list(history[s])
+            for j, row in enumerate(rows):  # rows[-1] is the newest: goes to index lag-1
+                lagged[lag - len(rows) + j, i] = row
+                known[lag - len(rows) + j, i] = True
+        kw["lagged"], kw["lagged_known"] = lagged, known
+    if "history" in policy.reads:
+        kw["accepted_total"] = np.array([totals[s][0] for s in slots])
+        kw["verified_total"] = np.array([totals[s][1] for s in slots])
+    return kw
+
+
+def measure_cost(engine: Engine, requests: int = 1, repeats: int = 5):
+    """A quick measured SPS table of this engine (verify seconds over batch tokens B)."""
+    from profiles import CostModel
+
+    gamma = max(engine.gamma, 1)
+    prompt = list(b"def measure(x):\n    return x\n" * 4)
+    gen = torch.Generator(device=engine.device).manual_seed(0)
+    slots = [engine.add(prompt, gen) for _ in range(requests)]
+    xs, ys = [], []
+    for ell in range(gamma + 1):
+        times = []
+        for _ in range(repeats):
+            d = engine.draft(slots, gen) if engine.drafter is not None else None
+            engine.verify(slots, d, [ell] * requests, gen)
+            times.append(engine.last["verify"])
+        for s in slots:  # keep the context length fixed
+            engine.slots[s].length = engine.cache.lengths[s] = len(prompt)
+        xs.append(requests * (1 + ell))
+        ys.append(1.0 / float(np.median(times)))
+    for s in slots:
+        engine.remove(s)
+    return CostModel.from_sps_table(xs, ys, source=f"measured: spectune engine quick, R={requests}")

@@ -1,0 +1,451 @@
+"""Cost profiler: an engine's step costs measured into a ``spectune.cost/v1`` profile (DESIGN §2).
+
+Every number comes from real engine calls timed by the engine itself (:attr:`Engine.last`):
+
+- verify: one target forward over ``B = Σ_r q[r]`` tokens from R requests, at points (R, B) — the
+  1D SPS table takes, per B, ``R = min(slots, ceil(B / 4))`` requests with random per-request
+  token counts in ``1..γ+1`` summing to B (about half of γ verified per request); the additive
+  fit ``T(bs, M) = bias + α(bs) + θ(M)`` uses those points plus a grid of uniform splits over
+  ``bs`` probes. B runs densely at small B, sparser above, up to ``slots · (γ + 1)``.
+- context: the same R, B at several cache lengths; the extra seconds over the base length,
+  indexed by total KV tokens ``R · L`` (the simulator's ``kv_tokens``);
+- draft: one drafter pass for R = 1..slots requests, right after a verify of those requests (so it
+  includes writing that verify's drafter context, as in a decode loop);
+- prefill: one prefill forward over n prompt tokens (several prompts once n exceeds the context).
+
+Measuring does not advance the requests: after each timed call the slot lengths are set back
+(rolling back is setting a length, see ``engine/cache.py``). Positions past the prefilled prompt
+hold whatever earlier calls wrote; attention cost does not depend on the values. Repeats run
+round-robin over the points in a seeded shuffled order, so a slow spell of a shared machine
+spreads over all points instead of bending one region of the curve; each point keeps its median
+and inter-quartile range. Nothing is smoothed: the jags are the measurement.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from engine.drafter import Draft
+from engine.engine import Engine
+from profiles.cost import CostModel, Curve
+
+Q_TYPICAL = 4  # verify tokens per request assumed by the 1D table's batch composition
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """What to measure and how often."""
+
+    quick: bool = False  # fewer points and repeats (about a minute on a 2-core CPU)
+    repeats: int = 0  # timed repeats per point (0 = 9, quick 5)
+    warmup: int = -1  # untimed rounds before the timed ones (-1 = 2, quick 1)
+    base_context: int = 128  # cache length of every request in the verify and draft points
+    seed: int = 0  # prompt bytes, per-request splits and the round-robin order
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "repeats", self.repeats or (5 if self.quick else 9))
+        warmup = self.warmup if self.warmup >= 0 else (1 if self.quick else 2)
+        object.__setattr__(self, "warmup", warmup)
+        if self.repeats < 1 or self.base_context < 1:
+            raise ValueError("repeats and base_context must be positive")
+
+
+@dataclass
+class Measured:
+    """Medians and inter-quartile ranges (seconds) of the timed repeats of some points."""
+
+    points: list[tuple]  # one key per point
+    median: list[float]
+    iqr: list[float]
+
+
+# -- grids -----------------------------------------------------------------------------------------
+def batch_grid(max_b: int, quick: bool) -> list[int]:
+    """Verify batch tokens: dense at small B, sparser above, ending at ``max_b``."""
+    if quick:
+        grid = [b for k in range(12) for b in (2**k, 3 * 2**k // 2) if b >= 1]
+    else:
+        grid = list(range(1, 17))
+        step, b = 2, 16
+        while b < max_b:
+            b += step
+            grid.append(b)
+            if b >= 8 * step:
+                step *= 2
+    return sorted({b for b in grid if b <= max_b} | {max_b})
+
+
+def request_probes(slots: int, quick: bool) -> list[int]:
+    """Requests-per-batch probes (the additive form's ``bs``, the draft curve's R)."""
+    base = (1, 2, 4, 8, 16, 32, 64) if quick else (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+    return sorted({r for r in base if r <= slots} | {slots})
+
+
+def split(b: int, r: int, cap: int, rng: np.random.Generator) -> list[int]:
+    """``r`` per-request token counts in ``1..cap`` summing to ``b`` (random, seeded)."""
+    q = np.ones(r, dtype=np.int64)
+    for _ in range(b - r):
+        open_ = np.flatnonzero(q < cap)
+        q[open_[rng.integers(open_.size)]] += 1
+    return q.tolist()
+
+
+def verify_points(slots: int, gamma: int, quick: bool, rng: np.random.Generator) -> list[tuple]:
+    """(R, B, per-request tokens) points: the SPS composition, then uniform splits per bs."""
+    cap = gamma + 1
+    grid = batch_grid(slots * cap, quick)
+    points = {}
+    for b in grid:
+        r = min(slots, max(1, math.ceil(b / Q_TYPICAL)))
+        points[(r, b)] = tuple(split(b, r, cap, rng))
+    for r in request_probes(slots, quick):
+        for b in grid:
+            if r <= b <= r * cap and (r, b) not in points:
+                points[(r, b)] = tuple(split(b, r, cap, rng))
+    return [(r, b, q) for (r, b), q in points.items()]
+
+
+def context_grid(base: int, limit: int, quick: bool) -> list[int]:
+    n = 4 if quick else 9
+    return sorted({int(x) for x in np.linspace(base, limit, n).round()})
+
+
+def prefill_grid(limit: int, quick: bool) -> list[int]:
+    """Prompt tokens per prefill: up to two prompts of the longest length."""
+    grid = {16, 64, 256} if quick else {8, 16, 32, 64, 128, 192, 256, 384, 512, 768, 1536}
+    return sorted({n for n in grid if n < 2 * limit} | {limit, 2 * limit})
+
+
+# -- measuring -------------------------------------------------------------------------------------
+class Profiler:
+    """Times one engine's prefill, draft and verify calls (see the module docstring)."""
+
+    def __init__(self, engine: Engine, cfg: ProfileConfig, tick: Callable[[int], None]) -> None:
+        if engine.drafter is None:
+            raise ValueError("the profiler needs an engine with a drafter")
+        self.engine, self.cfg, self.tick = engine, cfg, tick
+        self.gen = torch.Generator(device=engine.device).manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.limit = engine.max_len - engine.gamma - 2  # longest prompt / context measured
+        self.slots: list[int] = []
+        self.draft: Draft | None = None
+
+    def prompt(self, n: int) -> list[int]:
+        return self.rng.integers(0, self.engine.target.cfg.vocab, n).tolist()
+
+    def _rounds(self, points: list, timed: Callable[[tuple], float]) -> Measured:
+        """Warm-up, then round-robin timed repeats in a shuffled order per round."""
+        cfg, samples = self.cfg, [[] for _ in points]
+        for rep in range(cfg.warmup + cfg.repeats):
+            for i in self.rng.permutation(len(points)).tolist():
+                t = timed(points[i])
+                if rep >= cfg.warmup:
+                    samples[i].append(t)
+                self.tick(1)
+        q1, med, q3 = np.percentile(np.asarray(samples), [25, 50, 75], axis=1)
+        return Measured(list(points), med.tolist(), (q3 - q1).tolist())
+
+    def prefill(self, tokens: list[int]) -> Measured:
+        e = self.engine
+
+        def timed(n: int) -> float:
+            k = math.ceil(n / self.limit)
+            sizes = [n // k + (i < n % k) for i in range(k)]
+            slots = e.add_many([self.prompt(s) for s in sizes], self.gen)
+            t = e.last["prefill"]
+            for s in slots:
+                e.remove(s)
+            return t
+
+        return self._rounds(tokens, timed)
+
+    def open_pool(self, requests: int) -> None:
+        """Prefill ``requests`` prompts of the base context and draft once for all of them."""
+        e = self.engine
+        self.slots = e.add_many([self.prompt(self.cfg.base_context)] * requests, self.gen)
+        self.draft = e.draft(self.slots, self.gen)
+
+    def _set_length(self, slots: list[int], length: int) -> None:
+        for s in slots:
+            self.engine.slots[s].length = self.engine.cache.lengths[s] = length
+
+    def _sub_draft(self, r: int) -> Draft:
+        d = self.draft
+        return Draft(d.tokens[:r], d.probs[:r], d.conf_logits[:r])
+
+    def _verify(self, q: tuple, length: int) -> float:
+        e, r = self.engine, len(q)
+        slots = self.slots[:r]
+        self._set_length(slots, length)
+        v = e.verify(slots, self._sub_draft(r), [x - 1 for x in q], self.gen)
+        assert v.verify_tokens == sum(q)
+        self._set_length(slots, length)
+        return e.last["verify"]
+
+    def verify(self, points: list[tuple]) -> Measured:
+        base = self.cfg.base_context
+        return self._rounds(points, lambda p: self._verify(p[2], base))
+
+    def context(self, q: tuple, lengths: list[int]) -> Measured:
+        return self._rounds(lengths, lambda length: self._verify(q, length))
+
+    def drafting(self, requests: list[int]) -> Measured:
+        e, base = self.engine, self.cfg.base_context
+
+        def timed(r: int) -> float:
+            slots = self.slots[:r]
+            e.verify(slots, self._sub_draft(r), [Q_TYPICAL - 1] * r, self.gen)
+            self._set_length(slots, base)
+            e.draft(slots, self.gen)
+            return e.last["draft"]
+
+        return self._rounds(requests, timed)
+
+    def close_pool(self) -> None:
+        for s in self.slots:
+            self.engine.remove(s)
+        self.slots, self.draft = [], None
+
+
+@dataclass
+class Measurements:
+    verify: Measured  # points (R, B, q)
+    draft: Measured  # points R
+    prefill: Measured  # points n tokens
+    context: Measured  # points L (cache length per request)
+    context_q: tuple  # the per-request tokens of the context points
+    slots: int
+    gamma: int
+    base_context: int
+    wall_s: float
+
+
+def measure(engine: Engine, cfg: ProfileConfig, *, on_total=None, tick=None) -> Measurements:
+    """All four measurements; ``on_total(n)`` is told the number of timed calls, ``tick(k)``
+    is called as they complete (a progress bar)."""
+    t0 = time.perf_counter()
+    slots, gamma = engine.cache.slots, engine.gamma
+    rng = np.random.default_rng(cfg.seed + 1)
+    points = verify_points(slots, gamma, cfg.quick, rng)
+    requests = request_probes(slots, cfg.quick) if cfg.quick else list(range(1, slots + 1))
+    prof = Profiler(engine, cfg, tick or (lambda k: None))
+    tokens = prefill_grid(prof.limit, cfg.quick)
+    lengths = context_grid(cfg.base_context, prof.limit, cfg.quick)
+    r_ctx = min(slots, 8)
+    q_ctx = tuple([Q_TYPICAL] * r_ctx)
+    if on_total:
+        rounds = cfg.warmup + cfg.repeats
+        on_total(rounds * (len(points) + len(requests) + len(tokens) + len(lengths)))
+    if max(math.ceil(n / prof.limit) for n in tokens) > slots:
+        raise ValueError("the engine needs more slots to measure the largest prefill")
+    with torch.inference_mode():
+        pre = prof.prefill(tokens)
+        prof.open_pool(slots)
+        ver = prof.verify(points)
+        ctx = prof.context(q_ctx, lengths)
+        dra = prof.drafting(requests)
+        prof.close_pool()
+    return Measurements(ver, dra, pre, ctx, q_ctx, slots, gamma, cfg.base_context,
+                        time.perf_counter() - t0)  # fmt: skip
+
+
+# -- turning measurements into cost models ---------------------------------------------------------
+def hat(x: np.ndarray, probes: np.ndarray) -> np.ndarray:
+    """Piecewise-linear interpolation weights ``[len(x), len(probes)]`` (clamped at the ends)."""
+    x = np.clip(np.asarray(x, float), probes[0], probes[-1])
+    w = np.zeros((x.size, probes.size))
+    j = np.clip(np.searchsorted(probes, x, side="right") - 1, 0, probes.size - 2)
+    lo, hi = probes[j], probes[j + 1]
+    f = (x - lo) / (hi - lo)
+    rows = np.arange(x.size)
+    w[rows, j] = 1 - f
+    w[rows, j + 1] = f
+    return w
+
+
+@dataclass
+class AdditiveFit:
+    bias_s: float
+    bs_probes: list[float]
+    alpha_s: list[float]
+    m_probes: list[float]
+    theta_s: list[float]
+    rms_rel_error: float  # over all fitted points
+    max_rel_error: float
+    points: int
+
+
+def fit_additive(bs: np.ndarray, m: np.ndarray, t: np.ndarray, bs_probes, m_probes) -> AdditiveFit:
+    """Least squares (relative error, non-negative terms) of ``t ≈ bias + α(bs) + θ(M)``.
+
+    α and θ are piecewise linear through their probes and are 0 at the first probe (the constant
+    goes to ``bias``), so a point at (bs, M) = (1, 1) is ``bias`` alone.
+    """
+    from scipy.optimize import lsq_linear
+
+    bs_p, m_p = np.asarray(bs_probes, float), np.asarray(m_probes, float)
+    cols = [np.ones((t.size, 1)), hat(bs, bs_p)[:, 1:], hat(m, m_p)[:, 1:]]
+    a = np.hstack(cols) / t[:, None]
+    sol = lsq_linear(a, np.ones(t.size), bounds=(0.0, np.inf), method="bvls").x
+    rel = a @ sol - 1.0
+    na = bs_p.size - 1
+    return AdditiveFit(
+        bias_s=float(sol[0]),
+        bs_probes=bs_p.tolist(),
+        alpha_s=[0.0, *sol[1 : 1 + na].tolist()],
+        m_probes=m_p.tolist(),
+        theta_s=[0.0, *sol[1 + na :].tolist()],
+        rms_rel_error=float(np.sqrt(np.mean(rel**2))),
+        max_rel_error=float(np.abs(rel).max()),
+        points=int(t.size),
+    )
+
+
+def cost_models(ms: Measurements, source: str, quick: bool) -> tuple[CostModel, CostModel, dict]:
+    """(SPS form, additive form, fit report) with shared draft, prefill and context curves."""
+    pts = ms.verify.points
+    r = np.array([p[0] for p in pts], float)
+    b = np.array([p[1] for p in pts], float)
+    t = np.asarray(ms.verify.median)
+    sps_rows = [i for i, (ri, bi, _) in enumerate(pts)
+                if ri == min(ms.slots, max(1, math.ceil(bi / Q_TYPICAL)))]  # fmt: skip
+    grid = sorted({int(b[i]) for i in sps_rows})
+    assert len(grid) == len(sps_rows)
+    order = sorted(sps_rows, key=lambda i: b[i])
+    extra = {
+        "draft": Curve(tuple(map(float, ms.draft.points)), tuple(ms.draft.median)),
+        "prefill": Curve(tuple(map(float, ms.prefill.points)), tuple(ms.prefill.median)),
+        "context": context_curve(ms),
+    }
+    max_b = ms.slots * (ms.gamma + 1)
+    sps = CostModel.from_sps_table(
+        b[order], 1.0 / t[order], max_batch_tokens=max_b, source=source, **extra
+    )
+    fit = fit_additive(r, b, t, request_probes(ms.slots, quick), grid)
+    add = CostModel.additive(
+        fit.bias_s, fit.bs_probes, fit.alpha_s, fit.m_probes, fit.theta_s,
+        max_batch_tokens=max_b, source=f"{source}; additive least-squares fit", **extra,
+    )  # fmt: skip
+    return sps, add, fit.__dict__
+
+
+def context_curve(ms: Measurements) -> Curve:
+    """Extra verify seconds over total KV tokens, relative to the base context (0 there)."""
+    r = len(ms.context_q)
+    lengths = np.asarray(ms.context.points, float)
+    t = np.asarray(ms.context.median)
+    base = t[np.argmin(np.abs(lengths - ms.base_context))]
+    return Curve(tuple((r * lengths).tolist()), tuple((t - base).tolist()))
+
+
+# -- the profile document --------------------------------------------------------------------------
+def _r(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def _samples(m: Measured, keys: dict[str, Callable]) -> dict:
+    out = {k: [f(p) for p in m.points] for k, f in keys.items()}
+    return {**out, "median_s": [_r(x) for x in m.median], "iqr_s": [_r(x) for x in m.iqr]}
+
+
+def document(ms: Measurements, sps: CostModel, add: CostModel, fit: dict, meta: dict) -> dict:
+    """The YAML document: the SPS form, the additive fit beside it, and every measured point."""
+    from profiles.store import cost_to_dict
+
+    doc = cost_to_dict(sps)
+    doc["additive"] = {**cost_to_dict(add)["additive"], "source": add.source}
+    order = np.argsort([p[1] * 1000 + p[0] for p in ms.verify.points], kind="stable")
+    ver = Measured(*(list(np.asarray(x, dtype=object)[order]) for x in
+                     (ms.verify.points, ms.verify.median, ms.verify.iqr)))  # fmt: skip
+    doc["metadata"] = {
+        **meta,
+        "slots": ms.slots,
+        "gamma": ms.gamma,
+        "max_batch_tokens": sps.max_batch_tokens,
+        "base_context": ms.base_context,
+        "verify_composition": f"1D table: R = min(slots, ceil(B/{Q_TYPICAL})) requests, "
+        f"per-request tokens random in 1..gamma+1 summing to B; additive fit: those points plus "
+        "uniform splits at each bs probe; all at the base context",
+        "additive_fit": {
+            k: (_r(v) if isinstance(v, float) else v)
+            for k, v in fit.items()
+            if k in ("rms_rel_error", "max_rel_error", "points")
+        },  # fmt: skip
+        "wall_s": round(ms.wall_s, 1),
+        "samples": {
+            "verify": _samples(
+                ver, {"requests": lambda p: int(p[0]), "batch_tokens": lambda p: int(p[1])}
+            ),  # fmt: skip
+            "draft": _samples(ms.draft, {"requests": int}),
+            "prefill": _samples(ms.prefill, {"tokens": int}),
+            "context": {
+                **_samples(ms.context, {"context_len": int}),
+                "requests": len(ms.context_q),
+                "batch_tokens": int(sum(ms.context_q)),
+            },
+        },
+    }
+    return doc
+
+
+def environment(device: torch.device) -> dict:
+    """Where and when: device, threads, versions, CPU, load average, date, project commit."""
+    import datetime
+    import os
+    import platform
+
+    env = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu(),
+        "threads": torch.get_num_threads(),
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "cpu_count": os.cpu_count(),
+    }
+    return env
+
+
+def load_average() -> list[float]:
+    import os
+
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def git_commit() -> str:
+    """The project's HEAD commit (``+dirty`` when tracked files differ), or ``unknown``."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+        status = ["git", "status", "--porcelain", "--untracked-files=no"]
+        dirty = subprocess.run(status, cwd=root, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty.strip() else "")
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
