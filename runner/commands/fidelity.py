@@ -1,0 +1,125 @@
+"""Measure how well the profiled simulator predicts the live engine (issue #6).
+
+Runs the same seeded workload at three loads (light, near the knee, saturated) for each policy
+on the profiled backend and on the live engine, and reports per cell the relative error of output
+throughput, mean TPOT, p50 TTFT, mean accepted length and mean verify length. ``--out DIR``
+writes ``fidelity.json``, ``fidelity.md`` and ``fidelity.png``. The profile and acceptance model
+should describe the same engine and drafter that run live (the defaults do once the measured
+``cpu-tiny`` profile and the drafter's records are committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from runner.live import add_live_args
+from runner.options import add_model_args, positive_int
+
+NAME = "fidelity"
+HELP = "measure the profiled simulator's error against the live engine"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="fewer requests (CI-sized, < 2 min)")
+    p.add_argument("--num-requests", type=positive_int, help="requests per cell")
+    p.add_argument("--policies", default="fixed:k=1,dspark", help="policies (default %(default)s)")
+    p.add_argument("--max-concurrency", type=positive_int, default=8,
+                   help="server cap, also the engine's slots (default 8)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    add_model_args(p, policy_default=None)
+    add_live_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--out", metavar="DIR", help="write fidelity.json, fidelity.md, fidelity.png")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def run(args: argparse.Namespace) -> int:
+    from runner.fidelity import FidelityConfig, max_errors, report_markdown, run_cells
+    from runner.live import build_live_backend, engine_context
+    from runner.options import models_from_args
+
+    cfg = FidelityConfig(policies=tuple(s.strip() for s in args.policies.split(",") if s.strip()),
+                         max_concurrency=args.max_concurrency, seed=args.seed)  # fmt: skip
+    if args.quick:
+        cfg = replace(cfg, num_requests=30, max_output_tokens=48)
+    if args.num_requests:
+        cfg = replace(cfg, num_requests=args.num_requests)
+    context = engine_context(args)
+    cfg = replace(cfg, max_prompt_tokens=min(cfg.max_prompt_tokens, context // 2))
+    cost, acceptance, _ = models_from_args(args)
+    engine_backend = {}
+
+    def live_factory(policy):
+        from engine.live import LiveBackend
+
+        if not engine_backend:  # build (load checkpoints) once, reuse the engine
+            engine_backend["b"], _ = build_live_backend(args, policy, cost)
+        b = engine_backend["b"]
+        return LiveBackend(b.engine, b.corpora, seed=args.seed, time=args.live_timing, cost=cost)
+
+    gamma = args.gamma or acceptance.gamma
+    show = not args.quiet and sys.stderr.isatty()
+
+    def progress(cell):
+        if show:
+            e = cell["rel_error"]
+            sys.stderr.write(f"{cell['load']:>9} {cell['policy']:<12} throughput err "
+                             f"{e['throughput']:.1%}  TPOT err {e['tpot_mean']:.1%}\n")  # fmt: skip
+
+    capacity, cells = run_cells(cfg, cost, acceptance, gamma, live_factory, progress)
+    by_metric = max_errors(cells)
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "profile": cost.source,
+        "acceptance": acceptance.source,
+        "engine": f"{args.engine} drafter {args.drafter} on {args.device} "
+        f"({args.threads} threads, timing {args.live_timing})",
+        "config": asdict(cfg),
+        "capacity_req_s": capacity,
+        "cells": cells,
+        "max_rel_error_by_metric": by_metric,
+        "max_rel_error": max(by_metric[m] for m in ("throughput", "tpot_mean")),
+    }
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "fidelity.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "fidelity.md").write_text(report_markdown(result))
+        plot(result, out / "fidelity.png")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(report_markdown(result))
+    return 0
+
+
+def plot(result: dict, path: Path) -> None:
+    """Relative error per cell and metric, with the 5% target line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = result["cells"]
+    metrics = list(cells[0]["rel_error"]) if cells else []
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / max(len(metrics), 1)
+    for i, m in enumerate(metrics):
+        vals = [100 * (c["rel_error"][m] or 0.0) for c in cells]
+        ax.bar([j + i * width for j in range(len(cells))], vals, width, label=m)
+    ax.axhline(5.0, color="k", linestyle="--", linewidth=1, label="5% target")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cells))])
+    ax.set_xticklabels([f"{c['load']}\n{c['policy']}" for c in cells], fontsize=8)
+    ax.set_ylabel("relative error, %")
+    ax.set_title("profiled simulator vs live engine")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

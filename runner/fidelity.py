@@ -1,0 +1,147 @@
+"""The fidelity harness: how well the profiled simulator predicts the live engine (issue #6).
+
+The same seeded workload runs at three loads (light, near the knee, saturated) under each policy
+twice: once on the profiled backend (cost model + acceptance model of the engine) and once on the
+live backend (the engine itself, time = measured wall time of its calls). Per cell it reports the
+relative error of the profiled prediction against the live measurement for output throughput,
+mean TPOT, p50 TTFT, mean accepted length and mean verify length.
+
+Loads are request rates relative to the profiled server's capacity, measured first by a profiled
+run with every request arriving at t = 0 (its request throughput): light 0.15×, knee 0.8×,
+saturated 3×.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from policies import make_policy
+from simulator.run import simulate
+from simulator.server import ServerConfig
+from simulator.workload import WorkloadSpec, open_workload
+
+LOADS = {"light": 0.15, "knee": 0.8, "saturated": 3.0}  # × profiled capacity (req/s)
+METRICS = {  # report name -> summary key
+    "throughput": "throughput_tok_s",
+    "tpot_mean": "tpot_mean_s",
+    "ttft_p50": "ttft_p50_s",
+    "accepted_len": "mean_accepted_len",
+    "verify_len": "mean_verify_len",
+}
+GATED = ("throughput", "tpot_mean")  # the metrics the 5% target applies to
+
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    """One fidelity run: workload shape, loads, policies, server."""
+
+    workload: str = "builtin:azure-conv-like"  # synthetic workload (lengths clamped below)
+    num_requests: int = 120  # requests per cell
+    max_prompt_tokens: int = 128  # clamps that fit the engine's context
+    max_output_tokens: int = 96
+    domain_mix: str = "code=0.4,chat=0.4,math=0.2"  # domains of the (unlabelled) requests
+    policies: tuple[str, ...] = ("fixed:k=1", "dspark")
+    loads: tuple[tuple[str, float], ...] = tuple(LOADS.items())
+    max_concurrency: int = 8
+    seed: int = 0
+
+
+def workload_at(cfg: FidelityConfig, rate: float):
+    from simulator.workload import parse_domain_mix
+
+    spec = WorkloadSpec(
+        cfg.workload, num_requests=cfg.num_requests, request_rate=rate,
+        max_prompt_tokens=cfg.max_prompt_tokens, max_output_tokens=cfg.max_output_tokens,
+        domain_mix=parse_domain_mix(cfg.domain_mix), seed=cfg.seed,
+    )  # fmt: skip
+    return open_workload(spec)
+
+
+def capacity(cfg: FidelityConfig, cost, acceptance, gamma: int) -> float:
+    """Requests/s the profiled server sustains when saturated (all requests at t = 0)."""
+    server = ServerConfig(max_concurrency=cfg.max_concurrency, gamma=gamma)
+    s = simulate(workload_at(cfg, math.inf), make_policy("fixed:k=1"), cost, acceptance, server,
+                 seed=cfg.seed).summary  # fmt: skip
+    return s["request_throughput_req_s"]
+
+
+def rel_error(predicted: float | None, measured: float | None) -> float | None:
+    if predicted is None or measured is None or measured == 0:
+        return None
+    return abs(predicted - measured) / abs(measured)
+
+
+def run_cells(cfg: FidelityConfig, cost, acceptance, gamma: int, live_factory, progress=None):
+    """Every (load, policy) cell: profiled and live summaries and their relative errors.
+
+    ``live_factory(policy)`` returns a fresh live backend for one run (a new engine state).
+    """
+    cap = capacity(cfg, cost, acceptance, gamma)
+    server = ServerConfig(max_concurrency=cfg.max_concurrency, gamma=gamma)
+    cells = []
+    for load, factor in cfg.loads:
+        workload = workload_at(cfg, cap * factor)
+        for spec in cfg.policies:
+            policy = make_policy(spec)
+            prof = simulate(workload, policy, cost, acceptance, server, seed=cfg.seed).summary
+            live = simulate(workload, policy, cost, acceptance, server, seed=cfg.seed,
+                            backend=live_factory(policy)).summary  # fmt: skip
+            errors = {m: rel_error(prof[k], live[k]) for m, k in METRICS.items()}
+            cells.append({
+                "load": load, "rate_req_s": cap * factor, "policy": spec,
+                "profiled": {m: prof[k] for m, k in METRICS.items()},
+                "live": {m: live[k] for m, k in METRICS.items()},
+                "rel_error": errors,
+                "live_wall_s": live["wall_s"],
+            })  # fmt: skip
+            if progress:
+                progress(cells[-1])
+    return cap, cells
+
+
+def max_errors(cells: list[dict[str, Any]]) -> dict[str, float]:
+    out = {}
+    for m in METRICS:
+        vals = [c["rel_error"][m] for c in cells if c["rel_error"][m] is not None]
+        out[m] = max(vals) if vals else float("nan")
+    return out
+
+
+def report_markdown(result: dict[str, Any]) -> str:
+    """The fidelity report: one table of cells, then the maxima."""
+    lines = [
+        "# Fidelity: profiled simulator vs live engine",
+        "",
+        f"- date: {result['date']}; command: `{result['command']}`",
+        f"- profile: {result['profile']}",
+        f"- acceptance: {result['acceptance']}",
+        f"- engine: {result['engine']}; max concurrency {result['config']['max_concurrency']}, "
+        f"{result['config']['num_requests']} requests per cell; profiled capacity "
+        f"{result['capacity_req_s']:.2f} req/s",
+        "",
+        "| load | policy | rate req/s | throughput tok/s (prof / live / err) | mean TPOT ms "
+        "(prof / live / err) | p50 TTFT ms err | accepted len err | verify len err |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in result["cells"]:
+        p, v, e = c["profiled"], c["live"], c["rel_error"]
+        lines.append(
+            f"| {c['load']} | {c['policy']} | {c['rate_req_s']:.2f} | "
+            f"{p['throughput']:.0f} / {v['throughput']:.0f} / {_pct(e['throughput'])} | "
+            f"{_ms(p['tpot_mean'])} / {_ms(v['tpot_mean'])} / {_pct(e['tpot_mean'])} | "
+            f"{_pct(e['ttft_p50'])} | {_pct(e['accepted_len'])} | {_pct(e['verify_len'])} |"
+        )
+    lines += ["", "Maximum relative error per metric: " + ", ".join(
+        f"{m} {_pct(v)}" for m, v in result["max_rel_error_by_metric"].items())]  # fmt: skip
+    lines.append(f"\n`max_rel_error` (throughput and mean TPOT): {_pct(result['max_rel_error'])}")
+    return "\n".join(lines) + "\n"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or x != x else f"{100 * x:.1f}%"
+
+
+def _ms(x: float | None) -> str:
+    return "n/a" if x is None else f"{1e3 * x:.2f}"
