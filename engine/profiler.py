@@ -69,15 +69,12 @@ class Measured:
 def batch_grid(max_b: int, quick: bool) -> list[int]:
     """Verify batch tokens: dense at small B, sparser above, ending at ``max_b``."""
     if quick:
-        grid = [b for k in range(12) for b in (2**k, 3 * 2**k // 2) if b >= 1]
-    else:
-        grid = list(range(1, 17))
-        step, b = 2, 16
-        while b < max_b:
-            b += step
-            grid.append(b)
-            if b >= 8 * step:
-                step *= 2
+        grid = [b for k in range(12) for b in (2**k, 3 * 2**k // 2)]
+    else:  # 1..16 every token, then 18..32 every 2, 36..64 every 4, ...
+        grid, step, lo = list(range(1, 17)), 2, 16
+        while lo < max_b:
+            grid += range(lo + step, 2 * lo + 1, step)
+            lo, step = 2 * lo, 2 * step
     return sorted({b for b in grid if b <= max_b} | {max_b})
 
 

@@ -26,6 +26,7 @@ Records (``records:FILE.npz[?temps=CALIB]``) replay rounds recorded from an engi
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import brentq
@@ -126,15 +127,25 @@ def paper_acceptance(name: str) -> ParametricAcceptance:
 PAPER_MODELS = tuple(f"{m}-{d}" for m, d in _TABLE1)
 
 # Cost profiles by name. Until a measured profile is committed (issue #5) the default is analytic.
+# ``data:FILE`` names a file packaged in ``profiles/data/`` (measured profiles, with metadata).
 BUILTIN_COSTS = {
     "h100-8b": "analytic:params_b=8,hbm_tb_s=3.35,peak_tflops=989",
 }
+# Acceptance models by name: records of our drafters measured on the engine (``spectune record``).
+BUILTIN_ACCEPTANCE: dict[str, str] = {}
 DEFAULT_COST = "builtin:h100-8b"
 DEFAULT_ACCEPTANCE = "paper:qwen3-8b-dspark"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def packaged(spec: str) -> str:
+    """``data:FILE[?...]`` → the path of ``FILE`` in ``profiles/data/`` (other specs unchanged)."""
+    return str(DATA / spec[len("data:") :]) if spec.startswith("data:") else spec
 
 
 def load_cost(spec: str) -> CostModel:
-    """A cost model from ``builtin:NAME``, ``analytic:...`` or a YAML profile file."""
+    """A cost model from ``builtin:NAME``, ``analytic:...`` or a YAML profile file
+    (``FILE.yaml?form=additive`` loads the additive block of a file that holds both forms)."""
     if spec.startswith("builtin:"):
         name = spec[len("builtin:") :]
         if name not in BUILTIN_COSTS:
@@ -145,18 +156,31 @@ def load_cost(spec: str) -> CostModel:
         return analytic_cost(**parse_analytic(spec.partition(":")[2]))
     from profiles.store import read_cost
 
-    return read_cost(spec)
+    path, _, query = packaged(spec).partition("?")
+    form = None
+    if query:
+        key, _, form = query.partition("=")
+        if key != "form" or form not in ("sps", "additive"):
+            raise InputError(f"cost spec {spec!r}: the only option is ?form=sps|additive")
+    return read_cost(path, form=form)
 
 
 def load_acceptance(spec: str):
-    """An acceptance model from ``paper:NAME``, ``records:FILE.npz[?temps=CALIB]`` (or a bare
-    ``.npz``) or a YAML file (parametric, e.g. written by ``spectune import vllm-metrics``)."""
+    """An acceptance model from ``builtin:NAME``, ``paper:NAME``,
+    ``records:FILE.npz[?temps=CALIB]`` (or a bare ``.npz``) or a YAML file (parametric, e.g.
+    written by ``spectune import vllm-metrics``)."""
+    if spec.startswith("builtin:"):
+        name = spec[len("builtin:") :]
+        if name not in BUILTIN_ACCEPTANCE:
+            known = ", ".join(BUILTIN_ACCEPTANCE) or "none yet"
+            raise InputError(f"unknown builtin acceptance model {name!r} (known: {known})")
+        return load_acceptance(BUILTIN_ACCEPTANCE[name])
     if spec.startswith("paper:"):
         return paper_acceptance(spec[len("paper:") :])
     if spec.startswith("records:") or spec.partition("?")[0].endswith(".npz"):
         from profiles.records import open_records
 
-        return open_records(spec.removeprefix("records:"))
+        return open_records(packaged(spec.removeprefix("records:")))
     from profiles.store import read_acceptance
 
     return read_acceptance(spec.removeprefix("parametric:"))

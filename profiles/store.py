@@ -7,6 +7,8 @@ Cost profile (``schema: spectune.cost/v1``)::
     sps: {sample_batch_tokens: [...], sample_steps_per_sec: [...], max_batch_tokens: N}
     additive: {bias_seconds: s, bs_probes: [...], alpha_seconds: [...],
                m_probes: [...], theta_seconds: [...]}
+    # a file may hold both blocks (``spectune profile`` writes both): ``form`` picks the one
+    # loaded by default, ``read_cost(path, form=...)`` or ``FILE.yaml?form=additive`` the other
     draft: {requests: [...], seconds: [...]}          # optional
     prefill: {tokens: [...], seconds: [...]}          # optional
     context: {kv_tokens: [...], seconds: [...]}       # optional
@@ -70,8 +72,11 @@ def _numbers(data: dict, key: str, where: str) -> list[float]:
         raise InputError(f"field {key!r} must be a list of numbers", where=where) from None
 
 
-def cost_from_dict(data: dict[str, Any], where: str = "cost profile") -> CostModel:
-    form = data.get("form", "sps")
+def cost_from_dict(
+    data: dict[str, Any], where: str = "cost profile", form: str | None = None
+) -> CostModel:
+    """The cost model of a profile document; ``form`` overrides the document's ``form``."""
+    form = form or data.get("form", "sps")
     extra = {}
     for name, axis in _CURVES.items():
         if name in data:
@@ -92,6 +97,7 @@ def cost_from_dict(data: dict[str, Any], where: str = "cost profile") -> CostMod
         if form == "additive":
             t = _field(data, "additive", where, dict)
             w = f"{where}: additive"
+            source = str(t.get("source", source))  # a block's own label, when it has one
             return CostModel.additive(
                 float(_field(t, "bias_seconds", w, (int, float))),
                 _numbers(t, "bs_probes", w),
@@ -135,10 +141,11 @@ def cost_to_dict(cost: CostModel, metadata: dict | None = None) -> dict[str, Any
     return out
 
 
-def read_cost(path: str | Path) -> CostModel:
+def read_cost(path: str | Path, form: str | None = None) -> CostModel:
+    """A cost profile; ``form`` ("sps" or "additive") picks a block other than the default."""
     data = load_yaml(path)
     _check_schema(data, COST_SCHEMA, str(path))
-    return cost_from_dict(data, where=str(path))
+    return cost_from_dict(data, where=str(path), form=form)
 
 
 def write_yaml(path: str | Path, data: dict[str, Any]) -> None:

@@ -1,0 +1,145 @@
+"""Acceptance records: decoding rounds of the real engine, for the simulator and calibration.
+
+For each domain, held-out prompts (``engine/data.py``) are decoded with continuous batching: up
+to ``slots`` requests run together and a finished request's slot is refilled from the queue
+before the next step. Each step the drafter proposes γ tokens, a policy (default ``fixed:k=γ``)
+chooses verify lengths from the confidences, and ``Engine.verify(..., full=True)`` runs the
+target over all γ drafts so it also reports A (accepted count with all γ verified) while the
+outcome follows the policy. One row per request-step: domain, request id, step, raw confidence
+logits, A — the ``.npz`` format of ``profiles/records.py``.
+
+The records' meta also keeps what the engine itself measured per domain (``engine_runs``): mean
+accepted length (bonus included) and mean verify length per request-step, under the recording
+policy and under each check policy, which decodes the same prompts again (its rounds are not
+stored). ``tests/profiles/test_consistency.py`` holds the simulator replaying the records to
+these figures.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from engine.decode import _policy_inputs, check_policy
+from engine.engine import Engine
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """What to decode. Every figure of a records file's meta comes from these and the seed."""
+
+    domains: tuple[str, ...] = ("code", "chat", "math")
+    requests: int = 48  # prompts per domain
+    prompt_len: int = 128  # prompt bytes (held-out split, starting at a line start)
+    max_new_tokens: int = 128  # tokens per request, the first one sampled at prefill
+    seed: int = 0  # prompts, the engine's sampling and random policies
+
+    def __post_init__(self) -> None:
+        if min(self.requests, self.prompt_len, self.max_new_tokens) < 1:
+            raise ValueError("requests, prompt_len and max_new_tokens must be positive")
+
+
+@dataclass
+class Run:
+    """One policy decoding one domain's prompts: per request-step columns and step counts."""
+
+    request: list[int] = field(default_factory=list)  # prompt index
+    step: list[int] = field(default_factory=list)  # decode step within the request
+    logits: list[np.ndarray] = field(default_factory=list)  # [γ] raw confidence logits
+    full_accepted: list[int] = field(default_factory=list)  # A
+    verified: list[int] = field(default_factory=list)  # ℓ
+    accepted: list[int] = field(default_factory=list)  # min(A, ℓ)
+    batch: list[int] = field(default_factory=list)  # R of each engine step
+
+    def summary(self) -> dict:
+        """The engine's own figures, named as in the simulator's summary."""
+        n = max(len(self.verified), 1)
+        return {
+            "mean_accepted_len": 1.0 + sum(self.accepted) / n,
+            "mean_verify_len": sum(self.verified) / n,
+            "mean_full_accepted_len": 1.0 + sum(self.full_accepted) / n,
+            "request_steps": len(self.verified),
+            "decode_steps": len(self.batch),
+            "mean_batch_size": sum(self.batch) / max(len(self.batch), 1),
+        }
+
+
+def prompts_for(domain: str, cfg: RecordConfig) -> list[list[int]]:
+    """Held-out prompts of ``domain`` (deterministic in the seed)."""
+    from engine.data import Corpus
+
+    texts = Corpus.load(domain, "heldout").prompts(cfg.requests, cfg.prompt_len, cfg.seed)
+    return [list(t) for t in texts]
+
+
+@torch.inference_mode()
+def decode(
+    engine: Engine,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    policy,
+    *,
+    cost=None,
+    seed: int = 0,
+    done: Callable[[int], None] | None = None,
+) -> Run:
+    """Continuous batching over ``prompts`` with all γ drafts verified (see module docstring)."""
+    check_policy(policy)
+    gen = torch.Generator(device=engine.device).manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gamma, run = engine.gamma, Run()
+    queue = deque(range(len(prompts)))
+    active: dict[int, tuple[int, int]] = {}  # slot -> (prompt index, steps so far)
+    lag = max(1, int(getattr(policy, "lag", 2)))
+    history: dict[int, deque] = {}
+    totals: dict[int, list[int]] = {}
+    while queue or active:
+        take = [queue.popleft() for _ in range(min(len(engine.free_slots()), len(queue)))]
+        if take:
+            for s, i in zip(engine.add_many([prompts[i] for i in take], gen), take, strict=True):
+                active[s], history[s], totals[s] = (i, 0), deque(maxlen=lag), [0, 0]
+        slots = list(active)
+        d = engine.draft(slots, gen)
+        logits = d.conf_logits.float().cpu().numpy()  # [R, γ]
+        conf = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        kw = _policy_inputs(policy, conf, slots, history, totals, cost, rng)
+        ell = np.asarray(policy(conf, **kw), dtype=np.int64)
+        v = engine.verify(slots, d, ell.tolist(), gen, full=True)
+        run.batch.append(len(slots))
+        for i, s in enumerate(slots):
+            idx, step = active[s]
+            run.request.append(idx)
+            run.step.append(step)
+            run.logits.append(logits[i])
+            run.full_accepted.append(v.full_accepted[i])
+            run.verified.append(int(ell[i]))
+            run.accepted.append(v.accepted[i])
+            history[s].append(conf[i])
+            totals[s][0] += v.accepted[i]
+            totals[s][1] += int(ell[i])
+            active[s] = (idx, step + 1)
+            if len(engine.slots[s].generated) >= max_new_tokens or engine.room(s) < gamma + 2:
+                engine.remove(s)
+                del active[s]
+                if done:
+                    done(1)
+    return run
+
+
+def records_arrays(runs: dict[str, Run], first_id: int = 0) -> dict[str, np.ndarray]:
+    """The records columns of per-domain runs; request ids unique across domains."""
+    cols: dict[str, list] = {"domain": [], "request": [], "step": [], "logits": [], "accepted": []}
+    offset = first_id
+    for domain, run in runs.items():
+        n = len(run.request)
+        cols["domain"].append(np.full(n, domain))
+        cols["request"].append(np.asarray(run.request, dtype=np.int64) + offset)
+        cols["step"].append(np.asarray(run.step, dtype=np.int64))
+        cols["logits"].append(np.stack(run.logits).astype(np.float32))
+        cols["accepted"].append(np.asarray(run.full_accepted, dtype=np.int16))
+        offset += max(run.request) + 1 if run.request else 0
+    return {k: np.concatenate(v) for k, v in cols.items()}

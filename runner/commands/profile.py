@@ -1,0 +1,163 @@
+"""Measure the engine's step costs into a cost profile the simulator loads (``--profile FILE``).
+
+Verify time over batch tokens B (dense at small B, sparser above, up to the engine's max batch
+tokens) and over context length, draft time over requests, prefill time over prompt tokens; each
+point is the median of timed repeats after a warm-up, its inter-quartile range kept in the
+metadata. The file holds the 1D SPS table (``form: sps``, loaded by default) and the additive fit
+``T(bs, M) = bias + α(bs) + θ(M)`` beside it (``--profile FILE.yaml?form=additive``), with the
+device, threads, torch version, date, load average and project commit. Timings on a shared
+machine are noisy: run it when the machine is quiet and keep ``--threads`` explicit.
+
+  spectune profile --engine builtin:tiny --quick --out cpu-tiny.yaml
+  spectune replay --profile cpu-tiny.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from profiles.errors import InputError
+from runner.options import positive_int, show_progress
+
+NAME = "profile"
+HELP = "measure the engine's verify/draft/prefill costs into a cost profile (YAML)"
+ENGINES = {"builtin:tiny": ("target", "dspark")}  # engine spec -> (target, default drafter)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", default="builtin:tiny", help="builtin:tiny (committed checkpoints)")
+    p.add_argument("--drafter", help="drafter checkpoint name or path (default dspark)")
+    p.add_argument("--target", help="target checkpoint name or path (default: the engine's)")
+    p.add_argument("--out", required=True, metavar="FILE.yaml", help="profile to write")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--quick", action="store_true", help="fewer points and repeats (~1 minute)")
+    p.add_argument("--slots", type=positive_int, default=32,
+                   help="largest batch of requests measured (default 32)")  # fmt: skip
+    p.add_argument(
+        "--repeats", type=positive_int, help="timed repeats per point (default 9, quick 5)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of prompts and measuring order")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print one JSON summary object")
+
+
+def check_out(path: str) -> Path:
+    """Fail before measuring when ``--out`` cannot be written."""
+    out = Path(path)
+    if out.is_dir():
+        raise InputError("is a directory", where=f"--out {path}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"directory {parent} does not exist", where=f"--out {path}")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"directory {parent} is not writable", where=f"--out {path}")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.engine not in ENGINES:
+        raise InputError(f"--engine: unknown engine {args.engine!r} (known: {', '.join(ENGINES)})")
+    if args.slots < 2:
+        raise InputError("--slots must be >= 2 (the largest prefill uses two requests)")
+    out = check_out(args.out)
+    from engine import profiler
+    from engine.load import build_engine, resolve_device
+    from profiles.store import read_cost, write_yaml
+
+    device = resolve_device(args.device, args.threads)
+    target, drafter = ENGINES[args.engine]
+    target, drafter = args.target or target, args.drafter or drafter
+    if drafter == "none":
+        raise InputError("--drafter: the profiler measures drafting, it needs a drafter")
+    engine, _ = build_engine(target, drafter, None, device=device, temperature=1.0,
+                             slots=args.slots)  # fmt: skip
+    cfg = profiler.ProfileConfig(quick=args.quick, repeats=args.repeats or 0, seed=args.seed)
+    load_before = profiler.load_average()
+    bar = _Bar(show_progress(args))
+    try:
+        ms = profiler.measure(engine, cfg, on_total=bar.start, tick=bar.tick)
+    finally:
+        bar.close()
+    env = profiler.environment(device)
+    source = (
+        f"measured: engine {args.engine} ({Path(target).stem} + {Path(drafter).stem}) on "
+        f"{device.type} (threads={env['threads']}, torch {env['torch']}), {env['date'][:10]}, "
+        f"commit {env['commit'][:12]}" + (" (quick)" if args.quick else "")
+    )
+    sps, add, fit = profiler.cost_models(ms, source, args.quick)
+    meta = {
+        **env,
+        "engine": args.engine,
+        "target": target,
+        "drafter": drafter,
+        "temperature": 1.0,
+        "load_average": {"before": load_before, "after": profiler.load_average()},
+        "quick": args.quick,
+        "repeats": cfg.repeats,
+        "warmup": cfg.warmup,
+        "seed": args.seed,
+        "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    }
+    write_yaml(out, profiler.document(ms, sps, add, fit, meta))
+    read_cost(out), read_cost(out, form="additive")  # what we wrote loads
+    summary = _summary(out, sps, add, fit, ms, meta)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        ms_at = ", ".join(f"B={b}: {v:.3g}" for b, v in summary["verify_ms"].items())
+        dr_at = ", ".join(f"R={r}: {v:.3g}" for r, v in summary["draft_ms"].items())
+        print(f"wrote {out} ({len(ms.verify.points)} verify points, {ms.wall_s:.0f} s)")
+        print(f"  verify ms {ms_at}; draft ms {dr_at}")
+        print(f"  additive fit: rms relative error {fit['rms_rel_error']:.1%}, "
+              f"max {fit['max_rel_error']:.1%} over {fit['points']} points")  # fmt: skip
+        print(f"  load average {meta['load_average']}; use: --profile {out}")
+    return 0
+
+
+def _summary(out, sps, add, fit, ms, meta) -> dict:
+    bs = [b for b in (1, 8, 64) if b <= sps.max_batch_tokens]
+    rs = [r for r in (1, 8) if r <= ms.slots]
+    return {
+        "out": str(out),
+        "source": sps.source,
+        "max_batch_tokens": sps.max_batch_tokens,
+        "verify_points": len(ms.verify.points),
+        "verify_ms": {b: round(1e3 * sps.verify_time(1, b), 3) for b in bs},
+        "draft_ms": {r: round(1e3 * sps.draft_time(r), 3) for r in rs},
+        "prefill_ms": {
+            int(n): round(1e3 * t, 3) for n, t in zip(sps.prefill.x, sps.prefill.y, strict=True)
+        },
+        "additive_rms_rel_error": round(fit["rms_rel_error"], 4),
+        "additive_max_rel_error": round(fit["max_rel_error"], 4),
+        "wall_s": round(ms.wall_s, 1),
+        "load_average": meta["load_average"],
+        "threads": meta["threads"],
+        "device": meta["device"],
+    }
+
+
+class _Bar:
+    """tqdm on stderr over the timed calls, off when not a TTY or with --quiet."""
+
+    def __init__(self, on: bool) -> None:
+        self.on, self.bar = on, None
+
+    def start(self, total: int) -> None:
+        if self.on:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="profile", unit="call", file=sys.stderr)
+
+    def tick(self, k: int) -> None:
+        if self.bar is not None:
+            self.bar.update(k)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
