@@ -199,14 +199,12 @@ def greedy_stop(
     3. otherwise rank and walk the path in growing chunks, stopping at the first drop.
     """
     n_all = vals.size
-    head = sps_range(cost, r, b0, b0 + min(n_all, _CHUNK) + 1)
-    if (tau0 + vals.max()) * head[1] <= tau0 * head[0]:
+    sps = sps_range(cost, r, b0, b0 + n_all + 1)  # a free slice for 1D tables
+    if (tau0 + vals.max()) * sps[1] <= tau0 * sps[0]:
         return 0, None
-    sps = head
-    if n_all > _CHUNK:  # small pools: ranking is cheaper than the certificate
-        sps = sps_range(cost, r, b0, b0 + n_all + 1)
-        if rises_throughout(vals, sps, tau0):
-            return n_all, None
+    # Small pools: ranking is cheaper than the certificate.
+    if n_all > _CHUNK and rises_throughout(vals, sps, tau0):
+        return n_all, None
     order = descending(vals)
     ranked = vals[order]
     start, chunk, tau_start = 0, _CHUNK, tau0
