@@ -39,7 +39,8 @@ class Threshold(Policy):
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape
         score = conf if self.on == "conf" else prefix.survival_t(conf).T
-        ok = score >= self.t
+        bad = score < self.t
         if valid is not None:
-            ok &= valid
-        return np.cumprod(ok, axis=1).sum(axis=1).astype(np.int64)
+            bad |= ~valid
+        first = bad.argmax(axis=1)  # first failing position, 0 when none fails
+        return np.where(bad[np.arange(r), first], first, gamma).astype(np.int64)
