@@ -38,6 +38,8 @@ class Threshold(Policy):
 
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape
+        if gamma == 0:
+            return np.zeros(r, dtype=np.int64)
         score = conf if self.on == "conf" else prefix.survival_t(conf).T
         bad = score < self.t
         if valid is not None:
