@@ -45,7 +45,7 @@ class ProfileConfig:
     quick: bool = False  # fewer points and repeats (about a minute on a 2-core CPU)
     repeats: int = 0  # timed repeats per point (0 = 9, quick 5)
     warmup: int = -1  # untimed rounds before the timed ones (-1 = 2, quick 1)
-    base_context: int = 128  # cache length of every request in the verify and draft points
+    base_context: int = 128  # cache length of the verify/draft points (at most half the context)
     seed: int = 0  # prompt bytes, per-request splits and the round-robin order
 
     def __post_init__(self) -> None:
@@ -130,6 +130,7 @@ class Profiler:
         self.gen = torch.Generator(device=engine.device).manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.limit = engine.max_len - engine.gamma - 2  # longest prompt / context measured
+        self.base = min(cfg.base_context, self.limit // 2)  # cache length of verify/draft points
         self.slots: list[int] = []
         self.draft: Draft | None = None
 
@@ -165,7 +166,7 @@ class Profiler:
     def open_pool(self, requests: int) -> None:
         """Prefill ``requests`` prompts of the base context and draft once for all of them."""
         e = self.engine
-        self.slots = e.add_many([self.prompt(self.cfg.base_context)] * requests, self.gen)
+        self.slots = e.add_many([self.prompt(self.base)] * requests, self.gen)
         self.draft = e.draft(self.slots, self.gen)
 
     def _set_length(self, slots: list[int], length: int) -> None:
@@ -186,14 +187,14 @@ class Profiler:
         return e.last["verify"]
 
     def verify(self, points: list[tuple]) -> Measured:
-        base = self.cfg.base_context
+        base = self.base
         return self._rounds(points, lambda p: self._verify(p[2], base))
 
     def context(self, q: tuple, lengths: list[int]) -> Measured:
         return self._rounds(lengths, lambda length: self._verify(q, length))
 
     def drafting(self, requests: list[int]) -> Measured:
-        e, base = self.engine, self.cfg.base_context
+        e, base = self.engine, self.base
 
         def timed(r: int) -> float:
             slots = self.slots[:r]
@@ -233,7 +234,7 @@ def measure(engine: Engine, cfg: ProfileConfig, *, on_total=None, tick=None) -> 
     requests = request_probes(slots, cfg.quick) if cfg.quick else list(range(1, slots + 1))
     prof = Profiler(engine, cfg, tick or (lambda k: None))
     tokens = prefill_grid(prof.limit, cfg.quick)
-    lengths = context_grid(cfg.base_context, prof.limit, cfg.quick)
+    lengths = context_grid(prof.base, prof.limit, cfg.quick)
     r_ctx = min(slots, 8)
     q_ctx = tuple([Q_TYPICAL] * r_ctx)
     if on_total:
@@ -248,7 +249,7 @@ def measure(engine: Engine, cfg: ProfileConfig, *, on_total=None, tick=None) -> 
         ctx = prof.context(q_ctx, lengths)
         dra = prof.drafting(requests)
         prof.close_pool()
-    return Measurements(ver, dra, pre, ctx, q_ctx, slots, gamma, cfg.base_context,
+    return Measurements(ver, dra, pre, ctx, q_ctx, slots, gamma, prof.base,
                         time.perf_counter() - t0)  # fmt: skip
 
 

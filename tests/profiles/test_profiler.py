@@ -1,0 +1,117 @@
+"""The cost profiler: grids, the additive least-squares fit, and a measurement of a tiny random
+engine end to end (the profile it writes loads in both forms and drives the simulator).
+Timings of a tiny model on a shared machine are noise: only structure is checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from engine import profiler  # noqa: E402
+from engine.engine import Engine  # noqa: E402
+from policies import make_policy  # noqa: E402
+from profiles.store import read_cost, write_yaml  # noqa: E402
+from simulator.run import simulate  # noqa: E402
+from simulator.server import ServerConfig  # noqa: E402
+from tests.conftest import make_requests  # noqa: E402
+from tests.engine.conftest import tiny_drafter, tiny_target  # noqa: E402
+
+
+@pytest.mark.parametrize("quick", [False, True])
+@pytest.mark.parametrize("max_b", [1, 7, 64, 200])
+def test_batch_grid_dense_then_sparse(quick, max_b):
+    g = profiler.batch_grid(max_b, quick)
+    assert g[0] == 1 and g[-1] == max_b and np.all(np.diff(g) > 0)
+    if not quick:
+        assert g[: min(max_b, 16)] == list(range(1, min(max_b, 16) + 1))
+
+
+def test_split_sums_within_bounds():
+    rng = np.random.default_rng(0)
+    for b, r in [(1, 1), (8, 1), (9, 3), (64, 8), (10, 10)]:
+        q = profiler.split(b, r, 8, rng)
+        assert len(q) == r and sum(q) == b and min(q) >= 1 and max(q) <= 8
+
+
+def test_verify_points_cover_sps_composition():
+    pts = profiler.verify_points(8, 7, False, np.random.default_rng(0))
+    keys = {(r, b) for r, b, _ in pts}
+    assert len(keys) == len(pts)
+    for b in profiler.batch_grid(64, False):
+        assert (min(8, max(1, -(-b // profiler.Q_TYPICAL))), b) in keys
+    assert all(sum(q) == b and len(q) == r and max(q) <= 8 for r, b, q in pts)
+
+
+def test_hat_weights_interpolate():
+    probes = np.array([1.0, 2.0, 4.0, 8.0])
+    w = profiler.hat(np.array([1, 3, 8, 20]), probes)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0)
+    np.testing.assert_allclose(w @ probes, [1, 3, 8, 8])  # clamped at the last probe
+
+
+def test_fit_additive_recovers_an_additive_function():
+    bs_p, m_p = [1, 2, 4, 8], [1, 2, 4, 8, 16, 32, 64]
+    alpha = dict(zip(bs_p, [0.0, 1e-4, 3e-4, 9e-4], strict=True))
+    theta = dict(zip(m_p, [0.0, 2e-4, 5e-4, 5e-4, 2e-3, 2.5e-3, 6e-3], strict=True))  # a jag
+    pts = [(r, m) for r in bs_p for m in m_p if r <= m <= 8 * r]
+    bs, m = (np.array(x, float) for x in zip(*pts, strict=True))
+    t = 4e-3 + np.array([alpha[r] + theta[mm] for r, mm in pts])
+    fit = profiler.fit_additive(bs, m, t, bs_p, m_p)
+    assert fit.rms_rel_error < 1e-9 and fit.points == len(pts)
+    assert fit.bias_s == pytest.approx(4e-3)
+    np.testing.assert_allclose(fit.alpha_s, list(alpha.values()), atol=1e-10)
+    np.testing.assert_allclose(fit.theta_s, list(theta.values()), atol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def measured():
+    torch.set_num_threads(1)
+    target = tiny_target(vocab=256)
+    engine = Engine(target, tiny_drafter(target, "dspark"), slots=3, max_len=64)
+    cfg = profiler.ProfileConfig(quick=True, repeats=1, warmup=0, base_context=16)
+    calls = []
+    ms = profiler.measure(engine, cfg, on_total=calls.append, tick=calls.append)
+    return engine, ms, calls
+
+
+def test_measure_counts_calls_and_leaves_the_engine_empty(measured):
+    engine, ms, calls = measured
+    assert calls[0] == len(calls) - 1  # on_total announced exactly the ticks that followed
+    assert engine.slots == {} and len(engine.free_slots()) == 3
+    assert ms.slots == 3 and ms.gamma == 4 and ms.base_context == 16
+    assert all(t > 0 for t in ms.verify.median + ms.draft.median + ms.prefill.median)
+    assert max(p[1] for p in ms.verify.points) == 3 * 5  # slots * (gamma + 1)
+    assert ms.prefill.points[-1] == 2 * (64 - 4 - 2)  # two prompts of the longest length
+
+
+def test_profile_document_loads_in_both_forms(measured, tmp_path):
+    _, ms, _ = measured
+    sps, add, fit = profiler.cost_models(ms, "measured: test", quick=True)
+    meta = {**profiler.environment(torch.device("cpu")), "command": "test"}
+    path = tmp_path / "p.yaml"
+    write_yaml(path, profiler.document(ms, sps, add, fit, meta))
+    a, b = read_cost(path), read_cost(path, form="additive")
+    assert (a.kind, b.kind) == ("sps", "additive")
+    assert a.max_batch_tokens == b.max_batch_tokens == 15
+    assert a.verify.x == tuple(float(x) for x in profiler.batch_grid(15, True))
+    assert a.draft.x == b.draft.x and a.prefill.y == b.prefill.y and a.context.x == b.context.x
+    assert a.context.y[0] == 0.0  # extra seconds relative to the base context
+    from profiles.store import load_yaml
+
+    doc = load_yaml(path)
+    m = doc["metadata"]
+    for key in ("device", "threads", "torch", "date", "commit", "slots", "additive_fit"):
+        assert key in m
+    v = m["samples"]["verify"]
+    assert len(v["median_s"]) == len(v["iqr_s"]) == len(v["batch_tokens"]) == len(ms.verify.points)
+    res = simulate(make_requests(30, 50.0), make_policy("dspark"), b, _acceptance(),
+                   ServerConfig(max_concurrency=8))  # fmt: skip
+    assert res.summary["requests_completed"] == 30
+
+
+def _acceptance():
+    from profiles.builtin import load_acceptance
+
+    return load_acceptance("paper:qwen3-8b-dspark")
