@@ -167,7 +167,7 @@ def commentary(results: dict, names, requests, gammas) -> list[str]:
         f"ranked: the slowest `h100-8b` column at γ={gamma} is R={worst_r} ({worst:.1f} µs; the "
         "greedy path fills the flat region up to the B=256 bucket). Ranking is a two-pass "
         "stable sort (16-bit radix, then timsort of the nearly sorted values) and the path is "
-        "walked in chunks of 64, 256, 1024, … stopping at the first drop.",
+        "walked in chunks of 256, 1024, 4096, … stopping at the first drop.",
         f"- Fixed cost: even R={requests[0]} costs {tiny:.1f} µs — some 20 numpy calls at "
         "0.5–1 µs each on this machine. Sub-10 µs decisions at every R would need a compiled "
         "kernel: a k-way merge over the R sorted survival rows with the early stop costs "

@@ -205,3 +205,29 @@ def test_two_pass_sort_on_large_pools_with_ties(n):
     rng = np.random.default_rng(n)
     vals = rng.choice(np.concatenate([rng.random(n // 3), [0.0, 1.0, 0.5, 1e-9]]), n)
     np.testing.assert_array_equal(prefix.descending(vals), np.argsort(-vals, kind="stable"))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    seed=st.integers(0, 2**31),
+    r=st.integers(30, 220),
+    gamma=st.integers(3, 8),
+    form=st.sampled_from(["sps", "flat", "late-cliff", "additive"]),
+    min_len=st.integers(0, 1),
+)
+def test_large_pools_equal_the_pseudocode(seed, r, gamma, form, min_len):
+    """Pools beyond one chunk: certificate, multi-chunk walk and two-pass sort all exact."""
+    rng = np.random.default_rng(seed)
+    conf = np.clip(rng.beta(6, 1.5, (r, 1)) * 0.97 ** np.arange(gamma), 0, 1)
+    conf[rng.random((r, gamma)) < 0.05] = 1.0  # ties within rows
+    cost = {
+        "sps": jagged_sps,
+        "flat": lambda: CostModel.from_sps_table([1, 5000], [5.0, 5.0]),
+        "late-cliff": lambda: CostModel.from_sps_table(
+            [1, r + 300, r + 301, 5000], [5.0, 4.9, 2.0, 1.0]
+        ),
+        "additive": jagged_additive,
+    }[form]()
+    for name, early in (("dspark", True), ("global_sync", False)):
+        got = make_policy(name, min_verify_len=min_len)(conf, cost=cost).tolist()
+        assert got == algorithm_1(conf, cost, early, min_len), name
