@@ -278,12 +278,20 @@ class Drafter(nn.Module):
         return Draft(tokens, _probs(logits, temperature), self.conf(conf_in).squeeze(-1))
 
     def _markov_sample(self, u, anchors, temperature, noise) -> torch.Tensor:
-        """Sample left to right: ``x_k ~ softmax((U_k + B[x_{k-1}]) / T)``; K small loop steps."""
+        """Sample left to right: ``x_k ~ softmax((U_k + B[x_{k-1}]) / T)``; 3 ops per position.
+
+        Gumbel-max: ``x_k = argmax(U_k/T + g_k + B[x_{k-1}]/T)``, with everything but the
+        Markov row precomputed for all positions at once.
+        """
         bias = self.markov_bias()
+        if temperature > 0:
+            rows = (u / temperature + noise).unbind(1)
+            bias = bias / temperature
+        else:
+            rows = u.unbind(1)
         prev, out = anchors, []
-        for i in range(u.shape[1]):
-            logits = u[:, i] + bias[prev]  # [R, V]
-            prev = _sample(logits, temperature, None if noise is None else noise[:, i])
+        for row in rows:
+            prev = (row + bias[prev]).argmax(dim=-1)  # [R]
             out.append(prev)
         return torch.stack(out, dim=1)
 

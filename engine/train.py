@@ -108,7 +108,7 @@ def train_target(
         model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay
     )
     rng = np.random.default_rng(cfg.seed)
-    start, history = 0, []
+    start, history, sessions = 0, [], []
     state_path = run_dir / "state.pt"
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
@@ -116,6 +116,8 @@ def train_target(
         opt.load_state_dict(state["opt"])
         rng.bit_generator.state = state["rng"]
         start, history = state["step"], state["history"]
+        sessions = state.get("sessions") or [{"command": "(first session)", "steps": [0, start]}]
+    sessions.append({"command": command, "steps": [start, cfg.steps]})
     train = load_all("train")
     t0 = time.perf_counter()
     bar = progress(cfg.steps, "train target", quiet, initial=start)
@@ -140,6 +142,7 @@ def train_target(
                 "rng": rng.bit_generator.state,
                 "step": step + 1,
                 "history": history,
+                "sessions": sessions,
             }
             torch.save(state, state_path)
     bar.close()
@@ -157,6 +160,7 @@ def train_target(
         "corpus_bytes": {d: int(len(train[d].data)) for d in DOMAINS},
         "seconds_this_session": time.perf_counter() - t0,
         "command": command,
+        "sessions": sessions,
     }
     checkpoint.save(out, model.state_dict(), "target", model_cfg.to_dict(), info)
     write_card(out, "target", model_cfg.to_dict(), info)
@@ -170,6 +174,7 @@ def write_card(out: Path, kind: str, model_cfg: dict, info: dict, notes: str = "
         "",
         f"Reproduce: `{info['command']}`",
         "",
+        *_sessions(info),
         "## Config",
         "",
         "```",
@@ -194,3 +199,13 @@ def write_card(out: Path, kind: str, model_cfg: dict, info: dict, notes: str = "
     if notes:
         lines += ["", "## Notes", "", notes]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def _sessions(info: dict) -> list[str]:
+    """Card lines for a run that was resumed with different settings (to reproduce it exactly)."""
+    sessions = info.get("sessions") or []
+    if len(sessions) < 2:
+        return []
+    lines = ["This run was resumed; each session's command and steps:", ""]
+    lines += [f"- steps {a}..{b}: `{s['command']}`" for s in sessions for a, b in [s["steps"]]]
+    return [*lines, ""]
