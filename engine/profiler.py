@@ -1,4 +1,4 @@
-"""Cost profiler: an engine's step costs measured into a ``spectune.cost/v1`` profile (DESIGN §2).
+"""Cost profiler: an engine's step costs measured for a ``spectune.cost/v1`` profile (DESIGN §2).
 
 Every number comes from real engine calls timed by the engine itself (:attr:`Engine.last`):
 
@@ -13,12 +13,15 @@ Every number comes from real engine calls timed by the engine itself (:attr:`Eng
   includes writing that verify's drafter context, as in a decode loop);
 - prefill: one prefill forward over n prompt tokens (several prompts once n exceeds the context).
 
+Requests sit in scattered slots, as continuous batching leaves them (the engine reads a
+contiguous run of slots as a view, a cheaper special case that a serving loop rarely hits).
 Measuring does not advance the requests: after each timed call the slot lengths are set back
 (rolling back is setting a length, see ``engine/cache.py``). Positions past the prefilled prompt
 hold whatever earlier calls wrote; attention cost does not depend on the values. Repeats run
 round-robin over the points in a seeded shuffled order, so a slow spell of a shared machine
 spreads over all points instead of bending one region of the curve; each point keeps its median
-and inter-quartile range. Nothing is smoothed: the jags are the measurement.
+and inter-quartile range. Nothing is smoothed: the jags are the measurement. ``engine/costfit.py``
+turns the measurements into the two cost-model forms and the YAML document.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ import torch
 
 from engine.drafter import Draft
 from engine.engine import Engine
-from profiles.cost import CostModel, Curve
 
 Q_TYPICAL = 4  # verify tokens per request assumed by the 1D table's batch composition
 
@@ -133,6 +135,7 @@ class Profiler:
         self.base = min(cfg.base_context, self.limit // 2)  # cache length of verify/draft points
         self.slots: list[int] = []
         self.draft: Draft | None = None
+        self.layout: dict[int, list[int]] = {}  # R -> the slots of an R-request batch
 
     def prompt(self, n: int) -> list[int]:
         return self.rng.integers(0, self.engine.target.cfg.vocab, n).tolist()
@@ -168,6 +171,10 @@ class Profiler:
         e = self.engine
         self.slots = e.add_many([self.prompt(self.base)] * requests, self.gen)
         self.draft = e.draft(self.slots, self.gen)
+        # R requests sit in R scattered slots (a seeded random subset, in random order), as
+        # continuous batching leaves them; a contiguous run of slots is the engine's cheap case
+        self.layout = {r: [self.slots[i] for i in self.rng.permutation(requests)[:r]]
+                       for r in range(1, requests + 1)}  # fmt: skip
 
     def _set_length(self, slots: list[int], length: int) -> None:
         for s in slots:
@@ -179,7 +186,7 @@ class Profiler:
 
     def _verify(self, q: tuple, length: int) -> float:
         e, r = self.engine, len(q)
-        slots = self.slots[:r]
+        slots = self.layout[r]
         self._set_length(slots, length)
         v = e.verify(slots, self._sub_draft(r), [x - 1 for x in q], self.gen)
         assert v.verify_tokens == sum(q)
@@ -197,7 +204,7 @@ class Profiler:
         e, base = self.engine, self.base
 
         def timed(r: int) -> float:
-            slots = self.slots[:r]
+            slots = self.layout[r]
             e.verify(slots, self._sub_draft(r), [Q_TYPICAL - 1] * r, self.gen)
             self._set_length(slots, base)
             e.draft(slots, self.gen)
@@ -208,7 +215,7 @@ class Profiler:
     def close_pool(self) -> None:
         for s in self.slots:
             self.engine.remove(s)
-        self.slots, self.draft = [], None
+        self.slots, self.draft, self.layout = [], None, {}
 
 
 @dataclass
@@ -251,145 +258,6 @@ def measure(engine: Engine, cfg: ProfileConfig, *, on_total=None, tick=None) -> 
         prof.close_pool()
     return Measurements(ver, dra, pre, ctx, q_ctx, slots, gamma, prof.base,
                         time.perf_counter() - t0)  # fmt: skip
-
-
-# -- turning measurements into cost models ---------------------------------------------------------
-def hat(x: np.ndarray, probes: np.ndarray) -> np.ndarray:
-    """Piecewise-linear interpolation weights ``[len(x), len(probes)]`` (clamped at the ends)."""
-    x = np.clip(np.asarray(x, float), probes[0], probes[-1])
-    w = np.zeros((x.size, probes.size))
-    j = np.clip(np.searchsorted(probes, x, side="right") - 1, 0, probes.size - 2)
-    lo, hi = probes[j], probes[j + 1]
-    f = (x - lo) / (hi - lo)
-    rows = np.arange(x.size)
-    w[rows, j] = 1 - f
-    w[rows, j + 1] = f
-    return w
-
-
-@dataclass
-class AdditiveFit:
-    bias_s: float
-    bs_probes: list[float]
-    alpha_s: list[float]
-    m_probes: list[float]
-    theta_s: list[float]
-    rms_rel_error: float  # over all fitted points
-    max_rel_error: float
-    points: int
-
-
-def fit_additive(bs: np.ndarray, m: np.ndarray, t: np.ndarray, bs_probes, m_probes) -> AdditiveFit:
-    """Least squares (relative error, non-negative terms) of ``t ≈ bias + α(bs) + θ(M)``.
-
-    α and θ are piecewise linear through their probes and are 0 at the first probe (the constant
-    goes to ``bias``), so a point at (bs, M) = (1, 1) is ``bias`` alone.
-    """
-    from scipy.optimize import lsq_linear
-
-    bs_p, m_p = np.asarray(bs_probes, float), np.asarray(m_probes, float)
-    cols = [np.ones((t.size, 1)), hat(bs, bs_p)[:, 1:], hat(m, m_p)[:, 1:]]
-    a = np.hstack(cols) / t[:, None]
-    sol = lsq_linear(a, np.ones(t.size), bounds=(0.0, np.inf), method="bvls").x
-    rel = a @ sol - 1.0
-    na = bs_p.size - 1
-    return AdditiveFit(
-        bias_s=float(sol[0]),
-        bs_probes=bs_p.tolist(),
-        alpha_s=[0.0, *sol[1 : 1 + na].tolist()],
-        m_probes=m_p.tolist(),
-        theta_s=[0.0, *sol[1 + na :].tolist()],
-        rms_rel_error=float(np.sqrt(np.mean(rel**2))),
-        max_rel_error=float(np.abs(rel).max()),
-        points=int(t.size),
-    )
-
-
-def cost_models(ms: Measurements, source: str, quick: bool) -> tuple[CostModel, CostModel, dict]:
-    """(SPS form, additive form, fit report) with shared draft, prefill and context curves."""
-    pts = ms.verify.points
-    r = np.array([p[0] for p in pts], float)
-    b = np.array([p[1] for p in pts], float)
-    t = np.asarray(ms.verify.median)
-    sps_rows = [i for i, (ri, bi, _) in enumerate(pts)
-                if ri == min(ms.slots, max(1, math.ceil(bi / Q_TYPICAL)))]  # fmt: skip
-    grid = sorted({int(b[i]) for i in sps_rows})
-    assert len(grid) == len(sps_rows)
-    order = sorted(sps_rows, key=lambda i: b[i])
-    extra = {
-        "draft": Curve(tuple(map(float, ms.draft.points)), tuple(ms.draft.median)),
-        "prefill": Curve(tuple(map(float, ms.prefill.points)), tuple(ms.prefill.median)),
-        "context": context_curve(ms),
-    }
-    max_b = ms.slots * (ms.gamma + 1)
-    sps = CostModel.from_sps_table(
-        b[order], 1.0 / t[order], max_batch_tokens=max_b, source=source, **extra
-    )
-    fit = fit_additive(r, b, t, request_probes(ms.slots, quick), grid)
-    add = CostModel.additive(
-        fit.bias_s, fit.bs_probes, fit.alpha_s, fit.m_probes, fit.theta_s,
-        max_batch_tokens=max_b, source=f"{source}; additive least-squares fit", **extra,
-    )  # fmt: skip
-    return sps, add, fit.__dict__
-
-
-def context_curve(ms: Measurements) -> Curve:
-    """Extra verify seconds over total KV tokens, relative to the base context (0 there)."""
-    r = len(ms.context_q)
-    lengths = np.asarray(ms.context.points, float)
-    t = np.asarray(ms.context.median)
-    base = t[np.argmin(np.abs(lengths - ms.base_context))]
-    return Curve(tuple((r * lengths).tolist()), tuple((t - base).tolist()))
-
-
-# -- the profile document --------------------------------------------------------------------------
-def _r(x: float) -> float:
-    return float(f"{x:.6g}")
-
-
-def _samples(m: Measured, keys: dict[str, Callable]) -> dict:
-    out = {k: [f(p) for p in m.points] for k, f in keys.items()}
-    return {**out, "median_s": [_r(x) for x in m.median], "iqr_s": [_r(x) for x in m.iqr]}
-
-
-def document(ms: Measurements, sps: CostModel, add: CostModel, fit: dict, meta: dict) -> dict:
-    """The YAML document: the SPS form, the additive fit beside it, and every measured point."""
-    from profiles.store import cost_to_dict
-
-    doc = cost_to_dict(sps)
-    doc["additive"] = {**cost_to_dict(add)["additive"], "source": add.source}
-    order = np.argsort([p[1] * 1000 + p[0] for p in ms.verify.points], kind="stable")
-    ver = Measured(*(list(np.asarray(x, dtype=object)[order]) for x in
-                     (ms.verify.points, ms.verify.median, ms.verify.iqr)))  # fmt: skip
-    doc["metadata"] = {
-        **meta,
-        "slots": ms.slots,
-        "gamma": ms.gamma,
-        "max_batch_tokens": sps.max_batch_tokens,
-        "base_context": ms.base_context,
-        "verify_composition": f"1D table: R = min(slots, ceil(B/{Q_TYPICAL})) requests, "
-        f"per-request tokens random in 1..gamma+1 summing to B; additive fit: those points plus "
-        "uniform splits at each bs probe; all at the base context",
-        "additive_fit": {
-            k: (_r(v) if isinstance(v, float) else v)
-            for k, v in fit.items()
-            if k in ("rms_rel_error", "max_rel_error", "points")
-        },  # fmt: skip
-        "wall_s": round(ms.wall_s, 1),
-        "samples": {
-            "verify": _samples(
-                ver, {"requests": lambda p: int(p[0]), "batch_tokens": lambda p: int(p[1])}
-            ),  # fmt: skip
-            "draft": _samples(ms.draft, {"requests": int}),
-            "prefill": _samples(ms.prefill, {"tokens": int}),
-            "context": {
-                **_samples(ms.context, {"context_len": int}),
-                "requests": len(ms.context_q),
-                "batch_tokens": int(sum(ms.context_q)),
-            },
-        },
-    }
-    return doc
 
 
 def environment(device: torch.device) -> dict:

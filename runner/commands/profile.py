@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.slots < 2:
         raise InputError("--slots must be >= 2 (the largest prefill uses two requests)")
     out = check_out(args.out)
-    from engine import profiler
+    from engine import costfit, profiler
     from engine.load import build_engine, resolve_device
     from profiles.store import read_cost, write_yaml
 
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         f"{device.type} (threads={env['threads']}, torch {env['torch']}), {env['date'][:10]}, "
         f"commit {env['commit'][:12]}" + (" (quick)" if args.quick else "")
     )
-    sps, add, fit = profiler.cost_models(ms, source, args.quick)
+    sps, add, fit = costfit.cost_models(ms, source, args.quick)
     meta = {
         **env,
         "engine": args.engine,
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     }
-    write_yaml(out, profiler.document(ms, sps, add, fit, meta))
+    write_yaml(out, costfit.document(ms, sps, add, fit, meta))
     read_cost(out), read_cost(out, form="additive")  # what we wrote loads
     summary = _summary(out, sps, add, fit, ms, meta)
     if args.json:

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine import profiler  # noqa: E402
+from engine import costfit, profiler  # noqa: E402
 from engine.engine import Engine  # noqa: E402
 from policies import make_policy  # noqa: E402
 from profiles.store import read_cost, write_yaml  # noqa: E402
@@ -46,7 +46,7 @@ def test_verify_points_cover_sps_composition():
 
 def test_hat_weights_interpolate():
     probes = np.array([1.0, 2.0, 4.0, 8.0])
-    w = profiler.hat(np.array([1, 3, 8, 20]), probes)
+    w = costfit.hat(np.array([1, 3, 8, 20]), probes)
     np.testing.assert_allclose(w.sum(axis=1), 1.0)
     np.testing.assert_allclose(w @ probes, [1, 3, 8, 8])  # clamped at the last probe
 
@@ -58,7 +58,7 @@ def test_fit_additive_recovers_an_additive_function():
     pts = [(r, m) for r in bs_p for m in m_p if r <= m <= 8 * r]
     bs, m = (np.array(x, float) for x in zip(*pts, strict=True))
     t = 4e-3 + np.array([alpha[r] + theta[mm] for r, mm in pts])
-    fit = profiler.fit_additive(bs, m, t, bs_p, m_p)
+    fit = costfit.fit_additive(bs, m, t, bs_p, m_p)
     assert fit.rms_rel_error < 1e-9 and fit.points == len(pts)
     assert fit.bias_s == pytest.approx(4e-3)
     np.testing.assert_allclose(fit.alpha_s, list(alpha.values()), atol=1e-10)
@@ -88,10 +88,10 @@ def test_measure_counts_calls_and_leaves_the_engine_empty(measured):
 
 def test_profile_document_loads_in_both_forms(measured, tmp_path):
     _, ms, _ = measured
-    sps, add, fit = profiler.cost_models(ms, "measured: test", quick=True)
+    sps, add, fit = costfit.cost_models(ms, "measured: test", quick=True)
     meta = {**profiler.environment(torch.device("cpu")), "command": "test"}
     path = tmp_path / "p.yaml"
-    write_yaml(path, profiler.document(ms, sps, add, fit, meta))
+    write_yaml(path, costfit.document(ms, sps, add, fit, meta))
     a, b = read_cost(path), read_cost(path, form="additive")
     assert (a.kind, b.kind) == ("sps", "additive")
     assert a.max_batch_tokens == b.max_batch_tokens == 15

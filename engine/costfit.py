@@ -1,0 +1,158 @@
+"""From profiler measurements to cost models: the SPS table, the additive fit, the YAML document.
+
+The 1D table is the verify points of the SPS composition (``engine/profiler.py``), as measured.
+The additive form ``T(bs, M) = bias + α(bs) + θ(M)`` is fitted to every verify point by least
+squares on the relative error with non-negative terms; α and θ are piecewise linear through
+their probes (the ``bs`` probes and the 1D table's B grid), so jags in θ survive the fit. Both
+share the draft, prefill and context curves, and the document keeps every measured point with
+its median and inter-quartile range.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.profiler import Q_TYPICAL, Measured, Measurements, request_probes
+from profiles.cost import CostModel, Curve
+
+
+def hat(x: np.ndarray, probes: np.ndarray) -> np.ndarray:
+    """Piecewise-linear interpolation weights ``[len(x), len(probes)]`` (clamped at the ends)."""
+    x = np.clip(np.asarray(x, float), probes[0], probes[-1])
+    w = np.zeros((x.size, probes.size))
+    j = np.clip(np.searchsorted(probes, x, side="right") - 1, 0, probes.size - 2)
+    lo, hi = probes[j], probes[j + 1]
+    f = (x - lo) / (hi - lo)
+    rows = np.arange(x.size)
+    w[rows, j] = 1 - f
+    w[rows, j + 1] = f
+    return w
+
+
+@dataclass
+class AdditiveFit:
+    bias_s: float
+    bs_probes: list[float]
+    alpha_s: list[float]
+    m_probes: list[float]
+    theta_s: list[float]
+    rms_rel_error: float  # over all fitted points
+    max_rel_error: float
+    points: int
+
+
+def fit_additive(bs: np.ndarray, m: np.ndarray, t: np.ndarray, bs_probes, m_probes) -> AdditiveFit:
+    """Least squares (relative error, non-negative terms) of ``t ≈ bias + α(bs) + θ(M)``.
+
+    α and θ are piecewise linear through their probes and are 0 at the first probe (the constant
+    goes to ``bias``), so a point at (bs, M) = (1, 1) is ``bias`` alone.
+    """
+    from scipy.optimize import lsq_linear
+
+    bs_p, m_p = np.asarray(bs_probes, float), np.asarray(m_probes, float)
+    cols = [np.ones((t.size, 1)), hat(bs, bs_p)[:, 1:], hat(m, m_p)[:, 1:]]
+    a = np.hstack(cols) / t[:, None]
+    sol = lsq_linear(a, np.ones(t.size), bounds=(0.0, np.inf), method="bvls").x
+    rel = a @ sol - 1.0
+    na = bs_p.size - 1
+    return AdditiveFit(
+        bias_s=float(sol[0]),
+        bs_probes=bs_p.tolist(),
+        alpha_s=[0.0, *sol[1 : 1 + na].tolist()],
+        m_probes=m_p.tolist(),
+        theta_s=[0.0, *sol[1 + na :].tolist()],
+        rms_rel_error=float(np.sqrt(np.mean(rel**2))),
+        max_rel_error=float(np.abs(rel).max()),
+        points=int(t.size),
+    )
+
+
+def cost_models(ms: Measurements, source: str, quick: bool) -> tuple[CostModel, CostModel, dict]:
+    """(SPS form, additive form, fit report) with shared draft, prefill and context curves."""
+    pts = ms.verify.points
+    r = np.array([p[0] for p in pts], float)
+    b = np.array([p[1] for p in pts], float)
+    t = np.asarray(ms.verify.median)
+    sps_rows = [i for i, (ri, bi, _) in enumerate(pts)
+                if ri == min(ms.slots, max(1, math.ceil(bi / Q_TYPICAL)))]  # fmt: skip
+    grid = sorted({int(b[i]) for i in sps_rows})
+    assert len(grid) == len(sps_rows)
+    order = sorted(sps_rows, key=lambda i: b[i])
+    extra = {
+        "draft": Curve(tuple(map(float, ms.draft.points)), tuple(ms.draft.median)),
+        "prefill": Curve(tuple(map(float, ms.prefill.points)), tuple(ms.prefill.median)),
+        "context": context_curve(ms),
+    }
+    max_b = ms.slots * (ms.gamma + 1)
+    sps = CostModel.from_sps_table(
+        b[order], 1.0 / t[order], max_batch_tokens=max_b, source=source, **extra
+    )
+    fit = fit_additive(r, b, t, request_probes(ms.slots, quick), grid)
+    add = CostModel.additive(
+        fit.bias_s, fit.bs_probes, fit.alpha_s, fit.m_probes, fit.theta_s,
+        max_batch_tokens=max_b, source=f"{source}; additive least-squares fit", **extra,
+    )  # fmt: skip
+    return sps, add, fit.__dict__
+
+
+def context_curve(ms: Measurements) -> Curve:
+    """Extra verify seconds over total KV tokens, relative to the base context (0 there)."""
+    r = len(ms.context_q)
+    lengths = np.asarray(ms.context.points, float)
+    t = np.asarray(ms.context.median)
+    base = t[np.argmin(np.abs(lengths - ms.base_context))]
+    return Curve(tuple((r * lengths).tolist()), tuple((t - base).tolist()))
+
+
+# -- the profile document --------------------------------------------------------------------------
+def _r(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def _samples(m: Measured, keys: dict[str, Callable]) -> dict:
+    out = {k: [f(p) for p in m.points] for k, f in keys.items()}
+    return {**out, "median_s": [_r(x) for x in m.median], "iqr_s": [_r(x) for x in m.iqr]}
+
+
+def document(ms: Measurements, sps: CostModel, add: CostModel, fit: dict, meta: dict) -> dict:
+    """The YAML document: the SPS form, the additive fit beside it, and every measured point."""
+    from profiles.store import cost_to_dict
+
+    doc = cost_to_dict(sps)
+    doc["additive"] = {**cost_to_dict(add)["additive"], "source": add.source}
+    order = np.argsort([p[1] * 1000 + p[0] for p in ms.verify.points], kind="stable")
+    ver = Measured(*(list(np.asarray(x, dtype=object)[order]) for x in
+                     (ms.verify.points, ms.verify.median, ms.verify.iqr)))  # fmt: skip
+    doc["metadata"] = {
+        **meta,
+        "slots": ms.slots,
+        "gamma": ms.gamma,
+        "max_batch_tokens": sps.max_batch_tokens,
+        "base_context": ms.base_context,
+        "verify_composition": f"1D table: R = min(slots, ceil(B/{Q_TYPICAL})) requests, "
+        f"per-request tokens random in 1..gamma+1 summing to B; additive fit: those points plus "
+        "uniform splits at each bs probe; all at the base context",
+        "additive_fit": {
+            k: (_r(v) if isinstance(v, float) else v)
+            for k, v in fit.items()
+            if k in ("rms_rel_error", "max_rel_error", "points")
+        },  # fmt: skip
+        "wall_s": round(ms.wall_s, 1),
+        "samples": {
+            "verify": _samples(
+                ver, {"requests": lambda p: int(p[0]), "batch_tokens": lambda p: int(p[1])}
+            ),  # fmt: skip
+            "draft": _samples(ms.draft, {"requests": int}),
+            "prefill": _samples(ms.prefill, {"tokens": int}),
+            "context": {
+                **_samples(ms.context, {"context_len": int}),
+                "requests": len(ms.context_q),
+                "batch_tokens": int(sum(ms.context_q)),
+            },
+        },
+    }
+    return doc
