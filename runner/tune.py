@@ -14,9 +14,11 @@ numbers), so a grid loses nothing to noise, and grid points run in parallel batc
 key. The search is coordinate-wise: round 0 varies one parameter at a time over its coarse grid
 around the defaults; each later round moves the incumbent to the best setting seen (combining the
 best value of each coordinate) and tries its neighbours at half the previous step (integers ±1,
-floats and log-scaled integers at halved spacing). Then the load is searched: for each policy's
-best setting the bracket [last feasible load, first infeasible load] is bisected ``bisect`` times,
-so the reported figure is a simulated point, not an interpolation. Points already in the store
+floats and log-scaled integers at halved spacing). Then the load is searched, branch and bound:
+each of ``bisect`` rounds bisects, per policy, the load bracket [last feasible, first infeasible]
+of the setting with the best interpolated score that could still beat the best simulated one.
+The reported best is the setting with the best *simulated* throughput at the SLA, so every
+figure is a simulated point, not an interpolation. Points already in the store
 (``--resume``) are never simulated again; since every decision is a deterministic function of the
 stored results, a resumed run takes exactly the path an uninterrupted one would.
 
@@ -58,7 +60,7 @@ class TuneConfig:
     per_user: int = 8  # concurrency: requests per concurrent user (N · per_user, >= requests)
     seed: int = 0  # the one seed
     rounds: int = 2  # refinement rounds after the coarse grid
-    bisect: int = 3  # load bisection steps for each policy's best setting
+    bisect: int = 6  # rounds of load bisection (branch and bound over settings)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -285,16 +287,12 @@ def tune(
         if not new:
             break
         stage(new)
-    for _ in range(cfg.bisect):
-        todo = []
-        for search in searches:
-            spec = best_spec(search, score)
-            mid = _midpoint(score(spec).bracket, cfg.mode)
-            if mid is not None and mid not in loads_of(spec):
-                extra.setdefault(spec, []).append(mid)
-                todo.append(spec)
+    for _ in range(cfg.bisect):  # branch and bound on the load brackets
+        todo = [s for x in searches if (s := _to_bisect(x, score, loads_of, cfg.mode))]
         if not todo:
             break
+        for spec in todo:
+            extra.setdefault(spec, []).append(_midpoint(score(spec).bracket, cfg.mode))
         stage(todo)
     for search in searches:
         search.best = best_spec(search, score)
@@ -304,7 +302,22 @@ def tune(
 
 
 def best_spec(search: PolicySearch, score: Callable[[str], Score]) -> str:
-    return max(search.specs, key=lambda s: (score(s).value, score(s).slack))
+    """The setting with the best *simulated* throughput at the SLA (ties: interpolated)."""
+    return max(search.specs, key=lambda s: (score(s).measured, score(s).value, score(s).slack))
+
+
+def _to_bisect(search: PolicySearch, score, loads_of, mode: str) -> str | None:
+    """The most promising setting whose interpolated score could still beat the best simulated
+    one and whose load bracket is still open (None when nothing is left to refine)."""
+    floor = max(score(s).measured for s in search.specs)
+    for spec in sorted(search.specs, key=lambda s: -score(s).value):
+        sc = score(spec)
+        if sc.value <= floor:
+            return None
+        mid = _midpoint(sc.bracket, mode)
+        if mid is not None and mid not in loads_of(spec):
+            return spec
+    return None
 
 
 def _midpoint(bracket: tuple[float, float] | None, mode: str) -> float | None:

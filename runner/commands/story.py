@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                      acceptance=args.acceptance, server=server,
                      loads=(2, 8, 32, 128) if quick else LOADS, requests=32 if quick else 150,
                      per_user=2 if quick else 6, seed=args.seed, rounds=1,
-                     bisect=1 if quick else 3)  # fmt: skip
+                     bisect=1 if quick else 6)  # fmt: skip
     say(f"3. tune       {', '.join(POLICIES)} at concurrency "
         f"{', '.join(f'{x:g}' for x in cfg.loads)} (closed loop) ...")  # fmt: skip
     sys.stdout.flush()

@@ -63,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="closed loop: requests simulated per concurrent user (default 8)",
     )
     g.add_argument("--rounds", type=int, default=None, help="refinement rounds (default 2)")
-    g.add_argument("--bisect", type=int, default=None, help="load bisection steps (default 3)")
+    g.add_argument("--bisect", type=int, default=None, help="load bisection rounds (default 6)")
     g.add_argument(
         "--quick",
         action="store_true",
@@ -108,7 +108,7 @@ def execute(cfg, cost, acceptance, label: str, out: Path, *, backend: str = "loc
     run_doc = {**cfg.describe(), "profile_sha256": _profile_hash(cost)}
     store = PointStore(out, run_doc, resume)
     executor = make_executor(backend, workers, address)
-    bar = _Progress(progress, store.reused)
+    bar = _Progress(progress)
     try:
 
         def run_stage(tasks):
@@ -181,7 +181,7 @@ def config_from_args(args: argparse.Namespace):
         requests=args.num_requests or pick("requests", 200 if mode == "concurrency" else 1000),
         per_user=args.per_user or pick("per_user", 8), seed=args.seed,
         rounds=args.rounds if args.rounds is not None else pick("rounds", 2),
-        bisect=args.bisect if args.bisect is not None else pick("bisect", 3),
+        bisect=args.bisect if args.bisect is not None else pick("bisect", 6),
     )  # fmt: skip
     for entry in cfg.policies:  # unknown names and bad parameters fail before any simulation
         from policies import make_policy
@@ -221,7 +221,7 @@ def _profile_hash(cost) -> str:
 class _Progress:
     """tqdm on stderr: points done and the best throughput at the SLA so far."""
 
-    def __init__(self, enabled: bool, reused: int) -> None:
+    def __init__(self, enabled: bool) -> None:
         self.bar = None
         self.best: tuple[float, str] = (0.0, "")
         if enabled:
