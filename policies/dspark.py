@@ -69,7 +69,10 @@ class DSpark(Policy):
         flat, vals = prefix.pool(a_t, lo, hi, self.survival_eps)
         if vals.size == 0:
             return prefix.lengths(base, _NONE, r)
-        n, order = self._stop(ctx.cost, r, b0, tau0, vals)
+        if flat is None:  # whole window: survival is largest in the first row, least in the last
+            n, order = self._stop(ctx.cost, r, b0, tau0, vals, a_t[0].max(), a_t[-1].min())
+        else:
+            n, order = self._stop(ctx.cost, r, b0, tau0, vals)
         if n == vals.size:  # every candidate admitted: the order does not matter
             if flat is None:
                 return np.full(r, gamma, dtype=np.int64)
@@ -81,9 +84,15 @@ class DSpark(Policy):
 
     @staticmethod
     def _stop(
-        cost: Any, r: int, b0: int, tau0: float, vals: np.ndarray
+        cost: Any,
+        r: int,
+        b0: int,
+        tau0: float,
+        vals: np.ndarray,
+        top: Any = None,
+        bottom: Any = None,
     ) -> tuple[int, np.ndarray | None]:
-        return prefix.greedy_stop(cost, r, b0, tau0, vals)
+        return prefix.greedy_stop(cost, r, b0, tau0, vals, top, bottom)
 
 
 @register
@@ -97,6 +106,12 @@ class GlobalSync(DSpark):
 
     @staticmethod
     def _stop(
-        cost: Any, r: int, b0: int, tau0: float, vals: np.ndarray
+        cost: Any,
+        r: int,
+        b0: int,
+        tau0: float,
+        vals: np.ndarray,
+        top: Any = None,
+        bottom: Any = None,
     ) -> tuple[int, np.ndarray | None]:
         return prefix.best_count(cost, r, b0, tau0, vals)

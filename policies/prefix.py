@@ -38,7 +38,7 @@ import numpy as np
 _RADIX_MIN = 1024  # candidates from which the two-pass sort beats one float sort (measured)
 _QUANT = 65534.0  # radix keys 0..65534 (uint16)
 _CHUNK = 256  # first chunk of the early-stop path; later chunks grow fourfold
-_MARGIN = 1e-12  # relative slack of the "Θ rises throughout" certificate (round-off ~1e-15)
+_MARGIN = 1e-11  # relative slack of the "Θ rises throughout" certificate (≫ N·ulp, N ≤ 65536)
 
 
 def survival_t(conf: np.ndarray) -> np.ndarray:
@@ -168,24 +168,33 @@ def first_drop(theta: np.ndarray) -> int:
     return theta.size - 1 if rising[n] else n
 
 
-def rises_throughout(vals: np.ndarray, sps: np.ndarray, tau0: float) -> bool:
+def rises_throughout(
+    vals: np.ndarray, sps: np.ndarray, tau0: float, bottom: float | None = None
+) -> bool:
     """True if Θ strictly rises at every step of the path over ``vals`` in *any* order, with
-    ``sps[n] = SPS(B0 + n)`` for n = 0..N.
+    ``sps[n] = SPS(B0 + n)`` for n = 0..N (``bottom``: ``vals.min()`` if already known).
 
     A step from τ at B to τ + a at B+1 rises iff ``a · SPS(B+1) > τ · (SPS(B) − SPS(B+1))``,
-    i.e. ``a > τ · (SPS(B)/SPS(B+1) − 1)``. With τ ≤ τ_max and a ≥ a_min this holds everywhere
-    if ``a_min > τ_max · max_B (SPS(B)/SPS(B+1) − 1)⁺`` — plus a slack far above the few ulps
-    a float comparison of the path can lose, so the certificate is never wrong: when it says
-    True, the exact float path rises throughout too.
+    i.e. ``a > τ · (q − 1)`` with ``q = SPS(B)/SPS(B+1)``. With τ ≤ τ_max and a ≥ a_min this
+    holds everywhere if ``a_min > τ_max · max_B (q − 1)⁺`` — plus a slack far above what float
+    arithmetic can lose (the path's prefix sums drift by at most N ulps of τ_max, one comparison
+    by a few ulps of Θ), so the certificate is never wrong: when it says True, the exact float
+    path rises throughout too.
     """
     tau_hi = (tau0 + float(vals.sum())) * (1.0 + _MARGIN)
     worst = max(float((sps[:-1] / sps[1:]).max()) - 1.0, 0.0)  # largest relative SPS drop
-    slack = 2.0 * _MARGIN * tau_hi * float(sps.max()) / float(sps.min())
-    return float(vals.min()) > tau_hi * worst + slack
+    low = float(vals.min()) if bottom is None else bottom
+    return low > tau_hi * worst + 4.0 * _MARGIN * tau_hi * (1.0 + worst)
 
 
 def greedy_stop(
-    cost: Any, r: int, b0: int, tau0: float, vals: np.ndarray
+    cost: Any,
+    r: int,
+    b0: int,
+    tau0: float,
+    vals: np.ndarray,
+    top: float | None = None,
+    bottom: float | None = None,
 ) -> tuple[int, np.ndarray | None]:
     """Algorithm 1's stop n* over the unranked candidate values, and the ranking it needed
     (None when n* = 0 or n* = N, where the admitted set does not depend on the order).
@@ -197,13 +206,15 @@ def greedy_stop(
     2. if :func:`rises_throughout` certifies that Θ rises along any ordering, n* = N without
        ranking (cheap tokens, light load);
     3. otherwise rank and walk the path in growing chunks, stopping at the first drop.
+
+    ``top`` and ``bottom`` are ``vals.max()`` and ``vals.min()`` when the caller knows them.
     """
     n_all = vals.size
     sps = sps_range(cost, r, b0, b0 + n_all + 1)  # a free slice for 1D tables
-    if (tau0 + vals.max()) * sps[1] <= tau0 * sps[0]:
+    if (tau0 + (vals.max() if top is None else top)) * sps[1] <= tau0 * sps[0]:
         return 0, None
     # Small pools: ranking is cheaper than the certificate.
-    if n_all > _CHUNK and rises_throughout(vals, sps, tau0):
+    if n_all > _CHUNK and rises_throughout(vals, sps, tau0, bottom):
         return n_all, None
     order = descending(vals)
     ranked = vals[order]
