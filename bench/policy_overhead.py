@@ -117,6 +117,10 @@ def report(results: dict, names, requests, gammas, repeats: int, repeat_ms: floa
     lines = [
         SECTION,
         "",
+        "```",
+        ".venv/bin/python bench/policy_overhead.py --write BENCHMARKS.md   # about a minute",
+        "```",
+        "",
         "Written by `bench/policy_overhead.py` (method in its docstring). Microseconds per",
         "`policy.decide` call (thread CPU time), minimum over "
         f"{repeats} repeats of ~{repeat_ms:g} ms (median in brackets), one pinned CPU.",
