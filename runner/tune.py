@@ -15,8 +15,9 @@ key. The search is coordinate-wise: round 0 varies one parameter at a time over 
 around the defaults; each later round moves the incumbent to the best setting seen (combining the
 best value of each coordinate) and tries its neighbours at half the previous step (integers ±1,
 floats and log-scaled integers at halved spacing). Then the load is searched, branch and bound:
-each of ``bisect`` rounds bisects, per policy, the load bracket [last feasible, first infeasible]
-of the setting with the best interpolated score that could still beat the best simulated one.
+each of ``bisect`` rounds halves, per policy, one load bracket [last feasible, first
+infeasible]: the best simulated setting's while open (throughput need not be monotone in the
+load), else that of the setting whose interpolated score could still beat it.
 The reported best is the setting with the best *simulated* throughput at the SLA, so every
 figure is a simulated point, not an interpolation. Points already in the store
 (``--resume``) are never simulated again; since every decision is a deterministic function of the
@@ -307,12 +308,15 @@ def best_spec(search: PolicySearch, score: Callable[[str], Score]) -> str:
 
 
 def _to_bisect(search: PolicySearch, score, loads_of, mode: str) -> str | None:
-    """The most promising setting whose interpolated score could still beat the best simulated
-    one and whose load bracket is still open (None when nothing is left to refine)."""
-    floor = max(score(s).measured for s in search.specs)
-    for spec in sorted(search.specs, key=lambda s: -score(s).value):
+    """Which setting's load bracket to halve next: the best simulated setting's while it is
+    open (throughput need not be monotone in the load, so its bracket is always worth closing),
+    else the setting with the best interpolated score that could still beat it."""
+    best = best_spec(search, score)
+    floor = score(best).measured
+    others = sorted((s for s in search.specs if s != best), key=lambda s: -score(s).value)
+    for spec in [best, *others]:
         sc = score(spec)
-        if sc.value <= floor:
+        if spec != best and sc.value <= floor:
             return None
         mid = _midpoint(sc.bracket, mode)
         if mid is not None and mid not in loads_of(spec):

@@ -124,6 +124,7 @@ def execute(cfg, cost, acceptance, label: str, out: Path, *, backend: str = "loc
         executor.close()
         store.close()
     summary = finish(cfg, searches, store, out, cost, acceptance, label, plots=plots)
+    summary["run"] = run_doc  # the resolved config, seed and profile hash behind it all
     summary["points"] = {"total": len(store.points), "reused": store.reused,
                          "simulated": len(store.points) - store.reused}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
