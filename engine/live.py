@@ -12,7 +12,9 @@
   the cost model's time for the same step (``time="cost"``, which separates timing noise from
   acceptance modelling in the fidelity harness).
 
-Request ids map to prompts deterministically (seeded by (seed, request id)), so runs repeat.
+Request ids map to prompts deterministically (seeded by (seed, request id)). With
+``time="cost"`` a run repeats exactly for a seed; with measured time the schedule follows the
+wall clock, so batch composition, and with it the sampled text, can differ between runs.
 Simulator slots map to engine slots one to one; the engine holds the KV cache of each request.
 """
 
