@@ -120,7 +120,7 @@ def test_resume_after_kill_loses_no_finished_point(tmp_path):
     points = out / "points.jsonl"
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
-        if points.exists() and len(points.read_text().splitlines()) >= 5:
+        if points.exists() and len(points.read_text().splitlines()) >= 3:
             break
         time.sleep(0.01)
     assert proc.poll() is None, "the run finished before it could be killed"
@@ -130,7 +130,7 @@ def test_resume_after_kill_loses_no_finished_point(tmp_path):
                 if x.endswith("}")]  # a torn last line is not a finished point  # fmt: skip
     assert main([*args, "--out", str(out), "--resume", "--json"]) == 0
     s = json.loads((out / "summary.json").read_text())
-    assert s["points"]["reused"] >= len(finished) >= 5
+    assert s["points"]["reused"] >= len(finished) >= 3
     keys = [json.loads(x)["key"] for x in points.read_text().splitlines()]
     assert keys[: len(finished)] == finished and len(keys) == len(set(keys))
     fresh = tmp_path / "fresh"
