@@ -315,3 +315,12 @@ def _cpu() -> str:
     import platform
 
     return platform.processor() or platform.machine()
+
+
+def checkpoint_digest(name: str) -> str:
+    """SHA-256 (first 16 hex digits) of a checkpoint file: which weights were measured."""
+    import hashlib
+
+    from engine.checkpoint import path_of
+
+    return hashlib.sha256(path_of(name).read_bytes()).hexdigest()[:16]

@@ -96,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
         "engine": args.engine,
         "target": target,
         "drafter": drafter,
+        "checkpoints_sha256": {
+            "target": profiler.checkpoint_digest(target),
+            "drafter": profiler.checkpoint_digest(drafter),
+        },
         "temperature": 1.0,
         "load_average": {"before": load_before, "after": profiler.load_average()},
         "quick": args.quick,

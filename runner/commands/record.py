@@ -85,13 +85,17 @@ def run(args: argparse.Namespace) -> int:
                                            cost=cost, seed=cfg.seed, done=bar.update)  # fmt: skip
     finally:
         bar.close()
-    from engine.profiler import environment
+    from engine.profiler import checkpoint_digest, environment
 
     env = environment(device)
     engine_runs = {spec: {d: r.summary() for d, r in by.items()} for spec, by in runs.items()}
     meta = {
         "drafter": args.drafter,
         "target": args.target,
+        "checkpoints_sha256": {
+            "target": checkpoint_digest(args.target),
+            "drafter": checkpoint_digest(args.drafter),
+        },
         "gamma": engine.gamma,
         "temperature": 1.0,
         "seed": cfg.seed,
