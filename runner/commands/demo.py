@@ -1,9 +1,13 @@
-"""The README demo: compare verification policies on the default workload, no files needed.
+"""The README demo, the whole story in one command, no files needed.
 
-Replays ``builtin:azure-conv-like`` (synthetic, fitted to the Azure 2023 conversation trace) at
-its own rate and at a compressed rate through the simulated server with the default cost and
-acceptance profiles, once per policy, and prints one comparison table. Every run uses the same
-seed, so the policies see the same requests and the same acceptance draws.
+1. Replays ``builtin:azure-conv-like`` (synthetic, fitted to the Azure 2023 conversation trace)
+   at its own rate and at a compressed rate through the simulated server with the default cost
+   and acceptance profiles, once per policy, and prints one comparison table. Every run uses the
+   same seed, so the policies see the same requests and the same acceptance draws.
+2–5. Picks a moderate SLA, tunes the policies for it over concurrency caps, exports the tuned
+   scheduler to every production format and prints its gain over fixed:k=1 (MTP-1), with the
+   plots in ``--out`` (see ``runner/story.py``). ``--no-tune`` stops after step 1; ``--json``
+   prints step 1 only, as one JSON object.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from runner.options import (
     positive_float,
     server_from_args,
 )
+from runner.story import add_story_args, tell
 
 NAME = "demo"
 HELP = "compare verification policies on the embedded default workload"
@@ -37,8 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="requests per run (default 1000)")  # fmt: skip
     add_model_args(p, policy_default=None)
     add_server_args(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--json", action="store_true", help="print step 1 as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    add_story_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,15 +80,18 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"workload": workload.label, "skipped_unregistered": missing,
                           "runs": rows}))  # fmt: skip
         return 0
-    print(f"workload    {workload.label}")
     print(f"profile     {cost.source}")
     print(f"acceptance  {acceptance.source}")
-    print(f"server      max concurrency {config.max_concurrency}, gamma {gamma}, seed {args.seed}")
-    print()
+    print(f"\n1. replay   {workload.label}")
+    print(f"            server: max concurrency {config.max_concurrency}, gamma {gamma}, "
+          f"seed {args.seed}\n")  # fmt: skip
     print(table(rows))
     if missing:
         print(f"\n(not registered in this build, skipped: {', '.join(missing)})")
-    return 0
+    if args.no_tune:
+        return 0
+    sys.stdout.flush()
+    return tell(args)
 
 
 def table(rows: list[dict]) -> str:

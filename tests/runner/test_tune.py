@@ -209,8 +209,10 @@ def test_sts_temperatures_flow_from_calibration_to_best_yaml_and_sglang(tmp_path
     assert tuple(load_export("sglang", tmp_path / "sg")["sts.json"]["temperatures"]) == temps
 
 
-def test_story_runs_replay_tune_export_and_prints_the_gain(tmp_path, capsys):
-    assert main(["story", "--quick", "--quiet", "--workers", "1", "--out", str(tmp_path)]) == 0
+def test_demo_runs_replay_tune_export_and_prints_the_gain(tmp_path, capsys):
+    args = ["demo", "--quick", "--quiet", "--workers", "1", "--out", str(tmp_path),
+            "--num-requests", "200"]  # fmt: skip
+    assert main(args) == 0
     out = capsys.readouterr().out
     for step in ("1. replay", "2. SLA", "3. tune", "4. export", "5. result", "plots"):
         assert step in out, step

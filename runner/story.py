@@ -1,9 +1,9 @@
-"""The whole story in one command: replay, tune for an SLA, export, and the gain over MTP-1.
+"""Steps 2–5 of ``spectune demo``: pick an SLA, tune for it, export, print the gain over MTP-1.
 
-1. Replays the default workload (``builtin:azure-conv-like``, at its own rate) under fixed:k=1
-   (MTP-1) and the default DSpark production scheduler on the default profile — whatever
-   ``profiles.builtin.DEFAULT_COST`` names, so the story follows the default when a measured
-   profile replaces the analytic one.
+(Step 1, the policy comparison on the default workload, is ``runner/commands/demo.py``; all
+steps use the default profile — whatever ``profiles.builtin.DEFAULT_COST`` names, so the demo
+follows the default when a measured profile replaces the analytic one.)
+
 2. Picks a moderate interactivity SLA unless ``--sla`` is given: tokens/s/user p50 of at least
    ``--sla-fraction`` (default 0.6) of what fixed:k=1 achieves for a single user on this
    profile — MTP-1 then still sustains a real batch, as at the paper's 80 tok/s/user anchor.
@@ -20,17 +20,15 @@ import os
 import sys
 from pathlib import Path
 
-from runner.options import add_model_args, nonneg_int, positive_float, positive_int, show_progress
-
-NAME = "story"
-HELP = "replay, tune for an SLA, export, and print the gain over MTP-1 (one command)"
+from runner.options import positive_float, positive_int, show_progress
 
 POLICIES = ("fixed:k=1", "fixed:k=5", "dspark_lagged", "clairvoyant")
 LOADS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/story", metavar="DIR",
+def add_story_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-tune", action="store_true", help="stop after the comparison table")
+    p.add_argument("--out", default="runs/demo", metavar="DIR",
                    help="folder for results, plots and exports (default %(default)s)")  # fmt: skip
     p.add_argument("--sla", metavar="METRIC>=X", help="SLA (default: moderate, derived)")
     p.add_argument("--sla-fraction", type=positive_float, default=0.6,
@@ -39,12 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="parallel simulations (default %(default)s)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="fewer loads, requests and rounds")
     p.add_argument("--resume", action="store_true", help="reuse points of an earlier story")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="the one seed (default 0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_model_args(p, policy_default=None)
 
 
-def run(args: argparse.Namespace) -> int:
+def tell(args: argparse.Namespace) -> int:
+    """Steps 2–5 (SLA, tune, export, result) on the parsed demo arguments."""
     from profiles.builtin import load_acceptance, load_cost
     from runner.commands.export import describe
     from runner.commands.tune import execute
@@ -62,14 +58,7 @@ def run(args: argparse.Namespace) -> int:
     server = ServerConfig(gamma=gamma)
     spec = WorkloadSpec(DEFAULT_WORKLOAD, seed=args.seed)
     say = print
-    say(f"profile      {cost.source}\nacceptance   {acceptance.source}\n")
-
-    say("1. replay     " + open_workload(spec).label)
-    for policy in ("fixed:k=1", "dspark_lagged"):
-        s = _replay(spec, policy, cost, acceptance, server, args.seed, 300 if args.quick else 1000)
-        say(f"   {policy:<14} {s['throughput_tok_s']:8,.0f} tok/s   tok/s/user p50 "
-            f"{s['tps_per_user_p50']:6.1f}   TTFT p99 {s['ttft_p99_s'] * 1e3:6.0f} ms")  # fmt: skip
-
+    say()
     if args.sla:
         sla = parse_sla(args.sla, METRICS)
         why = "given"
@@ -131,17 +120,6 @@ def run(args: argparse.Namespace) -> int:
         f"{out / 'tune' / 'load.png'} (Figure 8)"
     )
     return 0
-
-
-def _replay(spec, policy: str, cost, acceptance, server, seed: int, n: int) -> dict:
-    from dataclasses import replace
-
-    from policies import make_policy
-    from simulator.run import simulate
-    from simulator.workload import open_workload
-
-    wl = open_workload(replace(spec, num_requests=n))
-    return simulate(wl, make_policy(policy), cost, acceptance, server, seed=seed).summary
 
 
 def _solo_speed(spec, cost, acceptance, server, seed: int) -> float:
