@@ -170,7 +170,7 @@ def train_drafter(
             for k, p in params.items()}  # fmt: skip
     layers = tuple(sorted({x for d in drafters.values() for x in d.cfg.feature_layers}))
     rng = np.random.default_rng(cfg.seed)
-    start, history = 0, {k: [] for k in kinds}
+    start, history, sessions = 0, {k: [] for k in kinds}, []
     state_path = run_dir / "state.pt"
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
@@ -179,6 +179,8 @@ def train_drafter(
             opts[k].load_state_dict(state["opt"][k])
         rng.bit_generator.state = state["rng"]
         start, history = state["step"], state["history"]
+        sessions = state.get("sessions") or [{"command": "(first session)", "steps": [0, start]}]
+    sessions.append({"command": command, "steps": [start, cfg.steps]})
     train = load_all("train")
     t0 = time.perf_counter()
     bar = progress(cfg.steps, f"train {','.join(kinds)}", quiet, initial=start)
@@ -209,6 +211,7 @@ def train_drafter(
                 "rng": rng.bit_generator.state,
                 "step": step + 1,
                 "history": history,
+                "sessions": sessions,
             }
             torch.save(state, state_path)
     bar.close()
@@ -229,6 +232,7 @@ def train_drafter(
             "seconds_this_session": time.perf_counter() - t0,
             "target": str(target_path.name),
             "command": command,
+            "sessions": sessions,
         }
         checkpoint.save(outs[k], d.trainable_state(), k, d.cfg.to_dict(), info)
         write_card(outs[k], k, d.cfg.to_dict(), info)

@@ -135,20 +135,25 @@ class Drafter(nn.Module):
         cos, sin = rope_tables(cfg.max_len, cfg.dim // cfg.heads, 10000.0)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
-        self._bias: torch.Tensor | None = None  # [V, V] W1 W2, built once for inference
+        self._bias: dict[float, torch.Tensor] = {}  # T -> [V, V] W1 W2 / T, for inference
 
     # -- weights ------------------------------------------------------------------------------
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items() if not k.startswith("shared.")}
 
-    def markov_bias(self) -> torch.Tensor:
-        """The full transition table ``[V, V] = W1 W2`` (V = 256, so it is small); cached."""
-        if self._bias is None or self.training:
-            self._bias = self.w2(self.w1.weight)
-        return self._bias
+    def markov_bias(self, temperature: float = 1.0) -> torch.Tensor:
+        """The full transition table ``[V, V] = W1 W2 / T`` (V = 256, so it is small); cached
+        per temperature at inference (dividing a fresh [V, V] table each step costs more than
+        the drafter's matmuls)."""
+        t = temperature if temperature > 0 else 1.0
+        if self.training:
+            return self.w2(self.w1.weight) / t
+        if t not in self._bias:
+            self._bias[t] = self.w2(self.w1.weight) / t
+        return self._bias[t]
 
     def train(self, mode: bool = True) -> Drafter:
-        self._bias = None
+        self._bias = {}
         return super().train(mode)
 
     # -- context (target features -> per-layer keys/values) -------------------------------------
@@ -270,7 +275,7 @@ class Drafter(nn.Module):
         if cfg.rank:
             tokens = self._markov_sample(u, anchors, temperature, noise)
             prev = torch.cat((anchors[:, None], tokens[:, :-1]), dim=1)  # [R, K] x_{k-1}
-            logits = u + self.markov_bias()[prev]
+            logits = u + self.markov_bias()[prev]  # T = 1 table: p_d = softmax(logits / T)
             conf_in = torch.cat((h, self.w1(prev)), dim=-1)
         else:
             logits, conf_in = u, h
@@ -283,12 +288,8 @@ class Drafter(nn.Module):
         Gumbel-max: ``x_k = argmax(U_k/T + g_k + B[x_{k-1}]/T)``, with everything but the
         Markov row precomputed for all positions at once.
         """
-        bias = self.markov_bias()
-        if temperature > 0:
-            rows = (u / temperature + noise).unbind(1)
-            bias = bias / temperature
-        else:
-            rows = u.unbind(1)
+        bias = self.markov_bias(temperature)
+        rows = (u / temperature + noise).unbind(1) if temperature > 0 else u.unbind(1)
         prev, out = anchors, []
         for row in rows:
             prev = (row + bias[prev]).argmax(dim=-1)  # [R]
@@ -331,8 +332,9 @@ class Drafter(nn.Module):
 
 
 def _gumbel(shape, generator: torch.Generator | None, device) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator, device=device)
-    return -torch.log(-torch.log(u.clamp_(1e-20, 1.0)))
+    """Standard Gumbel noise ``-log(E)``, E ~ Exp(1) (argmax(logits/T + noise) samples)."""
+    e = torch.empty(shape, device=device).exponential_(generator=generator)
+    return e.log_().neg_()
 
 
 def _sample(logits: torch.Tensor, temperature: float, noise: torch.Tensor | None) -> torch.Tensor:

@@ -28,8 +28,8 @@ class Draws:
     @classmethod
     def new(cls, r: int, k: int, v: int, generator: torch.Generator | None, device) -> Draws:
         u = torch.rand((r, k), generator=generator, device=device)
-        g = torch.rand((r, k + 1, v), generator=generator, device=device)
-        return cls(u, -torch.log(-torch.log(g.clamp_(1e-20, 1.0))))
+        e = torch.empty((r, k + 1, v), device=device).exponential_(generator=generator)
+        return cls(u, e.log_().neg_())  # Gumbel = -log(Exp(1))
 
 
 def verify(
