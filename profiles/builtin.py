@@ -130,6 +130,10 @@ PAPER_MODELS = tuple(f"{m}-{d}" for m, d in _TABLE1)
 # ``data:FILE`` names a file packaged in ``profiles/data/`` (measured profiles, with metadata).
 BUILTIN_COSTS = {
     "h100-8b": "analytic:params_b=8,hbm_tb_s=3.35,peak_tflops=989",
+    # the engine's tiny target + dspark drafter measured on CPU by `spectune profile` (1D SPS
+    # table; the additive fit of the same measurements beside it)
+    "cpu-tiny": "data:cpu-tiny.yaml",
+    "cpu-tiny-additive": "data:cpu-tiny.yaml?form=additive",
 }
 # Acceptance models by name: records of our drafters measured on the engine (``spectune record``).
 BUILTIN_ACCEPTANCE: dict[str, str] = {}

@@ -30,8 +30,10 @@ def _error(capsys, argv) -> str:
 def test_profiles_lists_everything_with_provenance(capsys):
     assert main(["profiles", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert [c["spec"] for c in info["cost"]] == ["builtin:h100-8b"]
+    specs = ["builtin:h100-8b", "builtin:cpu-tiny", "builtin:cpu-tiny-additive"]
+    assert [c["spec"] for c in info["cost"]] == specs
     assert "not measured" in info["cost"][0]["source"]
+    assert all(c["source"].startswith("measured: engine") for c in info["cost"][1:])
     assert info["analytic"]["parameters"]["params_b"] == 8.0
     specs = [a["spec"] for a in info["acceptance"]]
     assert specs == [f"paper:{m}" for m in PAPER_MODELS] and "paper:qwen3-4b-eagle3" in specs
