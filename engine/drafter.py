@@ -88,7 +88,9 @@ class DraftLayer(nn.Module):
         self, ctx: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values ``[..., H, D]`` of context states ``ctx [..., dim]`` (rotated)."""
-        _, k, v = self.qkv(ctx).unflatten(-1, (3, self.heads, self.head_dim)).unbind(-3)
+        d = self.heads * self.head_dim
+        kv = F.linear(ctx, self.qkv.weight[d:])  # only the K and V rows of the fused weight
+        k, v = kv.unflatten(-1, (2, self.heads, self.head_dim)).unbind(-3)
         return rope(k, cos, sin), v
 
     def forward(
@@ -241,21 +243,17 @@ class Drafter(nn.Module):
         r, k = anchors.shape[0], cfg.gamma
         w = cfg.window
         length = torch.tensor(lengths, device=dev)
-        ctx_pos = length[:, None] - w + torch.arange(w, device=dev)  # [R, W]
-        ctx_ok = ctx_pos >= 0
-        ctx_pos = ctx_pos.clamp(min=0)
         blk_pos = length[:, None] + torch.arange(k, device=dev)  # [R, K]
         cos = self.cos[blk_pos][:, :, None, None]  # [R, K, 1, 1, D/2]
         sin = self.sin[blk_pos][:, :, None, None]
         if r == 1 and lengths[0] >= w:  # one request with a full window: cache views
-            ctx_kv = [
-                (
-                    cache.k[i][slots[0] : slots[0] + 1, :, lengths[0] - w : lengths[0]],
-                    cache.v[i][slots[0] : slots[0] + 1, :, lengths[0] - w : lengths[0]],
-                )
-                for i in range(cfg.layers)
-            ]
+            sl, a, b = slice(slots[0], slots[0] + 1), lengths[0] - w, lengths[0]
+            ctx_ok = None
+            ctx_kv = [(cache.k[i][sl, :, a:b], cache.v[i][sl, :, a:b]) for i in range(cfg.layers)]
         else:
+            ctx_pos = length[:, None] - w + torch.arange(w, device=dev)  # [R, W]
+            ctx_ok = ctx_pos >= 0
+            ctx_pos = ctx_pos.clamp(min=0)
             sidx = torch.tensor(slots, device=dev)[:, None]
             ctx_kv = [
                 (
@@ -264,11 +262,13 @@ class Drafter(nn.Module):
                 )
                 for i in range(cfg.layers)
             ]  # [R, H, W, D]
+            if min(lengths) >= w:
+                ctx_ok = None
         if cfg.kind == "ar":
             return self._propose_ar(anchors, ctx_kv, ctx_ok, cos, sin, temperature, generator)
         x = self.mask_emb.expand(r, k, -1).clone()
         x[:, 0] = self.shared.embed(anchors)
-        mask = None if bool(ctx_ok.all()) else self._mask(ctx_ok, k, causal=False)
+        mask = None if ctx_ok is None else self._mask(ctx_ok, k, causal=False)
         h = self._backbone(x, cos, sin, ctx_kv, mask)  # [R, K, dim]
         u = self.shared.head(h)  # [R, K, V] base logits U_k
         noise = _gumbel(u.shape, generator, dev) if temperature > 0 else None
@@ -300,6 +300,8 @@ class Drafter(nn.Module):
         """One causal pass per draft token over [anchor, drafts so far]."""
         r, k, dev = anchors.shape[0], self.cfg.gamma, anchors.device
         noise = _gumbel((r, k, self.cfg.vocab), generator, dev) if temperature > 0 else None
+        if ctx_ok is None:  # every context position exists
+            ctx_ok = torch.ones(r, self.cfg.window, dtype=torch.bool, device=dev)
         mask = self._mask(ctx_ok, k, causal=True)
         x = self.shared.embed(anchors)[:, None]  # [R, 1, dim]
         tokens, logits, hs = [], [], []
