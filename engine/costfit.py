@@ -10,13 +10,12 @@ its median and inter-quartile range.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from engine.profiler import Q_TYPICAL, Measured, Measurements, request_probes
+from engine.profiler import Q_TYPICAL, Measured, Measurements, request_probes, sps_requests
 from profiles.cost import CostModel, Curve
 
 
@@ -77,8 +76,7 @@ def cost_models(ms: Measurements, source: str, quick: bool) -> tuple[CostModel, 
     r = np.array([p[0] for p in pts], float)
     b = np.array([p[1] for p in pts], float)
     t = np.asarray(ms.verify.median)
-    sps_rows = [i for i, (ri, bi, _) in enumerate(pts)
-                if ri == min(ms.slots, max(1, math.ceil(bi / Q_TYPICAL)))]  # fmt: skip
+    sps_rows = [i for i, (ri, bi) in enumerate(pts) if ri == sps_requests(bi, ms.slots)]
     grid = sorted({int(b[i]) for i in sps_rows})
     assert len(grid) == len(sps_rows)
     order = sorted(sps_rows, key=lambda i: b[i])
@@ -101,7 +99,7 @@ def cost_models(ms: Measurements, source: str, quick: bool) -> tuple[CostModel, 
 
 def context_curve(ms: Measurements) -> Curve:
     """Extra verify seconds over total KV tokens, relative to the base context (0 there)."""
-    r = len(ms.context_q)
+    r = ms.context_rb[0]
     lengths = np.asarray(ms.context.points, float)
     t = np.asarray(ms.context.median)
     base = t[np.argmin(np.abs(lengths - ms.base_context))]
@@ -124,18 +122,16 @@ def document(ms: Measurements, sps: CostModel, add: CostModel, fit: dict, meta: 
 
     doc = cost_to_dict(sps)
     doc["additive"] = {**cost_to_dict(add)["additive"], "source": add.source}
-    order = np.argsort([p[1] * 1000 + p[0] for p in ms.verify.points], kind="stable")
-    ver = Measured(*(list(np.asarray(x, dtype=object)[order]) for x in
-                     (ms.verify.points, ms.verify.median, ms.verify.iqr)))  # fmt: skip
     doc["metadata"] = {
         **meta,
         "slots": ms.slots,
         "gamma": ms.gamma,
         "max_batch_tokens": sps.max_batch_tokens,
         "base_context": ms.base_context,
-        "verify_composition": f"1D table: R = min(slots, ceil(B/{Q_TYPICAL})) requests, "
-        f"per-request tokens random in 1..gamma+1 summing to B; additive fit: those points plus "
-        "uniform splits at each bs probe; all at the base context",
+        "verify_composition": f"1D table: R = min(slots, ceil(B/{Q_TYPICAL})) requests; additive "
+        "fit: those points plus each bs probe over its B range; every timed call splits B at "
+        "random over R requests (1..gamma+1 tokens each) in randomly chosen slots; all at the "
+        "base context",
         "additive_fit": {
             k: (_r(v) if isinstance(v, float) else v)
             for k, v in fit.items()
@@ -144,14 +140,14 @@ def document(ms: Measurements, sps: CostModel, add: CostModel, fit: dict, meta: 
         "wall_s": round(ms.wall_s, 1),
         "samples": {
             "verify": _samples(
-                ver, {"requests": lambda p: int(p[0]), "batch_tokens": lambda p: int(p[1])}
+                ms.verify, {"requests": lambda p: int(p[0]), "batch_tokens": lambda p: int(p[1])}
             ),  # fmt: skip
             "draft": _samples(ms.draft, {"requests": int}),
             "prefill": _samples(ms.prefill, {"tokens": int}),
             "context": {
                 **_samples(ms.context, {"context_len": int}),
-                "requests": len(ms.context_q),
-                "batch_tokens": int(sum(ms.context_q)),
+                "requests": ms.context_rb[0],
+                "batch_tokens": ms.context_rb[1],
             },
         },
     }

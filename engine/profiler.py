@@ -3,18 +3,18 @@
 Every number comes from real engine calls timed by the engine itself (:attr:`Engine.last`):
 
 - verify: one target forward over ``B = Σ_r q[r]`` tokens from R requests, at points (R, B) — the
-  1D SPS table takes, per B, ``R = min(slots, ceil(B / 4))`` requests with random per-request
-  token counts in ``1..γ+1`` summing to B (about half of γ verified per request); the additive
-  fit ``T(bs, M) = bias + α(bs) + θ(M)`` uses those points plus a grid of uniform splits over
-  ``bs`` probes. B runs densely at small B, sparser above, up to ``slots · (γ + 1)``.
+  1D SPS table takes, per B, ``R = min(slots, ceil(B / 4))`` requests (about half of γ verified
+  per request); the additive fit ``T(bs, M) = bias + α(bs) + θ(M)`` uses those points plus each
+  ``bs`` probe over its B range. Every call splits B at random (``q[r]`` in ``1..γ+1``) over R
+  requests in randomly chosen slots, so a point's median is the cost of a typical batch, not of
+  one lucky layout (the engine has fast paths for uniform ``q`` and contiguous slots). B runs
+  densely at small B, sparser above, up to ``slots · (γ + 1)``.
 - context: the same R, B at several cache lengths; the extra seconds over the base length,
   indexed by total KV tokens ``R · L`` (the simulator's ``kv_tokens``);
 - draft: one drafter pass for R = 1..slots requests, right after a verify of those requests (so it
   includes writing that verify's drafter context, as in a decode loop);
 - prefill: one prefill forward over n prompt tokens (several prompts once n exceeds the context).
 
-Requests sit in scattered slots, as continuous batching leaves them (the engine reads a
-contiguous run of slots as a view, a cheaper special case that a serving loop rarely hits).
 Measuring does not advance the requests: after each timed call the slot lengths are set back
 (rolling back is setting a length, see ``engine/cache.py``). Positions past the prefilled prompt
 hold whatever earlier calls wrote; attention cost does not depend on the values. Repeats run
@@ -95,19 +95,18 @@ def split(b: int, r: int, cap: int, rng: np.random.Generator) -> list[int]:
     return q.tolist()
 
 
-def verify_points(slots: int, gamma: int, quick: bool, rng: np.random.Generator) -> list[tuple]:
-    """(R, B, per-request tokens) points: the SPS composition, then uniform splits per bs."""
+def sps_requests(b: int, slots: int) -> int:
+    """Requests in the 1D table's batch of ``b`` tokens."""
+    return min(slots, max(1, math.ceil(b / Q_TYPICAL)))
+
+
+def verify_points(slots: int, gamma: int, quick: bool) -> list[tuple[int, int]]:
+    """(R, B) points: the 1D table's composition for each B, then each bs probe over B."""
     cap = gamma + 1
     grid = batch_grid(slots * cap, quick)
-    points = {}
-    for b in grid:
-        r = min(slots, max(1, math.ceil(b / Q_TYPICAL)))
-        points[(r, b)] = tuple(split(b, r, cap, rng))
-    for r in request_probes(slots, quick):
-        for b in grid:
-            if r <= b <= r * cap and (r, b) not in points:
-                points[(r, b)] = tuple(split(b, r, cap, rng))
-    return [(r, b, q) for (r, b), q in points.items()]
+    points = {(sps_requests(b, slots), b) for b in grid}
+    points |= {(r, b) for r in request_probes(slots, quick) for b in grid if r <= b <= r * cap}
+    return sorted(points, key=lambda p: (p[1], p[0]))
 
 
 def context_grid(base: int, limit: int, quick: bool) -> list[int]:
@@ -135,7 +134,6 @@ class Profiler:
         self.base = min(cfg.base_context, self.limit // 2)  # cache length of verify/draft points
         self.slots: list[int] = []
         self.draft: Draft | None = None
-        self.layout: dict[int, list[int]] = {}  # R -> the slots of an R-request batch
 
     def prompt(self, n: int) -> list[int]:
         return self.rng.integers(0, self.engine.target.cfg.vocab, n).tolist()
@@ -171,10 +169,11 @@ class Profiler:
         e = self.engine
         self.slots = e.add_many([self.prompt(self.base)] * requests, self.gen)
         self.draft = e.draft(self.slots, self.gen)
-        # R requests sit in R scattered slots (a seeded random subset, in random order), as
-        # continuous batching leaves them; a contiguous run of slots is the engine's cheap case
-        self.layout = {r: [self.slots[i] for i in self.rng.permutation(requests)[:r]]
-                       for r in range(1, requests + 1)}  # fmt: skip
+
+    def _batch(self, r: int) -> list[int]:
+        """R requests in R scattered slots (a fresh random subset in random order per call), as
+        continuous batching leaves them; a contiguous run of slots is the engine's cheap case."""
+        return [self.slots[i] for i in self.rng.permutation(len(self.slots))[:r]]
 
     def _set_length(self, slots: list[int], length: int) -> None:
         for s in slots:
@@ -184,27 +183,28 @@ class Profiler:
         d = self.draft
         return Draft(d.tokens[:r], d.probs[:r], d.conf_logits[:r])
 
-    def _verify(self, q: tuple, length: int) -> float:
-        e, r = self.engine, len(q)
-        slots = self.layout[r]
+    def _verify(self, r: int, b: int, length: int) -> float:
+        """One verify of B tokens from R requests, split at random (1..γ+1 tokens each)."""
+        e = self.engine
+        q = split(b, r, e.gamma + 1, self.rng)
+        slots = self._batch(r)
         self._set_length(slots, length)
         v = e.verify(slots, self._sub_draft(r), [x - 1 for x in q], self.gen)
         assert v.verify_tokens == sum(q)
         self._set_length(slots, length)
         return e.last["verify"]
 
-    def verify(self, points: list[tuple]) -> Measured:
-        base = self.base
-        return self._rounds(points, lambda p: self._verify(p[2], base))
+    def verify(self, points: list[tuple[int, int]]) -> Measured:
+        return self._rounds(points, lambda p: self._verify(p[0], p[1], self.base))
 
-    def context(self, q: tuple, lengths: list[int]) -> Measured:
-        return self._rounds(lengths, lambda length: self._verify(q, length))
+    def context(self, r: int, b: int, lengths: list[int]) -> Measured:
+        return self._rounds(lengths, lambda length: self._verify(r, b, length))
 
     def drafting(self, requests: list[int]) -> Measured:
         e, base = self.engine, self.base
 
         def timed(r: int) -> float:
-            slots = self.layout[r]
+            slots = self._batch(r)
             e.verify(slots, self._sub_draft(r), [Q_TYPICAL - 1] * r, self.gen)
             self._set_length(slots, base)
             e.draft(slots, self.gen)
@@ -215,16 +215,16 @@ class Profiler:
     def close_pool(self) -> None:
         for s in self.slots:
             self.engine.remove(s)
-        self.slots, self.draft, self.layout = [], None, {}
+        self.slots, self.draft = [], None
 
 
 @dataclass
 class Measurements:
-    verify: Measured  # points (R, B, q)
+    verify: Measured  # points (R, B)
     draft: Measured  # points R
     prefill: Measured  # points n tokens
     context: Measured  # points L (cache length per request)
-    context_q: tuple  # the per-request tokens of the context points
+    context_rb: tuple[int, int]  # requests and batch tokens of the context points
     slots: int
     gamma: int
     base_context: int
@@ -236,14 +236,12 @@ def measure(engine: Engine, cfg: ProfileConfig, *, on_total=None, tick=None) -> 
     is called as they complete (a progress bar)."""
     t0 = time.perf_counter()
     slots, gamma = engine.cache.slots, engine.gamma
-    rng = np.random.default_rng(cfg.seed + 1)
-    points = verify_points(slots, gamma, cfg.quick, rng)
+    points = verify_points(slots, gamma, cfg.quick)
     requests = request_probes(slots, cfg.quick) if cfg.quick else list(range(1, slots + 1))
     prof = Profiler(engine, cfg, tick or (lambda k: None))
     tokens = prefill_grid(prof.limit, cfg.quick)
     lengths = context_grid(prof.base, prof.limit, cfg.quick)
     r_ctx = min(slots, 8)
-    q_ctx = tuple([Q_TYPICAL] * r_ctx)
     if on_total:
         rounds = cfg.warmup + cfg.repeats
         on_total(rounds * (len(points) + len(requests) + len(tokens) + len(lengths)))
@@ -253,10 +251,10 @@ def measure(engine: Engine, cfg: ProfileConfig, *, on_total=None, tick=None) -> 
         pre = prof.prefill(tokens)
         prof.open_pool(slots)
         ver = prof.verify(points)
-        ctx = prof.context(q_ctx, lengths)
+        ctx = prof.context(r_ctx, r_ctx * Q_TYPICAL, lengths)
         dra = prof.drafting(requests)
         prof.close_pool()
-    return Measurements(ver, dra, pre, ctx, q_ctx, slots, gamma, prof.base,
+    return Measurements(ver, dra, pre, ctx, (r_ctx, r_ctx * Q_TYPICAL), slots, gamma, prof.base,
                         time.perf_counter() - t0)  # fmt: skip
 
 
