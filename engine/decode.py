@@ -34,6 +34,9 @@ class Trace:
     policy_s: float = 0.0  # seconds in the policy
     prefill_s: float = 0.0
     decode_s: float = 0.0  # wall seconds of the step loop (excludes prefill)
+    step_requests: list[int] = field(default_factory=list)  # per step: requests in the batch
+    step_tokens: list[int] = field(default_factory=list)  # per step: tokens kept
+    step_s: list[float] = field(default_factory=list)  # per step: wall seconds
 
     @property
     def new_tokens(self) -> int:
@@ -85,7 +88,9 @@ def generate(
     totals = {s: [0, 0] for s in active}  # slot -> accepted, verified drafts so far
     t0 = time.perf_counter()
     while active:
+        ts = time.perf_counter()
         slots = list(active)
+        kept = 0
         if speculative:
             d = engine.draft(slots, gen)
             trace.draft_s += engine.last["draft"]
@@ -101,7 +106,9 @@ def generate(
         trace.steps += 1
         for i, s in enumerate(slots):
             out = trace.outputs[active[s]]
-            out.extend(v.tokens[i][: max_new_tokens - len(out)])
+            new = v.tokens[i][: max_new_tokens - len(out)]
+            out.extend(new)
+            kept += len(new)
             trace.accepted.append(v.accepted[i])
             trace.verified.append(int(ell[i]))
             if v.full_accepted is not None:
@@ -114,6 +121,9 @@ def generate(
             if len(out) >= max_new_tokens or engine.room(s) < engine.gamma + 2:
                 engine.remove(s)
                 del active[s]
+        trace.step_requests.append(len(slots))
+        trace.step_tokens.append(kept)
+        trace.step_s.append(time.perf_counter() - ts)
     trace.decode_s = time.perf_counter() - t0
     return trace
 
