@@ -61,6 +61,7 @@ class ProfiledBackend:
         self._acc = np.zeros((capacity, _BLOCK), dtype=np.int64)  # [slot, step % BLOCK]
         self._state: list = [None] * capacity  # (latent, rng) per slot
         self._due: dict[int, list[int]] = {}  # step -> slots whose rows run out at that step
+        self._due_at = np.full(capacity, -1, dtype=np.int64)  # the step each slot's rows run out
         self._step = 0  # decode steps verified so far
         self.extrapolated_steps = 0  # steps whose cost lookup left the measured range
 
@@ -71,19 +72,22 @@ class ProfiledBackend:
         seq = np.random.SeedSequence(self.seed, spawn_key=(_ACCEPT_STREAM, request.id))
         rng = np.random.Generator(np.random.PCG64(seq))
         self._state[slot] = (self.acceptance.start(request.domain, rng), rng)
-        self._refill(slot)
+        # A request needs at most output − 1 decode steps: a short one draws only those (the
+        # size depends on the request alone, so every policy sees the same stream).
+        self._refill(slot, min(_BLOCK, max(request.output_tokens - 1, 1)))
 
     def leave(self, slot: int) -> None:
         self._state[slot] = None
 
-    def _refill(self, slot: int) -> None:
-        """Draw the slot's next _BLOCK steps into ring columns step, step+1, ... (mod _BLOCK)."""
+    def _refill(self, slot: int, n: int = _BLOCK) -> None:
+        """Draw the slot's next ``n`` steps into ring columns step, step+1, ... (mod _BLOCK)."""
         latent, rng = self._state[slot]
-        conf, acc = self.acceptance.draw(latent, _BLOCK, rng)
-        cols = (self._step + np.arange(_BLOCK)) % _BLOCK
+        conf, acc = self.acceptance.draw(latent, n, rng)
+        cols = (self._step + np.arange(n)) % _BLOCK
         self._conf[slot, cols] = conf[:, : self.gamma]
         self._acc[slot, cols] = np.minimum(acc, self.gamma)
-        self._due.setdefault(self._step + _BLOCK, []).append(slot)
+        self._due_at[slot] = self._step + n
+        self._due.setdefault(self._step + n, []).append(slot)
 
     def draft(self, slots: np.ndarray) -> np.ndarray:
         return self._conf[slots, self._step % _BLOCK]
@@ -97,8 +101,8 @@ class ProfiledBackend:
         self._step += 1
         due = self._due.pop(self._step, None)
         if due:
-            for slot in due:
-                if self._state[slot] is not None:
+            for slot in due:  # skip entries left by an earlier occupant of a reused slot
+                if self._state[slot] is not None and self._due_at[slot] == self._step:
                     self._refill(slot)
         return gained
 

@@ -129,3 +129,29 @@ def test_more_drafts_raise_accepted_length(cost, acceptance):
     lens = [run(reqs, f"fixed:k={k}", cost, acceptance).summary["mean_accepted_len"]
             for k in (0, 1, 3, 7)]  # fmt: skip
     assert lens[0] == 1.0 and all(b > a for a, b in zip(lens, lens[1:], strict=False))
+
+
+def test_request_stream_independent_of_slot_history(cost, acceptance):
+    """A request's (confidence, A) rows depend on (seed, request id) only — not on which slot it
+    gets or what ran there before (common random numbers across policies)."""
+    from simulator.backend import ProfiledBackend
+
+    def rows(backend, slot, req, steps=150):
+        backend.join(slot, req)
+        out = []
+        for _ in range(steps):
+            s = np.array([slot])
+            out.append((backend.draft(s).copy(), backend.accepted(s).copy()))
+            backend.verify(s, np.array([7]))
+        backend.leave(slot)
+        return out
+
+    req = Request(42, 0.0, 10, 400)
+    fresh = rows(ProfiledBackend(cost, acceptance, 4, 7, 7), 0, req)
+    used = ProfiledBackend(cost, acceptance, 4, 7, 7)
+    rows(used, 2, Request(1, 0.0, 10, 30), steps=20)  # an earlier, short occupant of slot 2
+    for _ in range(13):
+        used.verify(np.array([], dtype=np.int64), np.array([], dtype=np.int64))
+    again = rows(used, 2, req)
+    for (c1, a1), (c2, a2) in zip(fresh, again, strict=True):
+        assert np.array_equal(c1, c2) and np.array_equal(a1, a2)
