@@ -23,7 +23,8 @@ from profiles.errors import InputError
 class Trace:
     """What one decoding run did, per step and per request."""
 
-    outputs: list[list[int]]  # generated tokens per prompt (truncated to max_new_tokens)
+    outputs: list[list[int]]  # tokens of the decode steps per prompt (max_new_tokens of them)
+    first: list[int] = field(default_factory=list)  # per prompt: the token sampled at prefill
     steps: int = 0  # decode steps (batched forwards after prefill)
     accepted: list[int] = field(default_factory=list)  # per (step, request): accepted drafts
     verified: list[int] = field(default_factory=list)  # per (step, request): verify length ℓ
@@ -82,6 +83,7 @@ def generate(
     trace = Trace(outputs=[[] for _ in prompts])
     t0 = time.perf_counter()
     active = {engine.add(p, gen): i for i, p in enumerate(prompts)}
+    trace.first = [engine.slots[s].generated[0] for s in active]  # dicts keep prompt order
     trace.prefill_s = time.perf_counter() - t0
     lag = max(1, int(getattr(policy, "lag", 2)))
     history = {s: deque(maxlen=lag) for s in active}  # slot -> recent conf rows

@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     trace = generate(
         engine, [prompt], args.max_new_tokens, policy=policy, cost=cost, seed=args.seed
     )
-    tokens = trace.outputs[0]
+    # The first new token comes from the prefill; the decode steps supply the rest.
+    tokens = ([trace.first[0]] + trace.outputs[0])[: args.max_new_tokens]
     text = bytes(tokens).decode("utf-8", errors="replace")
     result = {
         "text": text,
