@@ -69,6 +69,7 @@ def generate(
     cost=None,
     seed: int = 0,
     record_full: bool = False,
+    temperatures: tuple[float, ...] | None = None,
 ) -> Trace:
     """Decode ``prompts`` together; ``policy=None`` or no drafter is plain target decoding.
 
@@ -79,6 +80,9 @@ def generate(
     check_policy(policy)
     gen = torch.Generator(device=engine.device).manual_seed(seed)
     rng = np.random.default_rng(seed)
+    temps = None  # per-position STS temperatures T_k, [γ], or None for raw confidences
+    if temperatures and engine.drafter is not None:
+        temps = torch.tensor(temperatures[: engine.gamma], device=engine.device)
     speculative = engine.drafter is not None and policy is not None and policy.name != "none"
     trace = Trace(outputs=[[] for _ in prompts])
     t0 = time.perf_counter()
@@ -97,7 +101,8 @@ def generate(
             d = engine.draft(slots, gen)
             trace.draft_s += engine.last["draft"]
             tp = time.perf_counter()
-            conf = torch.sigmoid(d.conf_logits).double().cpu().numpy()  # [R, γ]
+            logits = d.conf_logits if temps is None else d.conf_logits / temps  # STS
+            conf = torch.sigmoid(logits).double().cpu().numpy()  # [R, γ]
             ell = policy(conf, **_policy_inputs(policy, conf, slots, history, totals, cost, rng))
             trace.policy_s += time.perf_counter() - tp
             v = engine.verify(slots, d, ell.tolist(), gen, full=record_full)

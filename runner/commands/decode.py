@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", required=True, help="prompt text (UTF-8 bytes)")
     parser.add_argument("--drafter", default="dspark", help="dspark, dflash, ar, mtp1 or none")
     parser.add_argument("--policy", help="verify-length policy spec (default fixed:k=gamma)")
+    parser.add_argument("--config", metavar="BEST.yaml",
+                        help="a tuned scheduler (spectune.scheduler/v1): its policy, cost table "
+                        "and STS temperatures replace --policy and --cost")  # fmt: skip
     parser.add_argument("--cost", help="cost profile YAML for policies that read a cost model")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     parser.add_argument("--greedy", action="store_true", help="temperature 0 (argmax)")
@@ -42,12 +45,23 @@ def run(args: argparse.Namespace) -> int:
     if not args.prompt:
         raise InputError("--prompt is empty")
     temperature = 0.0 if args.greedy else args.temperature
+    tuned = None
+    if args.config:  # the closed loop: run exactly what was tuned
+        from runner.scheduler import load_scheduler
+
+        tuned = load_scheduler(args.config)
+        args.policy = tuned.policy().spec
     device = resolve_device(args.device, args.threads)
     engine, policy = build_engine(
         args.target, args.drafter, args.policy, device=device, temperature=temperature, slots=1
     )
     cost = None
-    if policy is not None and "cost" in policy.reads and args.cost:
+    if tuned is not None:
+        if engine.gamma != tuned.gamma:
+            raise InputError(f"{args.config}: tuned for gamma {tuned.gamma}, the {args.drafter} "
+                             f"drafter proposes {engine.gamma}")  # fmt: skip
+        cost = tuned.cost_model()
+    elif policy is not None and "cost" in policy.reads and args.cost:
         from profiles.store import read_cost
 
         cost = read_cost(args.cost)
@@ -61,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
     room = engine.max_len - engine.gamma - 2
     if len(prompt) + args.max_new_tokens > room:
         raise InputError(f"--prompt plus --max-new-tokens exceeds the context ({room} bytes)")
-    trace = generate(
-        engine, [prompt], args.max_new_tokens, policy=policy, cost=cost, seed=args.seed
-    )
+    temps = tuned.sts.temperatures if tuned is not None else None
+    trace = generate(engine, [prompt], args.max_new_tokens, policy=policy, cost=cost,
+                     seed=args.seed, temperatures=temps)  # fmt: skip
     # The first new token comes from the prefill; the decode steps supply the rest.
     tokens = ([trace.first[0]] + trace.outputs[0])[: args.max_new_tokens]
     text = bytes(tokens).decode("utf-8", errors="replace")
@@ -81,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
         "verify_s": round(trace.verify_s, 4),
         "device": str(device),
     }
+    if tuned is not None:  # what runs, to compare with what was tuned
+        from runner.scheduler import cost_hash
+
+        result["config"] = {"path": args.config, "cost": cost.source,
+                            "cost_sha256": cost_hash(cost),
+                            "sts_temperatures": list(temps or ())}  # fmt: skip
     if args.json:
         print(json.dumps(result))
     else:
