@@ -135,8 +135,11 @@ BUILTIN_COSTS = {
     "cpu-tiny": "data:cpu-tiny.yaml",
     "cpu-tiny-additive": "data:cpu-tiny.yaml?form=additive",
 }
-# Acceptance models by name: records of our drafters measured on the engine (``spectune record``).
-BUILTIN_ACCEPTANCE: dict[str, str] = {}
+# Acceptance models by name: rounds of our drafters recorded from the engine (``spectune record``,
+# fixed γ, held-out code/chat/math prompts; their meta keeps the command and the engine's figures).
+BUILTIN_ACCEPTANCE = {
+    f"cpu-tiny-{d}": f"records:data:records-{d}.npz" for d in ("dspark", "dflash", "ar", "mtp1")
+}
 DEFAULT_COST = "builtin:h100-8b"
 DEFAULT_ACCEPTANCE = "paper:qwen3-8b-dspark"
 DATA = Path(__file__).resolve().parent / "data"
