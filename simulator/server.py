@@ -185,6 +185,8 @@ class Server:
 
     def _start_decoding(self, prefill: list[tuple[int, Request]]) -> None:
         """Prefilled requests got their first token at this instant; they decode from now on."""
+        if not prefill:
+            return
         now, joined = self.now, []
         for slot, req in prefill:
             self._first[slot] = now
