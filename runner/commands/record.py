@@ -5,7 +5,8 @@ step verifies all γ drafts (so the accepted count A is known) while the outcome
 ``--policy`` (default ``fixed:k=γ``). One row per request-step: domain, request id, step, raw
 confidence logits, A (format: ``profiles/records.py``). The file's meta keeps the engine's own
 mean accepted and verify lengths per domain, also for each ``--check`` policy (the same prompts
-decoded again, rounds not stored) — what the simulator replaying the records should reproduce.
+decoded again, rounds not stored) — what the simulator replaying the records should reproduce —
+and the cost model that policies reading one saw (``--cost``, default ``builtin:cpu-tiny``).
 
   spectune record --drafter dspark --domains code,chat,math --out dspark.npz --check dspark
   spectune replay --acceptance records:dspark.npz
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.recorder import RecordConfig, decode, prompts_for, records_arrays
     from policies import make_policy
     from profiles.records import Records, write_records
+    from profiles.store import cost_to_dict
 
     device = resolve_device(args.device, args.threads)
     engine, policy = build_engine(args.target, args.drafter, args.policy, device=device,
@@ -111,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
         "slots": args.slots,
         "cost": cost.source if cost is not None else None,
         "cost_spec": args.cost or (_DEFAULT_COST if cost is not None else None),
+        # the cost model the policies saw, so the engine's figures stay reproducible when the
+        # named profile is re-measured (profiles.store.cost_from_dict rebuilds it)
+        "cost_profile": cost_to_dict(cost) if cost is not None else None,
         "engine_runs": engine_runs,
         "wall_s": round(time.perf_counter() - t0, 1),
         **{k: env[k] for k in ("device", "threads", "torch", "date", "commit")},

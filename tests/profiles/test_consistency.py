@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 
 from policies import make_policy
-from profiles.builtin import DATA, load_cost
+from profiles.builtin import DATA
 from profiles.cost import CostModel
 from profiles.records import Records, RecordsAcceptance, read_records
+from profiles.store import cost_from_dict
 from simulator.request import Request
 from simulator.run import simulate
 from simulator.server import ServerConfig
@@ -131,6 +132,7 @@ COMMITTED = sorted(DATA.glob("records-*.npz"))
 @pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
 def test_simulator_reproduces_the_committed_records(path):
     records = read_records(path)
-    spec = records.meta.get("cost_spec")
-    assert any(s.startswith("dspark") for s in records.meta["engine_runs"])  # recorded with checks
-    assert check(records, load_cost(spec) if spec else TINY_COST) == []
+    m = records.meta
+    assert any(s.startswith("dspark") for s in m["engine_runs"])  # recorded with a dspark check
+    cost = cost_from_dict(m["cost_profile"], where=path.name)  # the cost the engine's policy saw
+    assert check(records, cost) == []
