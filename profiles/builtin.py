@@ -140,8 +140,8 @@ BUILTIN_COSTS = {
 BUILTIN_ACCEPTANCE = {
     f"cpu-tiny-{d}": f"records:data:records-{d}.npz" for d in ("dspark", "dflash", "ar", "mtp1")
 }
-DEFAULT_COST = "builtin:h100-8b"
-DEFAULT_ACCEPTANCE = "paper:qwen3-8b-dspark"
+DEFAULT_COST = "builtin:cpu-tiny"
+DEFAULT_ACCEPTANCE = "builtin:cpu-tiny-dspark"
 DATA = Path(__file__).resolve().parent / "data"
 
 

@@ -1,9 +1,11 @@
 """The README demo, the whole story in one command, no files needed.
 
-1. Replays ``builtin:azure-conv-like`` (synthetic, fitted to the Azure 2023 conversation trace)
-   at its own rate and at a compressed rate through the simulated server with the default cost
-   and acceptance profiles, once per policy, and prints one comparison table. Every run uses the
-   same seed, so the policies see the same requests and the same acceptance draws.
+1. Replays ``builtin:azure-conv-like`` (synthetic, fitted to the Azure 2023 conversation trace:
+   its lengths and burstiness) at two loads through the simulated server with the default cost
+   and acceptance profiles, once per policy, and prints one comparison table. Loads are
+   fractions of the server's capacity on this profile (the request rate fixed:k=1 sustains with
+   every request queued at t = 0), so the table means the same on a GPU or a CPU profile.
+   Every run uses the same seed, so the policies see the same requests and acceptance draws.
 2–5. Picks a moderate SLA, tunes the policies for it over concurrency caps, exports the tuned
    scheduler to every production format and prints its gain over fixed:k=1 (MTP-1), with the
    plots in ``--out`` (see ``runner/story.py``). ``--no-tune`` stops after step 1; ``--json``
@@ -36,8 +38,8 @@ POLICIES = ("none", "fixed:k=1", "fixed:k=5", "dspark", "dspark_lagged")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policies", default=",".join(POLICIES),
                    help="comma-separated policy specs (default: %(default)s)")  # fmt: skip
-    p.add_argument("--rate-scales", default="1,4", metavar="LIST",
-                   help="loads, as workload time compressions (default 1,4)")  # fmt: skip
+    p.add_argument("--loads", default="0.5,0.9", metavar="LIST",
+                   help="loads as fractions of capacity (default 0.5,0.9)")  # fmt: skip
     p.add_argument("--num-requests", type=nonneg_int, default=1000,
                    help="requests per run (default 1000)")  # fmt: skip
     add_model_args(p, policy_default=None)
@@ -59,21 +61,23 @@ def run(args: argparse.Namespace) -> int:
     specs = [s for s in specs if s not in missing]
     policies = [make_policy(s) for s in specs]
     try:
-        scales = [positive_float(x) for x in args.rate_scales.split(",")]
+        loads = [positive_float(x) for x in args.loads.split(",")]
     except argparse.ArgumentTypeError as exc:
-        raise InputError(f"--rate-scales: {exc}") from None
+        raise InputError(f"--loads: {exc}") from None
     cost, acceptance, gamma = models_from_args(args)
     config = server_from_args(args, gamma)
     rows = []
-    for scale in scales:
-        spec = WorkloadSpec(DEFAULT_WORKLOAD, rate_scale=scale, num_requests=args.num_requests,
+    capacity = _capacity(cost, acceptance, config, args)
+    for load in loads:
+        rate = load * capacity
+        spec = WorkloadSpec(DEFAULT_WORKLOAD, request_rate=rate, num_requests=args.num_requests,
                             seed=args.seed)  # fmt: skip
         workload = open_workload(spec)
         for label, policy in zip(specs, policies, strict=True):
             if not args.quiet and sys.stderr.isatty():
-                sys.stderr.write(f"\rsimulating {policy.spec} at rate x{scale:g} ...   ")
+                sys.stderr.write(f"\rsimulating {policy.spec} at load {load:g} ...   ")
             s = simulate(workload, policy, cost, acceptance, config, seed=args.seed).summary
-            rows.append({"rate_scale": scale, "label": label, **s})
+            rows.append({"load": load, "rate_req_s": rate, "label": label, **s})
     if not args.quiet and sys.stderr.isatty():
         sys.stderr.write("\r" + " " * 60 + "\r")
     if args.json:
@@ -96,15 +100,16 @@ def run(args: argparse.Namespace) -> int:
 
 def table(rows: list[dict]) -> str:
     """The comparison table: one line per (load, policy), gains relative to fixed:k=1."""
-    head = ("rate", "policy", "tok/s", "vs k=1", "tok/s/user p50", "TTFT p99 ms",
+    head = ("load (req/s)", "policy", "tok/s", "vs k=1", "tok/s/user p50", "TTFT p99 ms",
             "TPOT p50 ms", "accepted/step", "verify/req")  # fmt: skip
     lines = [head]
-    base = {r["rate_scale"]: r["throughput_tok_s"] for r in rows if r["policy"] == "fixed:k=1"}
+    base = {r["load"]: r["throughput_tok_s"] for r in rows if r["policy"] == "fixed:k=1"}
     for r in rows:
-        ref = base.get(r["rate_scale"])
+        ref = base.get(r["load"])
         gain = f"{r['throughput_tok_s'] / ref - 1:+.0%}" if ref else ""
         lines.append((
-            f"x{r['rate_scale']:g}", r["label"], f"{r['throughput_tok_s']:.0f}", gain,
+            f"{r['load']:g}x ({r['rate_req_s']:.2f}/s)", r["label"],
+            f"{r['throughput_tok_s']:.0f}", gain,
             _num(r["tps_per_user_p50"], "{:.1f}"), _num(r["ttft_p99_s"], "{:.0f}", 1e3),
             _num(r["tpot_p50_s"], "{:.2f}", 1e3), f"{r['mean_accepted_len']:.2f}",
             f"{r['mean_verify_len']:.2f}",
@@ -122,3 +127,16 @@ def table(rows: list[dict]) -> str:
 
 def _num(v, fmt: str, scale: float = 1.0) -> str:
     return "n/a" if v is None else fmt.format(v * scale)
+
+
+def _capacity(cost, acceptance, config, args) -> float:
+    """Requests/s fixed:k=1 sustains on this profile with every request queued at t = 0."""
+    from policies import make_policy
+    from simulator.run import simulate
+    from simulator.workload import WorkloadSpec, open_workload
+
+    spec = WorkloadSpec(DEFAULT_WORKLOAD, request_rate=float("inf"), seed=args.seed,
+                        num_requests=args.num_requests)  # fmt: skip
+    s = simulate(open_workload(spec), make_policy("fixed:k=1"), cost, acceptance, config,
+                 seed=args.seed).summary  # fmt: skip
+    return s["request_throughput_req_s"]

@@ -44,12 +44,13 @@ def describe() -> dict[str, Any]:
     """Everything ``--json`` prints."""
     from profiles.analytic import Roofline
     from profiles.builtin import (
+        BUILTIN_ACCEPTANCE,
         BUILTIN_COSTS,
         DEFAULT_ACCEPTANCE,
         DEFAULT_COST,
         PAPER_MODELS,
+        load_acceptance,
         load_cost,
-        paper_acceptance,
     )
 
     costs = [
@@ -68,20 +69,19 @@ def describe() -> dict[str, Any]:
         "parameters": {f.name: getattr(defaults, f.name) for f in fields(Roofline)},
     }
     acceptance = []
-    for name in PAPER_MODELS:
-        model = paper_acceptance(name)
-        acceptance.append(
-            {
-                "spec": f"paper:{name}",
-                "source": model.source,
-                "gamma": model.gamma,
-                "accepted_len": {
-                    d: round(model.expected_accepted_len(d), 3) for d in model.domains
-                },
-                "rates": {d: [round(r, 4) for r in v] for d, v in model.rates.items()},
-                "default": f"paper:{name}" == DEFAULT_ACCEPTANCE,
-            }
-        )
+    specs = [f"builtin:{n}" for n in BUILTIN_ACCEPTANCE] + [f"paper:{n}" for n in PAPER_MODELS]
+    for spec in specs:
+        model = load_acceptance(spec)
+        entry = {
+            "spec": spec,
+            "source": model.source,
+            "gamma": model.gamma,
+            "accepted_len": {d: round(model.expected_accepted_len(d), 3) for d in model.domains},
+            "default": spec == DEFAULT_ACCEPTANCE,
+        }
+        if hasattr(model, "rates"):
+            entry["rates"] = {d: [round(r, 4) for r in v] for d, v in model.rates.items()}
+        acceptance.append(entry)
     return {"cost": costs, "analytic": analytic, "acceptance": acceptance, "spec_forms": SPEC_FORMS}
 
 

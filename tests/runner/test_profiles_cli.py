@@ -36,12 +36,17 @@ def test_profiles_lists_everything_with_provenance(capsys):
     assert all(c["source"].startswith("measured: engine") for c in info["cost"][1:])
     assert info["analytic"]["parameters"]["params_b"] == 8.0
     specs = [a["spec"] for a in info["acceptance"]]
-    assert specs == [f"paper:{m}" for m in PAPER_MODELS] and "paper:qwen3-4b-eagle3" in specs
-    assert all("read from paper" in a["source"] for a in info["acceptance"])
+    paper = [a for a in info["acceptance"] if a["spec"].startswith("paper:")]
+    assert [a["spec"] for a in paper] == [f"paper:{m}" for m in PAPER_MODELS]
+    assert "paper:qwen3-4b-eagle3" in specs and "builtin:cpu-tiny-dspark" in specs
+    assert all("read from paper" in a["source"] for a in paper)
+    records = [a for a in info["acceptance"] if a["spec"].startswith("builtin:")]
+    assert records and all(a["source"].startswith("records: engine") for a in records)
     assert sum(a["default"] for a in info["acceptance"]) == 1
+    assert sum(c["default"] for c in info["cost"]) == 1
     assert main(["profiles"]) == 0
     out = capsys.readouterr().out
-    assert "builtin:h100-8b (default)" in out and "records:FILE.npz" in out
+    assert "builtin:cpu-tiny (default)" in out and "records:FILE.npz" in out
 
 
 def test_import_outputs_load_into_replay(capsys, tmp_path):

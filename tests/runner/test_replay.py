@@ -26,7 +26,7 @@ def test_json_has_the_contract_keys(capsys):
     for key in KEYS:
         assert key in s, key
     assert s["requests_completed"] == 200
-    assert "analytic" in s["profile"] and "read from paper" in s["acceptance"]
+    assert s["profile"].startswith("measured: ") and s["acceptance"].startswith("records: ")
 
 
 def test_same_seed_identical_json(capsys):
@@ -48,7 +48,7 @@ def test_out_dir_writes_csv_and_summary(capsys, tmp_path):
 def test_table_output_labels_provenance(capsys):
     assert main(["replay", "--num-requests", "30", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "analytic roofline, not measured" in out and "read from paper" in out
+    assert "measured: engine builtin:tiny" in out and "records: engine target + dspark" in out
 
 
 def test_azure_conv_full_replay_conserves_tokens(traces, capsys, tmp_path):

@@ -17,9 +17,28 @@ from runner.commands.tune import split_policies
 from runner.scheduler import SLA, load_scheduler
 from runner.tune import Dim, PolicySearch, at_sla
 
-TINY = ["--policies", "fixed:k=1,dspark_lagged", "--concurrency", "2,6", "--num-requests", "16",
-        "--per-user", "2", "--rounds", "1", "--bisect", "1", "--sla", "tps_per_user_p50>=250",
-        "--quiet", "--no-plots"]  # fmt: skip
+TINY = [
+    "--policies",
+    "fixed:k=1,dspark_lagged",
+    "--concurrency",
+    "2,6",
+    "--num-requests",
+    "16",
+    "--per-user",
+    "2",
+    "--rounds",
+    "1",
+    "--bisect",
+    "1",
+    "--sla",
+    "tps_per_user_p50>=250",
+    "--quiet",
+    "--no-plots",
+    "--profile",
+    "builtin:h100-8b",
+    "--acceptance",
+    "paper:qwen3-8b-dspark",
+]  # fmt: skip  (the SLA suits this profile)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -216,7 +235,7 @@ def test_demo_runs_replay_tune_export_and_prints_the_gain(tmp_path, capsys):
     out = capsys.readouterr().out
     for step in ("1. replay", "2. SLA", "3. tune", "4. export", "5. result", "plots"):
         assert step in out, step
-    assert "vs fixed:k=1" in out and "analytic" in out  # the default profile, labelled
+    assert "fixed:k=1 (MTP-1)" in out and "measured: " in out  # the default profile, labelled
     cfg = load_scheduler(tmp_path / "tune" / "best.yaml")
     assert cfg.policy().name in ("dspark_lagged", "fixed")
     for fmt in ("spectune", "sglang", "vllm", "trtllm", "sglang-adaptive"):
