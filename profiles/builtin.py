@@ -140,7 +140,7 @@ BUILTIN_COSTS = {
 BUILTIN_ACCEPTANCE = {
     f"cpu-tiny-{d}": f"records:data:records-{d}.npz" for d in ("dspark", "dflash", "ar", "mtp1")
 }
-DEFAULT_COST = "builtin:cpu-tiny"
+DEFAULT_COST = "builtin:cpu-tiny-additive"
 DEFAULT_ACCEPTANCE = "builtin:cpu-tiny-dspark"
 DATA = Path(__file__).resolve().parent / "data"
 

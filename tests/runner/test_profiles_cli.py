@@ -46,7 +46,7 @@ def test_profiles_lists_everything_with_provenance(capsys):
     assert sum(c["default"] for c in info["cost"]) == 1
     assert main(["profiles"]) == 0
     out = capsys.readouterr().out
-    assert "builtin:cpu-tiny (default)" in out and "records:FILE.npz" in out
+    assert "builtin:cpu-tiny-additive (default)" in out and "records:FILE.npz" in out
 
 
 def test_import_outputs_load_into_replay(capsys, tmp_path):
