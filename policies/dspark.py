@@ -33,7 +33,6 @@ import numpy as np
 from policies import prefix
 from policies.base import Policy, StepContext
 from policies.registry import register
-from profiles.errors import InputError
 
 _NONE = np.zeros(0, dtype=np.int64)
 
@@ -52,12 +51,7 @@ class DSpark(Policy):
     summary = "Algorithm 1: admit drafts by survival while τ·SPS(B) rises, stop at first drop"
 
     def __post_init__(self) -> None:
-        if self.min_verify_len < 0 or self.max_verify_len < 0:
-            raise InputError(f"{self.name}: min_verify_len and max_verify_len must be >= 0")
-        if self.max_verify_len and self.min_verify_len > self.max_verify_len:
-            raise InputError(f"{self.name}: min_verify_len exceeds max_verify_len")
-        if not 0.0 <= self.survival_eps < 1.0:
-            raise InputError(f"{self.name}: survival_eps must lie in [0, 1)")
+        prefix.check_bounds(self.name, self.min_verify_len, self.max_verify_len, self.survival_eps)
 
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape

@@ -61,12 +61,7 @@ class DSparkLagged(Policy):
     def __post_init__(self) -> None:
         if self.lag not in (1, 2):
             raise InputError(f"{self.name}: lag must be 1 or 2, got {self.lag}")
-        if self.min_verify_len < 0 or self.max_verify_len < 0:
-            raise InputError(f"{self.name}: min_verify_len and max_verify_len must be >= 0")
-        if self.max_verify_len and self.min_verify_len > self.max_verify_len:
-            raise InputError(f"{self.name}: min_verify_len exceeds max_verify_len")
-        if not 0.0 <= self.survival_eps < 1.0:
-            raise InputError(f"{self.name}: survival_eps must lie in [0, 1)")
+        prefix.check_bounds(self.name, self.min_verify_len, self.max_verify_len, self.survival_eps)
 
     def capacity(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> int:
         """K: drafts the batch verifies beyond ``min_verify_len``, from stale confidences only."""

@@ -35,10 +35,22 @@ from typing import Any
 
 import numpy as np
 
+from profiles.errors import InputError
+
 _RADIX_MIN = 1024  # candidates from which the two-pass sort beats one float sort (measured)
 _QUANT = 65534.0  # radix keys 0..65534 (uint16)
 _CHUNK = 256  # first chunk of the early-stop path; later chunks grow fourfold
 _MARGIN = 1e-11  # relative slack of the "Θ rises throughout" certificate (≫ N·ulp, N ≤ 65536)
+
+
+def check_bounds(name: str, min_verify_len: int, max_verify_len: int, eps: float) -> None:
+    """Validate the DSpark-family hyperparameters (InputError naming the policy)."""
+    if min_verify_len < 0 or max_verify_len < 0:
+        raise InputError(f"{name}: min_verify_len and max_verify_len must be >= 0")
+    if max_verify_len and min_verify_len > max_verify_len:
+        raise InputError(f"{name}: min_verify_len exceeds max_verify_len")
+    if not 0.0 <= eps < 1.0:
+        raise InputError(f"{name}: survival_eps must lie in [0, 1)")
 
 
 def survival_t(conf: np.ndarray) -> np.ndarray:
