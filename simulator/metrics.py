@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from simulator.request import Request
+
 _FIELDS = ("id", "arrival", "admitted", "first_token", "finish", "output_tokens", "prompt_tokens",
            "decode_steps", "verified", "accepted")  # fmt: skip
 
@@ -46,16 +48,13 @@ class Recorder:
         self.tokens_gained += gained
 
     def finish(
-        self, rid, arrival, admitted, first, done, out, prompt, steps, ver, acc, dom
+        self, req: Request, admitted: float, first: float, done: float, stats: tuple[int, int, int]
     ) -> None:
-        c = self.cols
-        for key, value in zip(
-            _FIELDS,
-            (rid, arrival, admitted, first, done, out, prompt, steps, ver, acc),
-            strict=True,
-        ):
-            c[key].append(value)
-        self.domains.append(dom)
+        """One completed request: its times and (decode steps, drafts verified, accepted)."""
+        row = (req.id, req.arrival_s, admitted, first, done, req.output_tokens, req.prompt_tokens)
+        for key, value in zip(_FIELDS, row + stats, strict=True):
+            self.cols[key].append(value)
+        self.domains.append(req.domain)
 
     # -- results ---------------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:

@@ -266,11 +266,9 @@ class Server:
 
     def _retire(self, slot: int) -> None:
         req = self._req[slot]
-        steps, ver, acc = self._stats[slot]
         self.recorder.finish(
-            req.id, req.arrival_s, self._admitted[slot], self._first[slot], self.now,
-            req.output_tokens, req.prompt_tokens, steps, ver, acc, req.domain,
-        )  # fmt: skip
+            req, self._admitted[slot], self._first[slot], self.now, self._stats[slot]
+        )
         self._kv_used -= req.prompt_tokens + req.output_tokens + self.config.gamma
         self._req[slot] = None
         if self._lag:
