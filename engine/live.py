@@ -63,6 +63,12 @@ class LiveBackend:
         self.source = f"live engine ({engine.device.type}, timing {time})"
         self.extrapolated_steps = 0
 
+    def fresh(self) -> LiveBackend:
+        """A new backend on the same engine and settings (its generator seeded anew)."""
+        temps = tuple(self._temps.tolist())
+        return LiveBackend(self.engine, self.corpora, seed=self.seed, temperatures=temps,
+                           time=self.time, cost=self.cost, keep_text=self.keep_text)  # fmt: skip
+
     @property
     def max_prompt_tokens(self) -> int:
         """Longest prompt the engine's context leaves room for (with one step of drafts)."""

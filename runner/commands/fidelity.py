@@ -56,12 +56,12 @@ def run(args: argparse.Namespace) -> int:
     engine_backend = {}
 
     def live_factory(policy):
-        from engine.live import LiveBackend
+        from engine.decode import check_policy
 
+        check_policy(policy)  # every policy of the run, not only the first
         if not engine_backend:  # build (load checkpoints) once, reuse the engine
             engine_backend["b"], _ = build_live_backend(args, policy, cost)
-        b = engine_backend["b"]
-        return LiveBackend(b.engine, b.corpora, seed=args.seed, time=args.live_timing, cost=cost)
+        return engine_backend["b"].fresh()
 
     gamma = args.gamma or acceptance.gamma
     show = not args.quiet and sys.stderr.isatty()
