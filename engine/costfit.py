@@ -5,7 +5,7 @@ The additive form ``T(bs, M) = bias + α(bs) + θ(M)`` is fitted to every verify
 squares on the relative error with non-negative terms; α and θ are piecewise linear through
 their probes (the ``bs`` probes and the 1D table's B grid), so jags in θ survive the fit. Both
 share the draft, prefill and context curves, and the document keeps every measured point with
-its median and inter-quartile range.
+its mean, median and inter-quartile range (the models use the mean).
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.profiler import Q_TYPICAL, Measured, Measurements, request_probes, sps_requests
+from engine.profiler import (
+    Q_TYPICAL,
+    REFERENCE_CALLS,
+    Measured,
+    Measurements,
+    request_probes,
+    sps_requests,
+)
 from profiles.cost import CostModel, Curve
 
 
@@ -75,15 +82,17 @@ def cost_models(ms: Measurements, source: str, quick: bool) -> tuple[CostModel, 
     pts = ms.verify.points
     r = np.array([p[0] for p in pts], float)
     b = np.array([p[1] for p in pts], float)
-    t = np.asarray(ms.verify.median)
+    t = np.asarray(ms.verify.mean)
     sps_rows = [i for i, (ri, bi) in enumerate(pts) if ri == sps_requests(bi, ms.slots)]
     grid = sorted({int(b[i]) for i in sps_rows})
     assert len(grid) == len(sps_rows)
     order = sorted(sps_rows, key=lambda i: b[i])
     extra = {
-        "draft": Curve(tuple(map(float, ms.draft.points)), tuple(ms.draft.median)),
-        "prefill": Curve(tuple(map(float, ms.prefill.points)), tuple(ms.prefill.median)),
+        "draft": Curve(tuple(map(float, ms.draft.points)), tuple(ms.draft.mean)),
+        "prefill": Curve(tuple(map(float, ms.prefill.points)), tuple(ms.prefill.mean)),
         "context": context_curve(ms),
+        "context_basis": "padded",  # the engine pads keys to the batch's longest context
+        "context_base": float(ms.base_context),  # the verify points' cache length
     }
     max_b = ms.slots * (ms.gamma + 1)
     sps = CostModel.from_sps_table(
@@ -98,10 +107,10 @@ def cost_models(ms: Measurements, source: str, quick: bool) -> tuple[CostModel, 
 
 
 def context_curve(ms: Measurements) -> Curve:
-    """Extra verify seconds over total KV tokens, relative to the base context (0 there)."""
+    """Extra verify seconds over attended KV tokens ``R · L``, 0 at the base context."""
     r = ms.context_rb[0]
     lengths = np.asarray(ms.context.points, float)
-    t = np.asarray(ms.context.median)
+    t = np.asarray(ms.context.mean)
     base = t[np.argmin(np.abs(lengths - ms.base_context))]
     return Curve(tuple((r * lengths).tolist()), tuple((t - base).tolist()))
 
@@ -113,7 +122,8 @@ def _r(x: float) -> float:
 
 def _samples(m: Measured, keys: dict[str, Callable]) -> dict:
     out = {k: [f(p) for p in m.points] for k, f in keys.items()}
-    return {**out, "median_s": [_r(x) for x in m.median], "iqr_s": [_r(x) for x in m.iqr]}
+    stats = {"mean_s": m.mean, "median_s": m.median, "iqr_s": m.iqr}
+    return {**out, **{k: [_r(x) for x in v] for k, v in stats.items()}}
 
 
 def document(ms: Measurements, sps: CostModel, add: CostModel, fit: dict, meta: dict) -> dict:
@@ -131,13 +141,19 @@ def document(ms: Measurements, sps: CostModel, add: CostModel, fit: dict, meta: 
         "verify_composition": f"1D table: R = min(slots, ceil(B/{Q_TYPICAL})) requests; additive "
         "fit: those points plus each bs probe over its B range; every timed call splits B at "
         "random over R requests (1..gamma+1 tokens each) in randomly chosen slots; all at the "
-        "base context",
+        "base context; all kinds interleaved in one shuffled round-robin",
         "additive_fit": {
             k: (_r(v) if isinstance(v, float) else v)
             for k, v in fit.items()
             if k in ("rms_rel_error", "max_rel_error", "points")
         },  # fmt: skip
         "wall_s": round(ms.wall_s, 1),
+        "speed_reference": {  # the machine's speed before and after (drift check)
+            "call": f"verify R=1 B={Q_TYPICAL} at the base context, mean of "
+            f"{REFERENCE_CALLS} calls",
+            "before_s": _r(ms.reference_s[0]),
+            "after_s": _r(ms.reference_s[1]),
+        },
         "samples": {
             "verify": _samples(
                 ms.verify, {"requests": lambda p: int(p[0]), "batch_tokens": lambda p: int(p[1])}

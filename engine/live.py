@@ -3,7 +3,8 @@
 ``LiveBackend`` implements ``simulator.backend.Backend`` over :class:`engine.engine.Engine`:
 
 - ``prefill``: each request whose prompt completes this step gets a real prompt from its domain's
-  held-out corpus, as many bytes as its (clamped) prompt length, and the engine prefills it;
+  held-out corpus, as many bytes as its (clamped) prompt length, and the engine prefills the
+  step's prompts in one forward;
 - ``draft``: the engine's drafter proposes γ tokens for the running requests; the confidences
   ``sigmoid(logit / T_k)`` (STS temperatures when given) go to the server's policy;
 - ``verify``: the engine verifies the policy's lengths in one batched target forward; a request
@@ -51,6 +52,7 @@ class LiveBackend:
         self.engine, self.corpora, self.seed = engine, corpora, seed
         self.gamma = engine.gamma
         self.time, self.cost = time, cost
+        self.context_basis = cost.context_basis if cost is not None else "padded"
         temps = temperatures or (1.0,) * self.gamma
         self._temps = torch.tensor(temps[: self.gamma], dtype=torch.float32)  # [γ]
         self._eslot: dict[int, int] = {}  # simulator slot -> engine slot
@@ -88,7 +90,7 @@ class LiveBackend:
 
     # -- the Backend calls ------------------------------------------------------------------------
     def prefill(self, entries: list[tuple[int, Request]]) -> None:
-        for slot, req in entries:
+        for _, req in entries:
             room = self.engine.max_len - min(req.prompt_tokens, self.max_prompt_tokens)
             if req.output_tokens + self.gamma + 1 > room:
                 raise InputError(
@@ -96,9 +98,13 @@ class LiveBackend:
                     f"tokens exceed the engine context ({self.engine.max_len}); clamp the "
                     "workload (--max-prompt-tokens/--max-output-tokens)"
                 )
-            self._eslot[slot] = self.engine.add(self.prompt_for(req), self.generator)
+        # One prefill forward for the step's prompts, as the simulator prices a prefill chunk.
+        prompts = [self.prompt_for(req) for _, req in entries]
+        eslots = self.engine.add_many(prompts, self.generator)
+        for (slot, req), eslot in zip(entries, eslots, strict=True):
+            self._eslot[slot] = eslot
             self._req[slot] = req
-            self._elapsed += self.engine.last["prefill"]
+        self._elapsed += self.engine.last["prefill"]
 
     def join(self, slot: int, request: Request) -> None:
         """Nothing: the engine prefilled the request (and sampled its first token)."""

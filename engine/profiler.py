@@ -6,11 +6,14 @@ Every number comes from real engine calls timed by the engine itself (:attr:`Eng
   1D SPS table takes, per B, ``R = min(slots, ceil(B / 4))`` requests (about half of γ verified
   per request); the additive fit ``T(bs, M) = bias + α(bs) + θ(M)`` uses those points plus each
   ``bs`` probe over its B range. Every call splits B at random (``q[r]`` in ``1..γ+1``) over R
-  requests in randomly chosen slots, so a point's median is the cost of a typical batch, not of
+  requests in randomly chosen slots, so a point's cost is that of a typical batch, not of
   one lucky layout (the engine has fast paths for uniform ``q`` and contiguous slots). B runs
   densely at small B, sparser above, up to ``slots · (γ + 1)``.
-- context: the same R, B at several cache lengths; the extra seconds over the base length,
-  indexed by total KV tokens ``R · L`` (the simulator's ``kv_tokens``);
+- context: the same R, B with every request at several cache lengths L; the extra seconds over
+  the base length, indexed by the KV tokens attention reads, ``R · L``. The engine pads each
+  request's keys to the longest context in the batch (``Layout.kmax`` in ``engine/cache.py``),
+  so a batch of mixed lengths costs what R requests at the longest one cost: the profile's
+  context basis is ``padded`` (the simulator counts ``R · max L``);
 - draft: one drafter pass for R = 1..slots requests, right after a verify of those requests (so it
   includes writing that verify's drafter context, as in a decode loop);
 - prefill: one prefill forward over n prompt tokens (several prompts once n exceeds the context).
@@ -19,9 +22,10 @@ Measuring does not advance the requests: after each timed call the slot lengths 
 (rolling back is setting a length, see ``engine/cache.py``). Positions past the prefilled prompt
 hold whatever earlier calls wrote; attention cost does not depend on the values. Repeats run
 round-robin over the points in a seeded shuffled order, so a slow spell of a shared machine
-spreads over all points instead of bending one region of the curve; each point keeps its median
-and inter-quartile range. Nothing is smoothed: the jags are the measurement. ``engine/costfit.py``
-turns the measurements into the two cost-model forms and the YAML document.
+spreads over all points instead of bending one region of the curve; each point keeps its mean,
+median and inter-quartile range, and the cost models use the mean (see :class:`Measured`).
+Nothing is smoothed: the jags are the measurement. ``engine/costfit.py`` turns the
+measurements into the two cost-model forms and the YAML document.
 """
 
 from __future__ import annotations
@@ -60,9 +64,14 @@ class ProfileConfig:
 
 @dataclass
 class Measured:
-    """Medians and inter-quartile ranges (seconds) of the timed repeats of some points."""
+    """Means, medians and inter-quartile ranges (seconds) of the timed repeats of some points.
+
+    Cost models use the mean: a simulated run's duration is a sum of step times, whose
+    expectation is the sum of the means; the median would drop the slow tail (a shared machine's
+    slow spells, allocator stalls) that the live engine pays on every run."""
 
     points: list[tuple]  # one key per point
+    mean: list[float]
     median: list[float]
     iqr: list[float]
 
@@ -138,31 +147,43 @@ class Profiler:
     def prompt(self, n: int) -> list[int]:
         return self.rng.integers(0, self.engine.target.cfg.vocab, n).tolist()
 
-    def _rounds(self, points: list, timed: Callable[[tuple], float]) -> Measured:
-        """Warm-up, then round-robin timed repeats in a shuffled order per round."""
-        cfg, samples = self.cfg, [[] for _ in points]
+    def rounds(self, jobs: dict[str, tuple[list, Callable[[object], float]]]) -> dict:
+        """Warm-up, then timed rounds over every point of every kind in one shuffled order per
+        round, so a slow spell of a shared machine spreads over all kinds and points instead of
+        bending one curve (a drift between measuring verify and context would read as a
+        context cost). ``jobs`` maps a kind to (points, timed call); returns kind -> Measured."""
+        cfg = self.cfg
+        flat = [(kind, i) for kind, (points, _) in jobs.items() for i in range(len(points))]
+        samples = {kind: [[] for _ in points] for kind, (points, _) in jobs.items()}
         for rep in range(cfg.warmup + cfg.repeats):
-            for i in self.rng.permutation(len(points)).tolist():
+            for j in self.rng.permutation(len(flat)).tolist():
+                kind, i = flat[j]
+                points, timed = jobs[kind]
                 t = timed(points[i])
                 if rep >= cfg.warmup:
-                    samples[i].append(t)
+                    samples[kind][i].append(t)
                 self.tick(1)
-        q1, med, q3 = np.percentile(np.asarray(samples), [25, 50, 75], axis=1)
-        return Measured(list(points), med.tolist(), (q3 - q1).tolist())
+        out = {}
+        for kind, (points, _) in jobs.items():
+            x = np.asarray(samples[kind])  # [points, repeats]
+            q1, med, q3 = np.percentile(x, [25, 50, 75], axis=1)
+            out[kind] = Measured(list(points), x.mean(axis=1).tolist(), med.tolist(),
+                                 (q3 - q1).tolist())  # fmt: skip
+        return out
 
-    def prefill(self, tokens: list[int]) -> Measured:
+    def prefill(self, n: int) -> float:
+        """One prefill of n prompt tokens (split over prompts of at most the context) into pool
+        slots freed for it; the slots go back to the pool at the base context afterwards."""
         e = self.engine
-
-        def timed(n: int) -> float:
-            k = math.ceil(n / self.limit)
-            sizes = [n // k + (i < n % k) for i in range(k)]
-            slots = e.add_many([self.prompt(s) for s in sizes], self.gen)
-            t = e.last["prefill"]
-            for s in slots:
-                e.remove(s)
-            return t
-
-        return self._rounds(tokens, timed)
+        k = math.ceil(n / self.limit)
+        sizes = [n // k + (i < n % k) for i in range(k)]
+        freed = self.slots[:k]
+        for s in freed:
+            e.remove(s)
+        slots = e.add_many([self.prompt(size) for size in sizes], self.gen)
+        assert sorted(slots) == sorted(freed)
+        self._set_length(slots, self.base)
+        return e.last["prefill"]
 
     def open_pool(self, requests: int) -> None:
         """Prefill ``requests`` prompts of the base context and draft once for all of them."""
@@ -183,7 +204,7 @@ class Profiler:
         d = self.draft
         return Draft(d.tokens[:r], d.probs[:r], d.conf_logits[:r])
 
-    def _verify(self, r: int, b: int, length: int) -> float:
+    def verify(self, r: int, b: int, length: int) -> float:
         """One verify of B tokens from R requests, split at random (1..γ+1 tokens each)."""
         e = self.engine
         q = split(b, r, e.gamma + 1, self.rng)
@@ -194,23 +215,19 @@ class Profiler:
         self._set_length(slots, length)
         return e.last["verify"]
 
-    def verify(self, points: list[tuple[int, int]]) -> Measured:
-        return self._rounds(points, lambda p: self._verify(p[0], p[1], self.base))
+    def drafting(self, r: int) -> float:
+        """One drafter pass for R requests right after a verify of theirs (as in a decode loop)."""
+        e = self.engine
+        slots = self._batch(r)
+        e.verify(slots, self._sub_draft(r), [Q_TYPICAL - 1] * r, self.gen)
+        self._set_length(slots, self.base)
+        e.draft(slots, self.gen)
+        return e.last["draft"]
 
-    def context(self, r: int, b: int, lengths: list[int]) -> Measured:
-        return self._rounds(lengths, lambda length: self._verify(r, b, length))
-
-    def drafting(self, requests: list[int]) -> Measured:
-        e, base = self.engine, self.base
-
-        def timed(r: int) -> float:
-            slots = self._batch(r)
-            e.verify(slots, self._sub_draft(r), [Q_TYPICAL - 1] * r, self.gen)
-            self._set_length(slots, base)
-            e.draft(slots, self.gen)
-            return e.last["draft"]
-
-        return self._rounds(requests, timed)
+    def reference(self, calls: int) -> float:
+        """Mean seconds of a fixed verify call (R = 1, B = Q_TYPICAL, base context): the machine
+        speed at this moment, for comparing measurements taken at different times."""
+        return float(np.mean([self.verify(1, Q_TYPICAL, self.base) for _ in range(calls)]))
 
     def close_pool(self) -> None:
         for s in self.slots:
@@ -229,33 +246,41 @@ class Measurements:
     gamma: int
     base_context: int
     wall_s: float
+    reference_s: tuple[float, float] = (0.0, 0.0)  # the speed reference before and after
+
+
+REFERENCE_CALLS = 40  # timed calls of the speed reference before and after the rounds
 
 
 def measure(engine: Engine, cfg: ProfileConfig, *, on_total=None, tick=None) -> Measurements:
-    """All four measurements; ``on_total(n)`` is told the number of timed calls, ``tick(k)``
-    is called as they complete (a progress bar)."""
+    """All four measurements in one interleaved round-robin; ``on_total(n)`` is told the number
+    of timed calls, ``tick(k)`` is called as they complete (a progress bar)."""
     t0 = time.perf_counter()
     slots, gamma = engine.cache.slots, engine.gamma
-    points = verify_points(slots, gamma, cfg.quick)
-    requests = request_probes(slots, cfg.quick) if cfg.quick else list(range(1, slots + 1))
     prof = Profiler(engine, cfg, tick or (lambda k: None))
-    tokens = prefill_grid(prof.limit, cfg.quick)
-    lengths = context_grid(prof.base, prof.limit, cfg.quick)
     r_ctx = min(slots, 8)
+    jobs = {
+        "verify": (verify_points(slots, gamma, cfg.quick), lambda p: prof.verify(*p, prof.base)),
+        "context": (context_grid(prof.base, prof.limit, cfg.quick),
+                    lambda n: prof.verify(r_ctx, r_ctx * Q_TYPICAL, n)),
+        "draft": (request_probes(slots, cfg.quick) if cfg.quick else list(range(1, slots + 1)),
+                  prof.drafting),
+        "prefill": (prefill_grid(prof.limit, cfg.quick), prof.prefill),
+    }  # fmt: skip
     if on_total:
-        rounds = cfg.warmup + cfg.repeats
-        on_total(rounds * (len(points) + len(requests) + len(tokens) + len(lengths)))
-    if max(math.ceil(n / prof.limit) for n in tokens) > slots:
+        calls = sum(len(points) for points, _ in jobs.values())
+        on_total((cfg.warmup + cfg.repeats) * calls)
+    if max(math.ceil(n / prof.limit) for n in jobs["prefill"][0]) > slots:
         raise ValueError("the engine needs more slots to measure the largest prefill")
     with torch.inference_mode():
-        pre = prof.prefill(tokens)
         prof.open_pool(slots)
-        ver = prof.verify(points)
-        ctx = prof.context(r_ctx, r_ctx * Q_TYPICAL, lengths)
-        dra = prof.drafting(requests)
+        before = prof.reference(REFERENCE_CALLS)
+        m = prof.rounds(jobs)
+        after = prof.reference(REFERENCE_CALLS)
         prof.close_pool()
-    return Measurements(ver, dra, pre, ctx, (r_ctx, r_ctx * Q_TYPICAL), slots, gamma, prof.base,
-                        time.perf_counter() - t0)  # fmt: skip
+    return Measurements(m["verify"], m["draft"], m["prefill"], m["context"],
+                        (r_ctx, r_ctx * Q_TYPICAL), slots, gamma, prof.base,
+                        time.perf_counter() - t0, (before, after))  # fmt: skip
 
 
 def environment(device: torch.device) -> dict:
@@ -322,3 +347,16 @@ def checkpoint_digest(name: str) -> str:
     from engine.checkpoint import path_of
 
     return hashlib.sha256(path_of(name).read_bytes()).hexdigest()[:16]
+
+
+def speed_reference(engine: Engine, base_context: int = 128, calls: int = REFERENCE_CALLS) -> float:
+    """The speed reference of :meth:`Profiler.reference` on an idle engine (its slots free):
+    comparing it with a profile's shows whether the machine runs at the speed it was profiled
+    at (a shared machine's speed drifts)."""
+    prof = Profiler(engine, ProfileConfig(base_context=base_context), lambda k: None)
+    with torch.inference_mode():
+        prof.open_pool(len(engine.free_slots()))
+        try:
+            return prof.reference(calls)
+        finally:
+            prof.close_pool()

@@ -172,6 +172,19 @@ def load_cost(spec: str) -> CostModel:
     return read_cost(path, form=form)
 
 
+def cost_metadata(spec: str) -> dict:
+    """The ``metadata`` mapping of a YAML cost profile named like :func:`load_cost` takes it
+    ({} for analytic models and files without one)."""
+    while spec.startswith("builtin:") and spec[len("builtin:") :] in BUILTIN_COSTS:
+        spec = BUILTIN_COSTS[spec[len("builtin:") :]]
+    if spec.startswith(("analytic", "builtin:")):
+        return {}
+    from profiles.store import load_yaml
+
+    meta = load_yaml(packaged(spec).partition("?")[0]).get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
 def load_acceptance(spec: str):
     """An acceptance model from ``builtin:NAME``, ``paper:NAME``,
     ``records:FILE.npz[?temps=CALIB]`` (or a bare ``.npz``) or a YAML file (parametric, e.g.

@@ -9,10 +9,17 @@ Two production forms of the verify cost, both as in SGLang:
   ``alpha_seconds``, ``m_probes``, ``theta_seconds``).
 
 Plus draft time over requests, prefill time over prompt tokens and an optional context term over
-the batch's total KV tokens. Between probes every curve is piecewise linear, so measured jags
-(padding buckets, CUDA-graph sizes) stay as measured; beyond the last probe it extrapolates along
-the last segment and counts the lookup in ``extrapolated`` so results can flag it. Every cost
-model carries a ``source`` label saying where its numbers come from (measured, imported, analytic).
+the KV tokens attention reads in the step. ``context_basis`` says how an engine's attention reads
+them: ``total`` (paged attention reads each request's own cache, Σ KV tokens) or ``padded``
+(every request's keys are padded to the longest context in the batch, requests × longest, as in
+the tiny CPU engine's batched attention). The verify terms are measured at ``context_base`` KV
+tokens per request, so the context term prices the difference from ``requests × context_base``
+(shorter contexts than the measured base make the step cheaper).
+
+Between probes every curve is piecewise linear, so measured jags (padding buckets, CUDA-graph
+sizes) stay as measured; beyond the last probe it extrapolates along the last segment and counts
+the lookup in ``extrapolated`` so results can flag it. Every cost model carries a ``source``
+label saying where its numbers come from (measured, imported, analytic).
 
 Lookups on the simulator's hot path go through dense per-integer tables built once.
 """
@@ -28,6 +35,7 @@ import numpy as np
 from profiles.errors import InputError
 
 _DENSE_LIMIT = 1 << 16  # integer B / bs covered by the dense lookup tables
+CONTEXT_BASES = ("total", "padded")  # how an engine's attention reads the batch's KV tokens
 
 
 @dataclass(frozen=True)
@@ -89,13 +97,21 @@ class CostModel:
     bias_s: float = 0.0  # additive only: constant seconds per step
     draft: Curve = field(default_factory=_zero)  # drafter seconds over requests in batch
     prefill: Curve = field(default_factory=_zero)  # prefill seconds over prompt tokens in a step
-    context: Curve = field(default_factory=_zero)  # extra seconds over total KV tokens in batch
+    context: Curve = field(default_factory=_zero)  # extra seconds over attended KV tokens
+    context_basis: str = "total"  # attended KV tokens: "total" (Σ per request) or "padded"
+    context_base: float = 0.0  # KV tokens per request at which the verify terms were measured
     max_batch_tokens: int = 0  # largest B the engine accepts (0 = unbounded)
     source: str = "unlabelled"  # provenance: "measured: ...", "imported: ...", "analytic: ..."
 
     def __post_init__(self) -> None:
         if self.kind not in ("sps", "additive"):
             raise InputError(f"cost model kind must be 'sps' or 'additive', not {self.kind!r}")
+        if self.context_basis not in CONTEXT_BASES:
+            raise InputError(
+                f"context basis must be 'total' or 'padded', not {self.context_basis!r}"
+            )
+        if not (self.context_base >= 0 and np.isfinite(self.context_base)):
+            raise InputError(f"context base must be >= 0 tokens, got {self.context_base}")
         grid = np.arange(_DENSE_LIMIT, dtype=float)
         verify = np.maximum(self.verify(grid), 0.0)
         if self.kind == "additive":
@@ -120,7 +136,7 @@ class CostModel:
         *,
         max_batch_tokens: int = 0,
         source: str = "unlabelled",
-        **extra: Curve,
+        **extra,
     ) -> CostModel:
         """A 1D cost model from SGLang-style (batch tokens, steps/s) samples."""
         sps = np.asarray(steps_per_sec, float)
@@ -140,7 +156,7 @@ class CostModel:
         *,
         max_batch_tokens: int = 0,
         source: str = "unlabelled",
-        **extra: Curve,
+        **extra,
     ) -> CostModel:
         """An additive model T(bs, M) = bias + alpha(bs) + theta(M) (SGLang field names)."""
         alpha = Curve(tuple(map(float, bs_probes)), tuple(map(float, alpha_seconds)))
@@ -165,7 +181,8 @@ class CostModel:
         return t + (float(self.alpha(float(requests))) if self.kind == "additive" else 0.0)
 
     def step_time(self, requests: int, tokens: int, kv_tokens: int, prefill_tokens: int) -> float:
-        """Seconds of one engine step: draft + verify + context (+ prefill chunk)."""
+        """Seconds of one engine step: draft + verify + context (+ prefill chunk); ``kv_tokens``
+        counted on the model's ``context_basis``."""
         t = self.prefill_time(prefill_tokens) if prefill_tokens else 0.0
         if not requests:
             return t
@@ -175,8 +192,8 @@ class CostModel:
         else:
             t += self.verify_time(requests, tokens) + self.draft_time(requests)
         if self._has_context:
-            t += max(self.context.at(kv_tokens), 0.0)
-        return t
+            t += self.context_time(kv_tokens, requests)
+        return max(t, 0.0)
 
     def sps(self, requests: int, tokens: np.ndarray) -> np.ndarray:
         """Steps per second for each verify batch size in ``tokens`` (int array) at ``requests``.
@@ -220,9 +237,15 @@ class CostModel:
         """Seconds to prefill ``tokens`` prompt tokens admitted in one step."""
         return max(self.prefill.at(tokens), 0.0) if tokens > 0 else 0.0
 
-    def context_time(self, kv_tokens: int) -> float:
-        """Extra seconds for attention over ``kv_tokens`` total cached tokens in the batch."""
-        return max(self.context.at(kv_tokens), 0.0) if self._has_context else 0.0
+    def context_time(self, kv_tokens: int, requests: int = 0) -> float:
+        """Extra seconds for attention over ``kv_tokens`` (on ``context_basis``) in a batch of
+        ``requests``, relative to the ``requests × context_base`` the verify terms include
+        (negative below it)."""
+        if not self._has_context:
+            return 0.0
+        if not self.context_base:
+            return max(self.context.at(kv_tokens), 0.0)
+        return self.context.at(kv_tokens) - self.context.at(requests * self.context_base)
 
     def extrapolates(self, requests: int, tokens: int) -> bool:
         """True when this lookup lies beyond the measured probes (results flag it)."""

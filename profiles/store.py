@@ -11,7 +11,9 @@ Cost profile (``schema: spectune.cost/v1``)::
     # loaded by default, ``read_cost(path, form=...)`` or ``FILE.yaml?form=additive`` the other
     draft: {requests: [...], seconds: [...]}          # optional
     prefill: {tokens: [...], seconds: [...]}          # optional
-    context: {kv_tokens: [...], seconds: [...]}       # optional
+    context: {kv_tokens: [...], seconds: [...],       # optional; extra seconds over the KV
+              basis: total | padded,                #   tokens attention reads (default total)
+              base_tokens_per_request: n}           #   verify terms' context (default 0)
     metadata: {...}                                   # free-form (device, date, commit, ...)
 
 Acceptance profile (``schema: spectune.acceptance/v1``, ``kind: parametric``): ``rates`` (domain →
@@ -27,7 +29,7 @@ from typing import Any
 import yaml
 
 from profiles.acceptance import ParametricAcceptance
-from profiles.cost import CostModel, Curve
+from profiles.cost import CONTEXT_BASES, CostModel, Curve
 from profiles.errors import InputError
 
 COST_SCHEMA = "spectune.cost/v1"
@@ -83,6 +85,8 @@ def cost_from_dict(
             sub = _field(data, name, where, dict)
             extra[name] = Curve(tuple(_numbers(sub, axis, f"{where}: {name}")),
                                 tuple(_numbers(sub, "seconds", f"{where}: {name}")))  # fmt: skip
+    if "context" in data:
+        extra.update(_context_options(data["context"], f"{where}: context"))
     source = str(data.get("source", "unlabelled"))
     try:
         if form == "sps":
@@ -115,6 +119,18 @@ def cost_from_dict(
     raise InputError(f"unknown cost form {form!r} (expected sps or additive)", where=where)
 
 
+def _context_options(sub: dict, where: str) -> dict[str, Any]:
+    basis = sub.get("basis", "total")
+    if basis not in CONTEXT_BASES:
+        raise InputError(f"field 'basis' must be one of {', '.join(CONTEXT_BASES)}, not {basis!r}",
+                         where=where)  # fmt: skip
+    base = sub.get("base_tokens_per_request", 0)
+    if isinstance(base, bool) or not isinstance(base, (int, float)) or not base >= 0:
+        raise InputError(f"field 'base_tokens_per_request' must be a number >= 0, not {base!r}",
+                         where=where)  # fmt: skip
+    return {"context_basis": basis, "context_base": float(base)}
+
+
 def cost_to_dict(cost: CostModel, metadata: dict | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"schema": COST_SCHEMA, "source": cost.source, "form": cost.kind}
     if cost.kind == "sps":
@@ -136,6 +152,9 @@ def cost_to_dict(cost: CostModel, metadata: dict | None = None) -> dict[str, Any
         curve = getattr(cost, name)
         if curve.y != (0.0,):
             out[name] = {axis: list(curve.x), "seconds": list(curve.y)}
+    if "context" in out:
+        out["context"]["basis"] = cost.context_basis
+        out["context"]["base_tokens_per_request"] = cost.context_base
     if metadata:
         out["metadata"] = metadata
     return out

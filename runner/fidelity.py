@@ -73,10 +73,13 @@ def rel_error(predicted: float | None, measured: float | None) -> float | None:
     return abs(predicted - measured) / abs(measured)
 
 
-def run_cells(cfg: FidelityConfig, cost, acceptance, gamma: int, live_factory, progress=None):
+def run_cells(cfg: FidelityConfig, cost, acceptance, gamma: int, live_factory, progress=None,
+              reference=None):  # fmt: skip
     """Every (load, policy) cell: profiled and live summaries and their relative errors.
 
-    ``live_factory(policy)`` returns a fresh live backend for one run (a new engine state).
+    ``live_factory(policy)`` returns a fresh live backend for one run (a new engine state);
+    ``reference()``, when given, times the engine's speed reference (seconds) before and after
+    each live run, so a cell records how fast the machine ran.
     """
     cap = capacity(cfg, cost, acceptance, gamma)
     server = ServerConfig(max_concurrency=cfg.max_concurrency, gamma=gamma)
@@ -86,8 +89,11 @@ def run_cells(cfg: FidelityConfig, cost, acceptance, gamma: int, live_factory, p
         for spec in cfg.policies:
             policy = make_policy(spec)
             prof = simulate(workload, policy, cost, acceptance, server, seed=cfg.seed).summary
+            backend = live_factory(policy)
+            before = reference() if reference else None
             live = simulate(workload, policy, cost, acceptance, server, seed=cfg.seed,
-                            backend=live_factory(policy)).summary  # fmt: skip
+                            backend=backend).summary  # fmt: skip
+            speed = [before, reference()] if reference else None
             errors = {m: rel_error(prof[k], live[k]) for m, k in METRICS.items()}
             cells.append({
                 "load": load, "rate_req_s": cap * factor, "policy": spec,
@@ -95,6 +101,7 @@ def run_cells(cfg: FidelityConfig, cost, acceptance, gamma: int, live_factory, p
                 "live": {m: live[k] for m, k in METRICS.items()},
                 "rel_error": errors,
                 "live_wall_s": live["wall_s"],
+                "speed_reference_s": speed,
             })  # fmt: skip
             if progress:
                 progress(cells[-1])
@@ -122,8 +129,9 @@ def report_markdown(result: dict[str, Any]) -> str:
         f"{result['capacity_req_s']:.2f} req/s",
         "",
         "| load | policy | rate req/s | throughput tok/s (prof / live / err) | mean TPOT ms "
-        "(prof / live / err) | p50 TTFT ms err | accepted len err | verify len err |",
-        "|---|---|---|---|---|---|---|---|",
+        "(prof / live / err) | p50 TTFT ms err | accepted len err | verify len err | "
+        "machine speed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in result["cells"]:
         p, v, e = c["profiled"], c["live"], c["rel_error"]
@@ -131,12 +139,27 @@ def report_markdown(result: dict[str, Any]) -> str:
             f"| {c['load']} | {c['policy']} | {c['rate_req_s']:.2f} | "
             f"{p['throughput']:.0f} / {v['throughput']:.0f} / {_pct(e['throughput'])} | "
             f"{_ms(p['tpot_mean'])} / {_ms(v['tpot_mean'])} / {_pct(e['tpot_mean'])} | "
-            f"{_pct(e['ttft_p50'])} | {_pct(e['accepted_len'])} | {_pct(e['verify_len'])} |"
+            f"{_pct(e['ttft_p50'])} | {_pct(e['accepted_len'])} | {_pct(e['verify_len'])} | "
+            f"{_speed(c.get('speed_reference_s'), result.get('profile_speed_reference_s'))} |"
         )
     lines += ["", "Maximum relative error per metric: " + ", ".join(
         f"{m} {_pct(v)}" for m, v in result["max_rel_error_by_metric"].items())]  # fmt: skip
     lines.append(f"\n`max_rel_error` (throughput and mean TPOT): {_pct(result['max_rel_error'])}")
+    lines.append(
+        "\nMachine speed: the engine's speed reference (a fixed verify call, "
+        "`engine/profiler.py`) timed before and after each live run, as ms and relative to the "
+        "profile's (+ = slower than when profiled). A shared machine's speed drifts; a cell "
+        "whose machine speed moved is not a test of the model."
+    )
     return "\n".join(lines) + "\n"
+
+
+def _speed(ref: list[float] | None, profiled: float | None) -> str:
+    if not ref:
+        return "n/a"
+    now = sum(ref) / len(ref)
+    text = " → ".join(f"{1e3 * t:.2f}" for t in ref) + " ms"
+    return text + (f" ({now / profiled - 1:+.0%})" if profiled else "")
 
 
 def _pct(x: float | None) -> str:

@@ -9,7 +9,10 @@ backend owns what a step costs and what the drafter and target produce:
 - ``draft(slots) -> conf [R, γ]``: the drafter's confidences for the running requests;
 - ``accepted(slots) -> A [R]``: accepted drafts if all γ were verified (oracle policies only);
 - ``verify(slots, lengths) -> gained [R]``: tokens each request gains, ``min(A, ℓ) + 1``;
-- ``step_time(requests, batch_tokens, kv_tokens, prefill_tokens) -> seconds`` of the step.
+- ``step_time(requests, batch_tokens, kv_tokens, prefill_tokens) -> seconds`` of the step;
+  ``kv_tokens`` counts the KV tokens attention reads on the backend's ``context_basis``: the sum
+  over the batch (``total``) or requests × the longest context (``padded``), see
+  ``profiles/cost.py``.
 
 ``ProfiledBackend`` answers from a cost model and an acceptance model. Each request draws its
 own stream of (confidence, A) rows from a generator seeded by (seed, request id), so the j-th
@@ -34,6 +37,7 @@ _BLOCK = 64  # decode steps drawn at a time per request
 class Backend(Protocol):
     gamma: int
     source: str
+    context_basis: str  # "total" or "padded": how step_time's kv_tokens are counted
 
     def prefill(self, entries: list[tuple[int, Request]]) -> None: ...
     def join(self, slot: int, request: Request) -> None: ...
@@ -51,6 +55,7 @@ class ProfiledBackend:
 
     def __init__(self, cost: CostModel, acceptance, capacity: int, seed: int, gamma: int) -> None:
         self.cost = cost
+        self.context_basis = cost.context_basis
         self.acceptance = acceptance
         self.gamma = gamma
         self.seed = seed

@@ -81,9 +81,13 @@ class Server:
         self._stats: list[tuple[int, int, int]] = [(0, 0, 0)] * cap  # steps, verified, accepted
         self._running = np.zeros(0, dtype=np.int64)  # slots in the decode batch, admission order
         # Per running request, aligned with _running: tokens left, drafts verified, tokens gained
-        # (bonus included), decode-step count when it joined (its steps = now's count − this).
-        self._run = [np.zeros(0, dtype=np.int64) for _ in range(4)]
+        # (bonus included), decode-step count when it joined (its steps = now's count − this),
+        # prompt + output tokens (its KV length is this minus the tokens left).
+        self._run = [np.zeros(0, dtype=np.int64) for _ in range(5)]
         self._kv_running = 0  # Σ KV length over the decode batch
+        # How the step's attended KV tokens are counted (see profiles/cost.py): the sum over the
+        # batch, or requests × the longest context for engines that pad to it.
+        self._padded = getattr(backend, "context_basis", "total") == "padded"
         self._kv_used = 0
         self._prefilling: deque[list] = deque()  # [slot, request, prompt tokens left], FCFS
         self.now = 0.0  # the engine's clock (simulated seconds), see _engine
@@ -202,8 +206,9 @@ class Server:
             left = np.asarray([r.output_tokens - 1 for r in reqs], dtype=np.int64)
             zeros = np.zeros(add.size, dtype=np.int64)
             joined_at = np.full(add.size, self.recorder.decode_steps, dtype=np.int64)
+            size = np.asarray([r.prompt_tokens + r.output_tokens for r in reqs], dtype=np.int64)
             self._running = np.concatenate([self._running, add])
-            new = (left, zeros, zeros, joined_at)
+            new = (left, zeros, zeros, joined_at, size)
             self._run = [np.concatenate(pair) for pair in zip(self._run, new, strict=True)]
             self._kv_running += sum(r.prompt_tokens + 1 for r in reqs)
         self.recorder.max_running = max(self.recorder.max_running, self._running.size)
@@ -219,9 +224,10 @@ class Server:
         lengths = self.policy.decide(conf, None, self._context(slots, conf))  # [R]
         gained = backend.verify(slots, lengths)  # [R] = min(A, ℓ) + 1
         verified = int(lengths.sum())
-        dt = backend.step_time(r, r + verified, self._kv_running, prefill_tokens)
+        left, ver, gain, _, size = self._run  # aligned with self._running
+        kv = r * int((size - left).max()) if self._padded else self._kv_running
+        dt = backend.step_time(r, r + verified, kv, prefill_tokens)
         self.recorder.step(r, r + verified, verified, int(gained.sum()))
-        left, ver, gain, _ = self._run  # aligned with self._running
         take = np.minimum(gained, left)
         left -= take
         ver += lengths
@@ -253,7 +259,7 @@ class Server:
             return
         done = left == 0
         keep = ~done
-        _, ver, gain, joined_at = self._run
+        _, ver, gain, joined_at, _ = self._run
         for i in np.flatnonzero(done).tolist():
             slot = int(self._running[i])
             steps = self.recorder.decode_steps - int(joined_at[i])

@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from profiles.builtin import cost_metadata
     from runner.fidelity import FidelityConfig, max_errors, report_markdown, run_cells
     from runner.live import build_live_backend, engine_context
     from runner.options import models_from_args
@@ -72,7 +73,17 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"{cell['load']:>9} {cell['policy']:<12} throughput err "
                              f"{e['throughput']:.1%}  TPOT err {e['tpot_mean']:.1%}\n")  # fmt: skip
 
-    capacity, cells = run_cells(cfg, cost, acceptance, gamma, live_factory, progress)
+    meta = cost_metadata(args.profile)
+    base = int(meta.get("base_context", 128))
+
+    def reference() -> float:
+        from engine.profiler import speed_reference
+
+        return speed_reference(engine_backend["b"].engine, base)
+
+    capacity, cells = run_cells(cfg, cost, acceptance, gamma, live_factory, progress, reference)
+    ref = meta.get("speed_reference") or {}
+    ref_s = [ref[k] for k in ("before_s", "after_s") if isinstance(ref.get(k), (int, float))]
     by_metric = max_errors(cells)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -83,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         f"({args.threads} threads, timing {args.live_timing})",
         "config": asdict(cfg),
         "capacity_req_s": capacity,
+        "profile_speed_reference_s": sum(ref_s) / len(ref_s) if ref_s else None,
         "cells": cells,
         "max_rel_error_by_metric": by_metric,
         "max_rel_error": max(by_metric[m] for m in ("throughput", "tpot_mean")),

@@ -120,7 +120,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  verify ms {ms_at}; draft ms {dr_at}")
         print(f"  additive fit: rms relative error {fit['rms_rel_error']:.1%}, "
               f"max {fit['max_rel_error']:.1%} over {fit['points']} points")  # fmt: skip
-        print(f"  load average {meta['load_average']}; use: --profile {out}")
+        before, after = summary["speed_reference_ms"]
+        print(f"  speed reference {before:.3g} ms before, {after:.3g} ms after (drift "
+              f"{after / before - 1:+.1%}); load average {meta['load_average']}")  # fmt: skip
+        print(f"  use: --profile {out}")
     return 0
 
 
@@ -140,6 +143,7 @@ def _summary(out, sps, add, fit, ms, meta) -> dict:
         "additive_rms_rel_error": round(fit["rms_rel_error"], 4),
         "additive_max_rel_error": round(fit["max_rel_error"], 4),
         "wall_s": round(ms.wall_s, 1),
+        "speed_reference_ms": [round(1e3 * t, 3) for t in ms.reference_s],
         "load_average": meta["load_average"],
         "threads": meta["threads"],
         "device": meta["device"],

@@ -96,3 +96,17 @@ def test_clairvoyant_is_refused_by_the_live_engine():
 
     with pytest.raises(InputError, match="oracle"):
         check_policy(make_policy("clairvoyant"))
+
+
+def test_prompts_completing_in_one_step_prefill_in_one_forward():
+    """The simulator prices a step's prefill chunk as one forward; the live backend runs one."""
+    backend = LiveBackend(_engine(1.0), CORPORA, time="measured")
+    calls = []
+    add_many = backend.engine.add_many
+    backend.engine.add_many = lambda prompts, gen=None: (
+        calls.append(len(prompts)) or add_many(prompts, gen)
+    )
+    backend.prefill([(0, _requests()[0]), (1, _requests()[1])])
+    assert calls == [2]
+    assert backend.step_time(0, 0, 0, 43) == backend.engine.last["prefill"] > 0
+    assert backend.context_basis == "padded"  # the engine pads keys to the longest context

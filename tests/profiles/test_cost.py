@@ -7,6 +7,7 @@ import pytest
 
 from profiles import CostModel, InputError
 from profiles.analytic import analytic_cost
+from profiles.cost import Curve
 from profiles.store import cost_from_dict, cost_to_dict, read_cost, write_yaml
 
 
@@ -124,3 +125,56 @@ def test_step_time_is_the_sum_of_its_parts(form):
                  + cost.prefill_time(pre))  # fmt: skip
         assert cost.step_time(r, b, kv, pre) == pytest.approx(parts)
     assert cost.step_time(0, 0, 0, 256) == pytest.approx(cost.prefill_time(256))
+
+
+def _context_cost(basis: str, base: float) -> CostModel:
+    ctx = Curve((1024.0, 2048.0), (0.0, 0.004))  # 4 ms per 1,024 attended tokens beyond 1,024
+    return CostModel.additive(0.001, [1, 8], [0.0, 0.002], [1, 64], [0.0, 0.006], context=ctx,
+                              context_basis=basis, context_base=base)  # fmt: skip
+
+
+def test_context_is_priced_relative_to_each_batch_base():
+    """Verify terms were measured at ``context_base`` tokens per request: the context term is the
+    difference from ``requests × base``, whatever the batch size, and negative below it."""
+    cost = _context_cost("padded", 128)
+    slope = 0.004 / 1024
+    assert cost.context_time(8 * 128, 8) == pytest.approx(0.0)
+    assert cost.context_time(1 * 128, 1) == pytest.approx(0.0)  # not priced as 896 tokens short
+    assert cost.context_time(2 * 200, 2) == pytest.approx(2 * 72 * slope)
+    assert cost.context_time(4 * 64, 4) == pytest.approx(-4 * 64 * slope)  # shorter: cheaper
+    r, b = 4, 20
+    plain = cost.draft_time(r) + cost.verify_time(r, b)
+    assert cost.step_time(r, b, 4 * 64, 0) == pytest.approx(plain - 4 * 64 * slope)
+
+
+def test_context_without_base_keeps_the_absolute_curve():
+    cost = _context_cost("total", 0)
+    assert cost.context_time(512, 8) == 0.0  # clamped at zero below the curve's zero
+    assert cost.context_time(2048, 1) == pytest.approx(0.004)
+
+
+@pytest.mark.parametrize("basis, base", [("padded", 128.0), ("total", 0.0)])
+def test_context_options_round_trip(tmp_path, basis, base):
+    cost = _context_cost(basis, base)
+    path = tmp_path / "c.yaml"
+    write_yaml(path, cost_to_dict(cost))
+    back = read_cost(path)
+    assert (back.context_basis, back.context_base) == (basis, base)
+    assert back.step_time(3, 9, 700, 0) == pytest.approx(cost.step_time(3, 9, 700, 0))
+
+
+@pytest.mark.parametrize(
+    "block, match",
+    [
+        ("{kv_tokens: [0, 1], seconds: [0, 1], basis: paged}", "basis"),
+        ("{kv_tokens: [0, 1], seconds: [0, 1], base_tokens_per_request: -3}", "base_tokens"),
+        ("{kv_tokens: [0, 1], seconds: [0, 1], base_tokens_per_request: lots}", "base_tokens"),
+    ],
+)
+def test_bad_context_options_name_the_field(tmp_path, block, match):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"form: sps\nsps: {{sample_batch_tokens: [1], sample_steps_per_sec: [9]}}\n"
+                    f"context: {block}\n")  # fmt: skip
+    with pytest.raises(InputError, match=match) as info:
+        read_cost(path)
+    assert str(path) in str(info.value) and "context" in str(info.value)

@@ -81,6 +81,7 @@ def test_measure_counts_calls_and_leaves_the_engine_empty(measured):
     assert engine.slots == {} and len(engine.free_slots()) == 3
     assert ms.slots == 3 and ms.gamma == 4 and ms.base_context == 16
     assert all(t > 0 for t in ms.verify.median + ms.draft.median + ms.prefill.median)
+    assert all(t > 0 for t in ms.verify.mean + ms.draft.mean + ms.prefill.mean)
     assert max(p[1] for p in ms.verify.points) == 3 * 5  # slots * (gamma + 1)
     assert ms.prefill.points[-1] == 2 * (64 - 4 - 2)  # two prompts of the longest length
 
@@ -97,6 +98,9 @@ def test_profile_document_loads_in_both_forms(measured, tmp_path):
     assert a.verify.x == tuple(float(x) for x in profiler.batch_grid(15, True))
     assert a.draft.x == b.draft.x and a.prefill.y == b.prefill.y and a.context.x == b.context.x
     assert a.context.y[0] == 0.0  # extra seconds relative to the base context
+    # the engine pads keys to the longest context; verify points were measured at the base
+    assert (a.context_basis, a.context_base) == (b.context_basis, b.context_base) == ("padded", 16)
+    assert a.draft.y == tuple(ms.draft.mean)  # models use means (a run's time is their sum)
     from profiles.store import load_yaml
 
     doc = load_yaml(path)
@@ -104,7 +108,7 @@ def test_profile_document_loads_in_both_forms(measured, tmp_path):
     for key in ("device", "threads", "torch", "date", "commit", "slots", "additive_fit"):
         assert key in m
     v = m["samples"]["verify"]
-    assert len(v["median_s"]) == len(v["iqr_s"]) == len(v["batch_tokens"]) == len(ms.verify.points)
+    assert len(v["mean_s"]) == len(v["median_s"]) == len(v["iqr_s"]) == len(ms.verify.points)
     res = simulate(make_requests(30, 50.0), make_policy("dspark"), b, _acceptance(),
                    ServerConfig(max_concurrency=8))  # fmt: skip
     assert res.summary["requests_completed"] == 30

@@ -155,3 +155,25 @@ def test_request_stream_independent_of_slot_history(cost, acceptance):
     again = rows(used, 2, req)
     for (c1, a1), (c2, a2) in zip(fresh, again, strict=True):
         assert np.array_equal(c1, c2) and np.array_equal(a1, a2)
+
+
+@pytest.mark.parametrize("basis", ["total", "padded"])
+def test_attended_kv_follows_the_backend_context_basis(basis, cost, acceptance):
+    """``kv_tokens`` is Σ KV over the batch, or requests × the longest KV for engines that pad
+    every request to the longest context (profiles/cost.py)."""
+    from simulator.backend import ProfiledBackend
+
+    class Spy(ProfiledBackend):
+        def step_time(self, requests, batch_tokens, kv_tokens, prefill_tokens):
+            seen.append((requests, kv_tokens))
+            return super().step_time(requests, batch_tokens, kv_tokens, prefill_tokens)
+
+    seen: list[tuple[int, int]] = []
+    spy = Spy(cost, acceptance, 4, 7, 7)
+    spy.context_basis = basis
+    reqs = [Request(0, 0.0, 100, 3), Request(1, 0.0, 10, 3)]  # both prefill in the first step
+    config = ServerConfig(max_concurrency=4, gamma=7)
+    Server(config, make_policy("none"), spy).run(reqs)
+    r, kv = seen[1]  # the first decode step: both hold prompt + their first token
+    assert r == 2
+    assert kv == (101 + 11 if basis == "total" else 2 * 101)
