@@ -90,7 +90,11 @@ def cost_models(ms: Measurements, source: str, quick: bool) -> tuple[CostModel, 
     extra = {
         "draft": Curve(tuple(map(float, ms.draft.points)), tuple(ms.draft.mean)),
         "prefill": Curve(tuple(map(float, ms.prefill.points)), tuple(ms.prefill.mean)),
-        "context": context_curve(ms),
+        "context": context_curve(ms, ms.context),
+        "context_one": context_curve(ms, ms.context_one)
+        if ms.context_one
+        else Curve((0.0,), (0.0,)),
+        "context_queries": float(Q_TYPICAL) if ms.context_one else 0.0,
         "context_basis": "padded",  # the engine pads keys to the batch's longest context
         "context_base": float(ms.base_context),  # the verify points' cache length
     }
@@ -106,11 +110,11 @@ def cost_models(ms: Measurements, source: str, quick: bool) -> tuple[CostModel, 
     return sps, add, fit.__dict__
 
 
-def context_curve(ms: Measurements) -> Curve:
+def context_curve(ms: Measurements, m: Measured) -> Curve:
     """Extra verify seconds over attended KV tokens ``R · L``, 0 at the base context."""
     r = ms.context_rb[0]
-    lengths = np.asarray(ms.context.points, float)
-    t = np.asarray(ms.context.mean)
+    lengths = np.asarray(m.points, float)
+    t = np.asarray(m.mean)
     base = t[np.argmin(np.abs(lengths - ms.base_context))]
     return Curve(tuple((r * lengths).tolist()), tuple((t - base).tolist()))
 
@@ -164,6 +168,11 @@ def document(ms: Measurements, sps: CostModel, add: CostModel, fit: dict, meta: 
                 **_samples(ms.context, {"context_len": int}),
                 "requests": ms.context_rb[0],
                 "batch_tokens": ms.context_rb[1],
+                **(
+                    {"mean_s_one_query": [_r(x) for x in ms.context_one.mean]}
+                    if ms.context_one
+                    else {}
+                ),  # fmt: skip
             },
         },
     }

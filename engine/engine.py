@@ -195,6 +195,12 @@ class Engine:
         return Verdict(out[0], tokens, out[2] if full else None, sum(q))
 
     # -- helpers ---------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def flush(self) -> None:
+        """Write the drafter context of the last forward now (untimed; the profiler's calls
+        start from a flushed engine so one call's pending work never lands in the next's time)."""
+        self._ingest()
+
     def _ingest(self) -> None:
         """Write the drafter's context keys/values of the last forward's tokens."""
         if self._pending is not None and self.drafter is not None:

@@ -11,7 +11,8 @@
   gains the tokens rejection sampling accepted plus the bonus/residual token;
 - ``step_time``: the measured wall time of this step's engine calls (``time="measured"``), or
   the cost model's time for the same step (``time="cost"``, which separates timing noise from
-  acceptance modelling in the fidelity harness).
+  acceptance modelling in the fidelity harness). ``between_steps``, when set, runs after each
+  step outside the timed calls (the fidelity harness's companion profiler).
 
 Request ids map to prompts deterministically (seeded by (seed, request id)). With
 ``time="cost"`` a run repeats exactly for a seed; with measured time the schedule follows the
@@ -64,6 +65,7 @@ class LiveBackend:
         self.generator = torch.Generator(device=engine.device).manual_seed(seed)
         self.source = f"live engine ({engine.device.type}, timing {time})"
         self.extrapolated_steps = 0
+        self.between_steps = None  # called after each step, untimed (engine/companion.py)
 
     def fresh(self) -> LiveBackend:
         """A new backend on the same engine and settings (its generator seeded anew)."""
@@ -135,6 +137,8 @@ class LiveBackend:
         self, requests: int, batch_tokens: int, kv_tokens: int, prefill_tokens: int
     ) -> float:
         measured, self._elapsed = self._elapsed, 0.0
+        if self.between_steps is not None:
+            self.between_steps()
         if self.time == "cost":
             return self.cost.step_time(requests, batch_tokens, kv_tokens, prefill_tokens)
         return measured

@@ -13,7 +13,9 @@ Every number comes from real engine calls timed by the engine itself (:attr:`Eng
   the base length, indexed by the KV tokens attention reads, ``R · L``. The engine pads each
   request's keys to the longest context in the batch (``Layout.kmax`` in ``engine/cache.py``),
   so a batch of mixed lengths costs what R requests at the longest one cost: the profile's
-  context basis is ``padded`` (the simulator counts ``R · max L``);
+  context basis is ``padded`` (the simulator counts ``R · max L``). Attention also grows with
+  the query tokens per request, so the lengths are measured twice: at ``B = 4R`` and at
+  ``B = R`` (one query token each);
 - draft: one drafter pass for R = 1..slots requests, right after a verify of those requests (so it
   includes writing that verify's drafter context, as in a decode loop);
 - prefill: one prefill forward over n prompt tokens (several prompts once n exceeds the context).
@@ -74,6 +76,13 @@ class Measured:
     mean: list[float]
     median: list[float]
     iqr: list[float]
+
+
+def summarise(points: list, samples: list[list[float]]) -> Measured:
+    """Mean, median and IQR of each point's timed samples (``samples[i]`` for ``points[i]``)."""
+    x = np.asarray(samples)  # [points, repeats]
+    q1, med, q3 = np.percentile(x, [25, 50, 75], axis=1)
+    return Measured(list(points), x.mean(axis=1).tolist(), med.tolist(), (q3 - q1).tolist())
 
 
 # -- grids -----------------------------------------------------------------------------------------
@@ -159,17 +168,12 @@ class Profiler:
             for j in self.rng.permutation(len(flat)).tolist():
                 kind, i = flat[j]
                 points, timed = jobs[kind]
+                self.engine.flush()  # the previous call's drafter context, untimed
                 t = timed(points[i])
                 if rep >= cfg.warmup:
                     samples[kind][i].append(t)
                 self.tick(1)
-        out = {}
-        for kind, (points, _) in jobs.items():
-            x = np.asarray(samples[kind])  # [points, repeats]
-            q1, med, q3 = np.percentile(x, [25, 50, 75], axis=1)
-            out[kind] = Measured(list(points), x.mean(axis=1).tolist(), med.tolist(),
-                                 (q3 - q1).tolist())  # fmt: skip
-        return out
+        return {kind: summarise(points, samples[kind]) for kind, (points, _) in jobs.items()}
 
     def prefill(self, n: int) -> float:
         """One prefill of n prompt tokens (split over prompts of at most the context) into pool
@@ -216,10 +220,12 @@ class Profiler:
         return e.last["verify"]
 
     def drafting(self, r: int) -> float:
-        """One drafter pass for R requests right after a verify of theirs (as in a decode loop)."""
+        """One drafter pass for R requests right after a verify of theirs (as in a decode loop;
+        the verify's B = 4R tokens split at random, so the drafter ingests a ragged batch)."""
         e = self.engine
         slots = self._batch(r)
-        e.verify(slots, self._sub_draft(r), [Q_TYPICAL - 1] * r, self.gen)
+        q = split(Q_TYPICAL * r, r, e.gamma + 1, self.rng)
+        e.verify(slots, self._sub_draft(r), [x - 1 for x in q], self.gen)
         self._set_length(slots, self.base)
         e.draft(slots, self.gen)
         return e.last["draft"]
@@ -247,40 +253,63 @@ class Measurements:
     base_context: int
     wall_s: float
     reference_s: tuple[float, float] = (0.0, 0.0)  # the speed reference before and after
+    context_one: Measured | None = None  # the context lengths at one query token per request
 
 
 REFERENCE_CALLS = 40  # timed calls of the speed reference before and after the rounds
+CONTEXT_REQUESTS = 8  # requests in the context points' batches (at most the slots)
+
+
+def jobs(
+    prof: Profiler, quick: bool, max_context: int = 0, max_prefill: int = 0
+) -> dict[str, tuple[list, Callable]]:
+    """Every measurement kind: its points and its timed call (see the module docstring).
+    ``max_context`` / ``max_prefill`` (0 = the engine's limits) confine the context lengths and
+    prefill sizes to a workload's range (the curves extend linearly beyond their last point)."""
+    slots, gamma = prof.engine.cache.slots, prof.engine.gamma
+    r_ctx = min(slots, CONTEXT_REQUESTS)
+    top = min(prof.limit, max_context) if max_context > prof.base else prof.limit
+    lengths = context_grid(prof.base, top, quick)
+    sizes = prefill_grid(prof.limit, quick)
+    if max_prefill:
+        sizes = sorted({n for n in sizes if n < max_prefill} | {min(max_prefill, 2 * prof.limit)})
+    out = {
+        "verify": (verify_points(slots, gamma, quick), lambda p: prof.verify(*p, prof.base)),
+        "context": (lengths, lambda n: prof.verify(r_ctx, r_ctx * Q_TYPICAL, n)),
+        "context_one": (lengths, lambda n: prof.verify(r_ctx, r_ctx, n)),
+        "draft": (request_probes(slots, quick) if quick else list(range(1, slots + 1)),
+                  prof.drafting),
+        "prefill": (sizes, prof.prefill),
+    }  # fmt: skip
+    if max(math.ceil(n / prof.limit) for n in out["prefill"][0]) > slots:
+        raise ValueError("the engine needs more slots to measure the largest prefill")
+    return out
+
+
+def measurements(prof: Profiler, m: dict[str, Measured], wall_s: float, reference_s=(0.0, 0.0)):
+    """The :class:`Measurements` of ``m`` (kind -> Measured) taken by ``prof``."""
+    slots = prof.engine.cache.slots
+    r_ctx = min(slots, CONTEXT_REQUESTS)
+    return Measurements(m["verify"], m["draft"], m["prefill"], m["context"],
+                        (r_ctx, r_ctx * Q_TYPICAL), slots, prof.engine.gamma, prof.base, wall_s,
+                        tuple(reference_s), m["context_one"])  # fmt: skip
 
 
 def measure(engine: Engine, cfg: ProfileConfig, *, on_total=None, tick=None) -> Measurements:
     """All four measurements in one interleaved round-robin; ``on_total(n)`` is told the number
     of timed calls, ``tick(k)`` is called as they complete (a progress bar)."""
     t0 = time.perf_counter()
-    slots, gamma = engine.cache.slots, engine.gamma
     prof = Profiler(engine, cfg, tick or (lambda k: None))
-    r_ctx = min(slots, 8)
-    jobs = {
-        "verify": (verify_points(slots, gamma, cfg.quick), lambda p: prof.verify(*p, prof.base)),
-        "context": (context_grid(prof.base, prof.limit, cfg.quick),
-                    lambda n: prof.verify(r_ctx, r_ctx * Q_TYPICAL, n)),
-        "draft": (request_probes(slots, cfg.quick) if cfg.quick else list(range(1, slots + 1)),
-                  prof.drafting),
-        "prefill": (prefill_grid(prof.limit, cfg.quick), prof.prefill),
-    }  # fmt: skip
+    work = jobs(prof, cfg.quick)
     if on_total:
-        calls = sum(len(points) for points, _ in jobs.values())
-        on_total((cfg.warmup + cfg.repeats) * calls)
-    if max(math.ceil(n / prof.limit) for n in jobs["prefill"][0]) > slots:
-        raise ValueError("the engine needs more slots to measure the largest prefill")
+        on_total((cfg.warmup + cfg.repeats) * sum(len(points) for points, _ in work.values()))
     with torch.inference_mode():
-        prof.open_pool(slots)
+        prof.open_pool(engine.cache.slots)
         before = prof.reference(REFERENCE_CALLS)
-        m = prof.rounds(jobs)
+        m = prof.rounds(work)
         after = prof.reference(REFERENCE_CALLS)
         prof.close_pool()
-    return Measurements(m["verify"], m["draft"], m["prefill"], m["context"],
-                        (r_ctx, r_ctx * Q_TYPICAL), slots, gamma, prof.base,
-                        time.perf_counter() - t0, (before, after))  # fmt: skip
+    return measurements(prof, m, time.perf_counter() - t0, (before, after))
 
 
 def environment(device: torch.device) -> dict:

@@ -100,6 +100,10 @@ class CostModel:
     context: Curve = field(default_factory=_zero)  # extra seconds over attended KV tokens
     context_basis: str = "total"  # attended KV tokens: "total" (Σ per request) or "padded"
     context_base: float = 0.0  # KV tokens per request at which the verify terms were measured
+    # Optional query dependence: ``context`` measured at ``context_queries`` verify tokens per
+    # request, ``context_one`` at one; a batch's mean B/R interpolates (linear, extended).
+    context_one: Curve = field(default_factory=_zero)
+    context_queries: float = 0.0  # 0: no query dependence
     max_batch_tokens: int = 0  # largest B the engine accepts (0 = unbounded)
     source: str = "unlabelled"  # provenance: "measured: ...", "imported: ...", "analytic: ..."
 
@@ -112,6 +116,8 @@ class CostModel:
             )
         if not (self.context_base >= 0 and np.isfinite(self.context_base)):
             raise InputError(f"context base must be >= 0 tokens, got {self.context_base}")
+        if self.context_queries and not (1 < self.context_queries < np.inf):
+            raise InputError(f"context queries per request must be > 1, got {self.context_queries}")
         grid = np.arange(_DENSE_LIMIT, dtype=float)
         verify = np.maximum(self.verify(grid), 0.0)
         if self.kind == "additive":
@@ -192,7 +198,7 @@ class CostModel:
         else:
             t += self.verify_time(requests, tokens) + self.draft_time(requests)
         if self._has_context:
-            t += self.context_time(kv_tokens, requests)
+            t += self.context_time(kv_tokens, requests, tokens)
         return max(t, 0.0)
 
     def sps(self, requests: int, tokens: np.ndarray) -> np.ndarray:
@@ -237,15 +243,21 @@ class CostModel:
         """Seconds to prefill ``tokens`` prompt tokens admitted in one step."""
         return max(self.prefill.at(tokens), 0.0) if tokens > 0 else 0.0
 
-    def context_time(self, kv_tokens: int, requests: int = 0) -> float:
+    def context_time(self, kv_tokens: int, requests: int = 0, tokens: int = 0) -> float:
         """Extra seconds for attention over ``kv_tokens`` (on ``context_basis``) in a batch of
-        ``requests``, relative to the ``requests × context_base`` the verify terms include
-        (negative below it)."""
+        ``requests`` verifying ``tokens``, relative to the ``requests × context_base`` the
+        verify terms include (negative below it)."""
         if not self._has_context:
             return 0.0
         if not self.context_base:
             return max(self.context.at(kv_tokens), 0.0)
-        return self.context.at(kv_tokens) - self.context.at(requests * self.context_base)
+        base = requests * self.context_base
+        extra = self.context.at(kv_tokens) - self.context.at(base)
+        if self.context_queries and requests and tokens:
+            one = self.context_one.at(kv_tokens) - self.context_one.at(base)
+            w = (tokens / requests - 1.0) / (self.context_queries - 1.0)
+            extra = one + w * (extra - one)
+        return extra
 
     def extrapolates(self, requests: int, tokens: int) -> bool:
         """True when this lookup lies beyond the measured probes (results flag it)."""

@@ -13,7 +13,9 @@ Cost profile (``schema: spectune.cost/v1``)::
     prefill: {tokens: [...], seconds: [...]}          # optional
     context: {kv_tokens: [...], seconds: [...],       # optional; extra seconds over the KV
               basis: total | padded,                #   tokens attention reads (default total)
-              base_tokens_per_request: n}           #   verify terms' context (default 0)
+              base_tokens_per_request: n,           #   verify terms' context (default 0)
+              queries_per_request: q,               #   optional: seconds measured at q
+              seconds_one_query: [...]}             #   and at 1 query token per request
     metadata: {...}                                   # free-form (device, date, commit, ...)
 
 Acceptance profile (``schema: spectune.acceptance/v1``, ``kind: parametric``): ``rates`` (domain →
@@ -128,7 +130,19 @@ def _context_options(sub: dict, where: str) -> dict[str, Any]:
     if isinstance(base, bool) or not isinstance(base, (int, float)) or not base >= 0:
         raise InputError(f"field 'base_tokens_per_request' must be a number >= 0, not {base!r}",
                          where=where)  # fmt: skip
-    return {"context_basis": basis, "context_base": float(base)}
+    out = {"context_basis": basis, "context_base": float(base)}
+    if "seconds_one_query" in sub:
+        q = sub.get("queries_per_request")
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not q > 1:
+            raise InputError(f"field 'queries_per_request' must be a number > 1, not {q!r}",
+                             where=where)  # fmt: skip
+        x = _numbers(sub, "kv_tokens", where)
+        try:
+            out["context_one"] = Curve(tuple(x), tuple(_numbers(sub, "seconds_one_query", where)))
+        except InputError as exc:
+            raise InputError(str(exc), where=where) from None
+        out["context_queries"] = float(q)
+    return out
 
 
 def cost_to_dict(cost: CostModel, metadata: dict | None = None) -> dict[str, Any]:
@@ -155,6 +169,9 @@ def cost_to_dict(cost: CostModel, metadata: dict | None = None) -> dict[str, Any
     if "context" in out:
         out["context"]["basis"] = cost.context_basis
         out["context"]["base_tokens_per_request"] = cost.context_base
+        if cost.context_queries:
+            out["context"]["queries_per_request"] = cost.context_queries
+            out["context"]["seconds_one_query"] = list(cost.context_one.y)
     if metadata:
         out["metadata"] = metadata
     return out

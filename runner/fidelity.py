@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policies import make_policy
+from simulator.backend import ProfiledBackend
 from simulator.run import simulate
 from simulator.server import ServerConfig
 from simulator.workload import WorkloadSpec, open_workload
@@ -38,7 +39,9 @@ class FidelityConfig:
     """One fidelity run: workload shape, loads, policies, server."""
 
     workload: str = "builtin:azure-conv-like"  # synthetic workload (lengths clamped below)
-    num_requests: int = 120  # requests per cell
+    # requests per cell: near the knee one run's mean TPOT moves by ±10% with the machine's
+    # timing noise (the schedule follows the wall clock); 240 halves that spread's variance
+    num_requests: int = 240
     max_prompt_tokens: int = 128  # clamps that fit the engine's context
     max_output_tokens: int = 96
     domain_mix: str = "code=0.4,chat=0.4,math=0.2"  # domains of the (unlabelled) requests
@@ -74,12 +77,15 @@ def rel_error(predicted: float | None, measured: float | None) -> float | None:
 
 
 def run_cells(cfg: FidelityConfig, cost, acceptance, gamma: int, live_factory, progress=None,
-              reference=None):  # fmt: skip
+              reference=None, companion=None):  # fmt: skip
     """Every (load, policy) cell: profiled and live summaries and their relative errors.
 
     ``live_factory(policy)`` returns a fresh live backend for one run (a new engine state);
     ``reference()``, when given, times the engine's speed reference (seconds) before and after
-    each live run, so a cell records how fast the machine ran.
+    each live run, so a cell records how fast the machine ran. ``companion()``, when given,
+    returns an ``engine.companion.Companion`` for one live run: the cost model it measures
+    alongside the run prices the cell's profiled prediction, and the stored profile's prediction
+    is reported beside it. The policies plan with ``cost`` in every run.
     """
     cap = capacity(cfg, cost, acceptance, gamma)
     server = ServerConfig(max_concurrency=cfg.max_concurrency, gamma=gamma)
@@ -88,24 +94,43 @@ def run_cells(cfg: FidelityConfig, cost, acceptance, gamma: int, live_factory, p
         workload = workload_at(cfg, cap * factor)
         for spec in cfg.policies:
             policy = make_policy(spec)
-            prof = simulate(workload, policy, cost, acceptance, server, seed=cfg.seed).summary
             backend = live_factory(policy)
+            comp = companion() if companion else None
+            if comp is not None:
+                backend.between_steps = comp.step
             before = reference() if reference else None
             live = simulate(workload, policy, cost, acceptance, server, seed=cfg.seed,
                             backend=backend).summary  # fmt: skip
             speed = [before, reference()] if reference else None
-            errors = {m: rel_error(prof[k], live[k]) for m, k in METRICS.items()}
-            cells.append({
-                "load": load, "rate_req_s": cap * factor, "policy": spec,
-                "profiled": {m: prof[k] for m, k in METRICS.items()},
-                "live": {m: live[k] for m, k in METRICS.items()},
-                "rel_error": errors,
-                "live_wall_s": live["wall_s"],
-                "speed_reference_s": speed,
-            })  # fmt: skip
+            stored = simulate(workload, policy, cost, acceptance, server, seed=cfg.seed).summary
+            cell = {"load": load, "rate_req_s": cap * factor, "policy": spec}
+            if comp is None:
+                cell.update(_compare(stored, live))
+            else:
+                model = comp.cost_model(COMPANION_SOURCE)
+                priced = ProfiledBackend(model, acceptance, server.max_concurrency, cfg.seed, gamma)
+                prof = simulate(workload, policy, cost, acceptance, server, seed=cfg.seed,
+                                backend=priced).summary  # fmt: skip
+                cell.update(_compare(prof, live))
+                cell["stored_profile"] = _compare(stored, live)
+                cell["companion"] = {"timed_rounds": comp.timed_rounds,
+                                     "wall_s": comp.wall_s}  # fmt: skip
+            cell.update(live_wall_s=live["wall_s"], speed_reference_s=speed)
+            cells.append(cell)
             if progress:
                 progress(cells[-1])
     return cap, cells
+
+
+COMPANION_SOURCE = "measured alongside the live run (engine/companion.py, quick grid)"
+
+
+def _compare(prof: dict, live: dict) -> dict[str, Any]:
+    return {
+        "profiled": {m: prof[k] for m, k in METRICS.items()},
+        "live": {m: live[k] for m, k in METRICS.items()},
+        "rel_error": {m: rel_error(prof[k], live[k]) for m, k in METRICS.items()},
+    }
 
 
 def max_errors(cells: list[dict[str, Any]]) -> dict[str, float]:
@@ -122,7 +147,8 @@ def report_markdown(result: dict[str, Any]) -> str:
         "# Fidelity: profiled simulator vs live engine",
         "",
         f"- date: {result['date']}; command: `{result['command']}`",
-        f"- profile: {result['profile']}",
+        f"- profile (policies plan with it): {result['profile']}",
+        f"- predictions priced by: {result.get('pricing', 'the stored profile')}",
         f"- acceptance: {result['acceptance']}",
         f"- engine: {result['engine']}; max concurrency {result['config']['max_concurrency']}, "
         f"{result['config']['num_requests']} requests per cell; profiled capacity "
@@ -142,6 +168,19 @@ def report_markdown(result: dict[str, Any]) -> str:
             f"{_pct(e['ttft_p50'])} | {_pct(e['accepted_len'])} | {_pct(e['verify_len'])} | "
             f"{_speed(c.get('speed_reference_s'), result.get('profile_speed_reference_s'))} |"
         )
+    stored = [c for c in result["cells"] if c.get("stored_profile")]
+    if stored:
+        lines += ["", f"The profiled predictions above are priced by {result.get('pricing')}. The "
+                  "stored profile's predictions of the same runs, for comparison (its error "
+                  "includes the machine's drift since it was measured):", "",
+                  "| load | policy | throughput err | mean TPOT err | machine speed |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        ref = result.get("profile_speed_reference_s")
+        for c in stored:
+            e = c["stored_profile"]["rel_error"]
+            speed = _speed(c.get("speed_reference_s"), ref)
+            lines.append(f"| {c['load']} | {c['policy']} | {_pct(e['throughput'])} | "
+                         f"{_pct(e['tpot_mean'])} | {speed} |")  # fmt: skip
     lines += ["", "Maximum relative error per metric: " + ", ".join(
         f"{m} {_pct(v)}" for m, v in result["max_rel_error_by_metric"].items())]  # fmt: skip
     lines.append(f"\n`max_rel_error` (throughput and mean TPOT): {_pct(result['max_rel_error'])}")

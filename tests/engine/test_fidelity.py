@@ -50,3 +50,37 @@ def test_cells_cover_every_load_and_policy():
               "max_rel_error": max(errs["throughput"], errs["tpot_mean"])}  # fmt: skip
     md = report_markdown(result)
     assert md.count("\n| ") == 1 + len(cells)  # header + one row per cell
+
+
+def test_companion_prices_the_prediction_and_the_stored_profile_is_reported():
+    from engine.companion import Companion
+
+    target = tiny_target(vocab=256)
+    engine = Engine(target, tiny_drafter(target, "dspark"), slots=4, temperature=1.0)
+    cost = measure_cost(engine, requests=2, repeats=2)
+    acc = ParametricAcceptance({d: (0.3,) * engine.gamma for d in ("code", "chat", "math")},
+                               source="synthetic test model")  # fmt: skip
+    corpus = types.SimpleNamespace(data=np.frombuffer(TEXT, dtype=np.uint8))
+    corpora = {"code": corpus, "chat": corpus, "math": corpus}
+    cfg = FidelityConfig(num_requests=4, max_prompt_tokens=24, max_output_tokens=12,
+                         max_concurrency=4, policies=("fixed:k=1",),
+                         loads=(("knee", 0.8),))  # fmt: skip
+    made = []
+
+    def companion():
+        made.append(Companion(engine, base_context=16, max_context=36, max_prefill=96))
+        return made[-1]
+
+    _, cells = run_cells(cfg, cost, acc, engine.gamma, lambda p: LiveBackend(engine, corpora),
+                         companion=companion)  # fmt: skip
+    (cell,) = cells
+    assert len(made) == 1 and cell["companion"]["timed_rounds"] >= 2
+    assert made[0].work["prefill"][0][-1] == 96 and made[0].work["context"][0][-1] == 36
+    assert cell["stored_profile"]["live"] == cell["live"]  # one live run, two predictions
+    assert cell["profiled"]["throughput"] > 0
+    result = {"date": "d", "command": "c", "profile": cost.source, "acceptance": acc.source,
+              "engine": "tiny", "config": {"max_concurrency": 4, "num_requests": 4},
+              "capacity_req_s": 1.0, "cells": cells, "pricing": "a companion profile",
+              "max_rel_error_by_metric": max_errors(cells), "max_rel_error": 0.0}  # fmt: skip
+    md = report_markdown(result)
+    assert "priced by: a companion profile" in md and "stored profile's predictions" in md

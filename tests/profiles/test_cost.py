@@ -178,3 +178,28 @@ def test_bad_context_options_name_the_field(tmp_path, block, match):
     with pytest.raises(InputError, match=match) as info:
         read_cost(path)
     assert str(path) in str(info.value) and "context" in str(info.value)
+
+
+def test_context_interpolates_between_query_counts():
+    """Attention grows with query tokens per request: measured at 4 and at 1 per request, a
+    batch's mean B/R interpolates between the two (and extends beyond 4)."""
+    ctx4 = Curve((1024.0, 2048.0), (0.0, 0.004))
+    ctx1 = Curve((1024.0, 2048.0), (0.0, 0.001))
+    cost = CostModel.additive(0.001, [1, 8], [0.0, 0.002], [1, 64], [0.0, 0.006], context=ctx4,
+                              context_basis="padded", context_base=128, context_one=ctx1,
+                              context_queries=4)  # fmt: skip
+    kv = 8 * 256  # 8 requests, 128 tokens each beyond the base
+    assert cost.context_time(kv, 8, 8) == pytest.approx(0.001)  # one query token each
+    assert cost.context_time(kv, 8, 32) == pytest.approx(0.004)
+    assert cost.context_time(kv, 8, 20) == pytest.approx(0.0025)
+    assert cost.context_time(kv, 8, 64) == pytest.approx(0.001 + 7 / 3 * 0.003)
+    back = cost_from_dict(cost_to_dict(cost))
+    assert back.context_time(kv, 8, 20) == pytest.approx(0.0025)
+    bad = cost_to_dict(cost)
+    bad["context"]["queries_per_request"] = 1
+    with pytest.raises(InputError, match="queries_per_request"):
+        cost_from_dict(bad)
+    bad["context"]["queries_per_request"] = 4
+    bad["context"]["seconds_one_query"] = [0.0]
+    with pytest.raises(InputError, match="context"):
+        cost_from_dict(bad)
