@@ -94,7 +94,7 @@ def cost_models(ms: Measurements, source: str, quick: bool) -> tuple[CostModel, 
         "context_one": context_curve(ms, ms.context_one)
         if ms.context_one
         else Curve((0.0,), (0.0,)),
-        "context_queries": float(Q_TYPICAL) if ms.context_one else 0.0,
+        "context_queries": float(ms.gamma + 1) if ms.context_one else 0.0,
         "context_basis": "padded",  # the engine pads keys to the batch's longest context
         "context_base": float(ms.base_context),  # the verify points' cache length
     }

@@ -134,11 +134,16 @@ class LiveBackend:
         return np.asarray([len(t) for t in verdict.tokens], dtype=np.int64)
 
     def step_time(
-        self, requests: int, batch_tokens: int, kv_tokens: int, prefill_tokens: int
+        self,
+        requests: int,
+        batch_tokens: int,
+        kv_tokens: int,
+        prefill_tokens: int,
+        longest: int = 0,
     ) -> float:
         measured, self._elapsed = self._elapsed, 0.0
         if self.between_steps is not None:
             self.between_steps()
         if self.time == "cost":
-            return self.cost.step_time(requests, batch_tokens, kv_tokens, prefill_tokens)
+            return self.cost.step_time(requests, batch_tokens, kv_tokens, prefill_tokens, longest)
         return measured

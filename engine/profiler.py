@@ -13,9 +13,9 @@ Every number comes from real engine calls timed by the engine itself (:attr:`Eng
   the base length, indexed by the KV tokens attention reads, ``R · L``. The engine pads each
   request's keys to the longest context in the batch (``Layout.kmax`` in ``engine/cache.py``),
   so a batch of mixed lengths costs what R requests at the longest one cost: the profile's
-  context basis is ``padded`` (the simulator counts ``R · max L``). Attention also grows with
-  the query tokens per request, so the lengths are measured twice: at ``B = 4R`` and at
-  ``B = R`` (one query token each);
+  context basis is ``padded`` (the simulator counts ``R · max L``). Attention is padded to the
+  longest request's query tokens too, so the lengths are measured twice: every request with
+  ``γ + 1`` tokens and with one;
 - draft: one drafter pass for R = 1..slots requests, right after a verify of those requests (so it
   includes writing that verify's drafter context, as in a decode loop);
 - prefill: one prefill forward over n prompt tokens (several prompts once n exceeds the context).
@@ -275,7 +275,7 @@ def jobs(
         sizes = sorted({n for n in sizes if n < max_prefill} | {min(max_prefill, 2 * prof.limit)})
     out = {
         "verify": (verify_points(slots, gamma, quick), lambda p: prof.verify(*p, prof.base)),
-        "context": (lengths, lambda n: prof.verify(r_ctx, r_ctx * Q_TYPICAL, n)),
+        "context": (lengths, lambda n: prof.verify(r_ctx, r_ctx * (gamma + 1), n)),
         "context_one": (lengths, lambda n: prof.verify(r_ctx, r_ctx, n)),
         "draft": (request_probes(slots, quick) if quick else list(range(1, slots + 1)),
                   prof.drafting),
@@ -291,7 +291,8 @@ def measurements(prof: Profiler, m: dict[str, Measured], wall_s: float, referenc
     slots = prof.engine.cache.slots
     r_ctx = min(slots, CONTEXT_REQUESTS)
     return Measurements(m["verify"], m["draft"], m["prefill"], m["context"],
-                        (r_ctx, r_ctx * Q_TYPICAL), slots, prof.engine.gamma, prof.base, wall_s,
+                        (r_ctx, r_ctx * (prof.engine.gamma + 1)), slots, prof.engine.gamma,
+                        prof.base, wall_s,
                         tuple(reference_s), m["context_one"])  # fmt: skip
 
 

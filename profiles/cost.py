@@ -100,8 +100,9 @@ class CostModel:
     context: Curve = field(default_factory=_zero)  # extra seconds over attended KV tokens
     context_basis: str = "total"  # attended KV tokens: "total" (Σ per request) or "padded"
     context_base: float = 0.0  # KV tokens per request at which the verify terms were measured
-    # Optional query dependence: ``context`` measured at ``context_queries`` verify tokens per
-    # request, ``context_one`` at one; a batch's mean B/R interpolates (linear, extended).
+    # Optional query dependence: ``context`` measured with ``context_queries`` verify tokens in
+    # every request, ``context_one`` with one; a batch's longest request (its attention is padded
+    # to it), or without that its mean B/R, interpolates (linear, extended).
     context_one: Curve = field(default_factory=_zero)
     context_queries: float = 0.0  # 0: no query dependence
     max_batch_tokens: int = 0  # largest B the engine accepts (0 = unbounded)
@@ -186,9 +187,12 @@ class CostModel:
         t = float(self.verify(float(tokens))) + (self.bias_s if self.kind == "additive" else 0.0)
         return t + (float(self.alpha(float(requests))) if self.kind == "additive" else 0.0)
 
-    def step_time(self, requests: int, tokens: int, kv_tokens: int, prefill_tokens: int) -> float:
+    def step_time(
+        self, requests: int, tokens: int, kv_tokens: int, prefill_tokens: int, longest: int = 0
+    ) -> float:
         """Seconds of one engine step: draft + verify + context (+ prefill chunk); ``kv_tokens``
-        counted on the model's ``context_basis``."""
+        counted on the model's ``context_basis``, ``longest`` the most verify tokens of one
+        request (0: unknown)."""
         t = self.prefill_time(prefill_tokens) if prefill_tokens else 0.0
         if not requests:
             return t
@@ -198,7 +202,7 @@ class CostModel:
         else:
             t += self.verify_time(requests, tokens) + self.draft_time(requests)
         if self._has_context:
-            t += self.context_time(kv_tokens, requests, tokens)
+            t += self.context_time(kv_tokens, requests, tokens, longest)
         return max(t, 0.0)
 
     def sps(self, requests: int, tokens: np.ndarray) -> np.ndarray:
@@ -243,10 +247,12 @@ class CostModel:
         """Seconds to prefill ``tokens`` prompt tokens admitted in one step."""
         return max(self.prefill.at(tokens), 0.0) if tokens > 0 else 0.0
 
-    def context_time(self, kv_tokens: int, requests: int = 0, tokens: int = 0) -> float:
+    def context_time(
+        self, kv_tokens: int, requests: int = 0, tokens: int = 0, longest: int = 0
+    ) -> float:
         """Extra seconds for attention over ``kv_tokens`` (on ``context_basis``) in a batch of
-        ``requests`` verifying ``tokens``, relative to the ``requests × context_base`` the
-        verify terms include (negative below it)."""
+        ``requests`` verifying ``tokens`` (at most ``longest`` per request), relative to the
+        ``requests × context_base`` the verify terms include (negative below it)."""
         if not self._has_context:
             return 0.0
         if not self.context_base:
@@ -255,7 +261,8 @@ class CostModel:
         extra = self.context.at(kv_tokens) - self.context.at(base)
         if self.context_queries and requests and tokens:
             one = self.context_one.at(kv_tokens) - self.context_one.at(base)
-            w = (tokens / requests - 1.0) / (self.context_queries - 1.0)
+            q = longest or tokens / requests
+            w = (q - 1.0) / (self.context_queries - 1.0)
             extra = one + w * (extra - one)
         return extra
 

@@ -9,7 +9,8 @@ backend owns what a step costs and what the drafter and target produce:
 - ``draft(slots) -> conf [R, γ]``: the drafter's confidences for the running requests;
 - ``accepted(slots) -> A [R]``: accepted drafts if all γ were verified (oracle policies only);
 - ``verify(slots, lengths) -> gained [R]``: tokens each request gains, ``min(A, ℓ) + 1``;
-- ``step_time(requests, batch_tokens, kv_tokens, prefill_tokens) -> seconds`` of the step;
+- ``step_time(requests, batch_tokens, kv_tokens, prefill_tokens, longest) -> seconds`` of the
+  step (``longest``: the most verify tokens of one request, ``1 + max ℓ``);
   ``kv_tokens`` counts the KV tokens attention reads on the backend's ``context_basis``: the sum
   over the batch (``total``) or requests × the longest context (``padded``), see
   ``profiles/cost.py``.
@@ -46,7 +47,12 @@ class Backend(Protocol):
     def accepted(self, slots: np.ndarray) -> np.ndarray: ...
     def verify(self, slots: np.ndarray, lengths: np.ndarray) -> np.ndarray: ...
     def step_time(
-        self, requests: int, batch_tokens: int, kv_tokens: int, prefill_tokens: int
+        self,
+        requests: int,
+        batch_tokens: int,
+        kv_tokens: int,
+        prefill_tokens: int,
+        longest: int = 0,
     ) -> float: ...
 
 
@@ -112,8 +118,13 @@ class ProfiledBackend:
         return gained
 
     def step_time(
-        self, requests: int, batch_tokens: int, kv_tokens: int, prefill_tokens: int
+        self,
+        requests: int,
+        batch_tokens: int,
+        kv_tokens: int,
+        prefill_tokens: int,
+        longest: int = 0,
     ) -> float:
         if requests and self.cost.extrapolates(requests, batch_tokens):
             self.extrapolated_steps += 1
-        return self.cost.step_time(requests, batch_tokens, kv_tokens, prefill_tokens)
+        return self.cost.step_time(requests, batch_tokens, kv_tokens, prefill_tokens, longest)

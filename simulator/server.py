@@ -226,7 +226,7 @@ class Server:
         verified = int(lengths.sum())
         left, ver, gain, _, size = self._run  # aligned with self._running
         kv = r * int((size - left).max()) if self._padded else self._kv_running
-        dt = backend.step_time(r, r + verified, kv, prefill_tokens)
+        dt = backend.step_time(r, r + verified, kv, prefill_tokens, int(lengths.max()) + 1)
         self.recorder.step(r, r + verified, verified, int(gained.sum()))
         take = np.minimum(gained, left)
         left -= take

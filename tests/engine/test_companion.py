@@ -8,7 +8,6 @@ torch = pytest.importorskip("torch")
 
 from engine.companion import MIN_TIMED_ROUNDS, Companion  # noqa: E402
 from engine.engine import Engine  # noqa: E402
-from engine.profiler import Q_TYPICAL  # noqa: E402
 from tests.engine.conftest import tiny_drafter, tiny_target  # noqa: E402
 
 
@@ -32,4 +31,4 @@ def test_companion_measures_whole_rounds_and_leaves_the_live_engine_alone():
     assert list(live.slots) == [slot]
     cost = Companion(live, base_context=16).cost_model("test")
     assert cost.kind == "additive" and cost.context_basis == "padded"
-    assert cost.context_queries == Q_TYPICAL and cost.step_time(2, 6, 2 * 20, 0) > 0
+    assert cost.context_queries == live.gamma + 1 and cost.step_time(2, 6, 2 * 20, 0, 3) > 0

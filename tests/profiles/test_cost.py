@@ -193,6 +193,9 @@ def test_context_interpolates_between_query_counts():
     assert cost.context_time(kv, 8, 32) == pytest.approx(0.004)
     assert cost.context_time(kv, 8, 20) == pytest.approx(0.0025)
     assert cost.context_time(kv, 8, 64) == pytest.approx(0.001 + 7 / 3 * 0.003)
+    # attention is padded to the longest request: it decides when known
+    assert cost.context_time(kv, 8, 11, longest=4) == pytest.approx(0.004)
+    assert cost.step_time(8, 11, kv, 0, 4) - cost.step_time(8, 11, kv, 0, 1) == pytest.approx(0.003)
     back = cost_from_dict(cost_to_dict(cost))
     assert back.context_time(kv, 8, 20) == pytest.approx(0.0025)
     bad = cost_to_dict(cost)

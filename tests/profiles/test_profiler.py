@@ -101,7 +101,7 @@ def test_profile_document_loads_in_both_forms(measured, tmp_path):
     # the engine pads keys to the longest context; verify points were measured at the base
     assert (a.context_basis, a.context_base) == (b.context_basis, b.context_base) == ("padded", 16)
     assert a.draft.y == tuple(ms.draft.mean)  # models use means (a run's time is their sum)
-    assert a.context_queries == profiler.Q_TYPICAL and a.context_one.x == a.context.x
+    assert a.context_queries == ms.gamma + 1 and a.context_one.x == a.context.x
     from profiles.store import load_yaml
 
     doc = load_yaml(path)

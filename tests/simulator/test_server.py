@@ -164,16 +164,16 @@ def test_attended_kv_follows_the_backend_context_basis(basis, cost, acceptance):
     from simulator.backend import ProfiledBackend
 
     class Spy(ProfiledBackend):
-        def step_time(self, requests, batch_tokens, kv_tokens, prefill_tokens):
-            seen.append((requests, kv_tokens))
-            return super().step_time(requests, batch_tokens, kv_tokens, prefill_tokens)
+        def step_time(self, requests, batch_tokens, kv_tokens, prefill_tokens, longest=0):
+            seen.append((requests, kv_tokens, longest))
+            return super().step_time(requests, batch_tokens, kv_tokens, prefill_tokens, longest)
 
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int, int]] = []
     spy = Spy(cost, acceptance, 4, 7, 7)
     spy.context_basis = basis
     reqs = [Request(0, 0.0, 100, 3), Request(1, 0.0, 10, 3)]  # both prefill in the first step
     config = ServerConfig(max_concurrency=4, gamma=7)
     Server(config, make_policy("none"), spy).run(reqs)
-    r, kv = seen[1]  # the first decode step: both hold prompt + their first token
-    assert r == 2
+    r, kv, longest = seen[1]  # the first decode step: both hold prompt + their first token
+    assert r == 2 and longest == 1  # policy "none": one token per request
     assert kv == (101 + 11 if basis == "total" else 2 * 101)
