@@ -1,9 +1,13 @@
-"""The clairvoyant oracle: an upper bound for the simulator, never a real policy.
+"""The clairvoyant oracle: the no-wasted-verification reference of the simulator, never a real
+policy.
 
 It knows A[r], how many of request r's drafts the target would accept if all were verified, and
 verifies exactly those: no rejected draft is ever verified, and every step ends with a bonus
-token. Real engines cannot know A before verifying, so the live engine refuses it; its output
-distribution is not even defined the same way (``lossless`` is None, "n/a").
+token. It bounds accepted tokens per verified token, not throughput: it verifies every accepted
+draft even where a long verify costs more than it gains (steep cost curves, engines that pad
+attention to the batch's longest request), so tuned policies can beat it there. Real engines
+cannot know A before verifying, so the live engine refuses it; its output distribution is not
+even defined the same way (``lossless`` is None, "n/a").
 
 Simulator contract (reads "realized"): ``ctx.accepted[r]`` is A[r] in 0..γ for the current step.
 """

@@ -113,7 +113,8 @@ def tell(args: argparse.Namespace) -> int:
             "cannot meet this SLA at any concurrency")  # fmt: skip
     ratios = d.get("vs_clairvoyant") or {}
     if ratios:
-        say("             vs the clairvoyant bound per concurrency: " + ", ".join(
+        say("             vs clairvoyant (verifies exactly the accepted drafts; over 100% where"
+            " long verifies cost more than they gain): " + ", ".join(
             f"N={float(k):g} {v:.0%}" for k, v in ratios.items()))  # fmt: skip
     say(
         f"plots        {out / 'tune' / 'frontier.png'} (Figure 7), "
