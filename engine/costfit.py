@@ -2,7 +2,10 @@
 
 The 1D table is the verify points of the SPS composition (``engine/profiler.py``), as measured.
 The additive form ``T(bs, M) = bias + α(bs) + θ(M)`` is fitted to every verify point by least
-squares on the relative error with non-negative terms; α and θ are piecewise linear through
+squares on the relative error with non-negative terms, with two more terms for this engine's
+padding (each point's mean ``R · max q − B`` over its random splits and its share of ragged
+splits), so α and θ price an unpadded batch and the simulator adds the padding of each real
+batch from its longest request; α and θ are piecewise linear through
 their probes (the ``bs`` probes and the 1D table's B grid), so jags in θ survive the fit. Both
 share the draft, prefill and context curves, and the document keeps every measured point with
 its mean, median and inter-quartile range (the models use the mean).
@@ -46,21 +49,30 @@ class AdditiveFit:
     alpha_s: list[float]
     m_probes: list[float]
     theta_s: list[float]
+    padding_s: float  # seconds per padded query token (0 without the padding term)
+    ragged_s: float  # seconds per ragged batch (0 without the padding term)
     rms_rel_error: float  # over all fitted points
     max_rel_error: float
     points: int
 
 
-def fit_additive(bs: np.ndarray, m: np.ndarray, t: np.ndarray, bs_probes, m_probes) -> AdditiveFit:
-    """Least squares (relative error, non-negative terms) of ``t ≈ bias + α(bs) + θ(M)``.
+def fit_additive(
+    bs: np.ndarray, m: np.ndarray, t: np.ndarray, bs_probes, m_probes, pad=None, ragged=None
+) -> AdditiveFit:
+    """Least squares (relative error, non-negative terms) of ``t ≈ bias + α(bs) + θ(M)``, plus
+    ``φ · pad + ρ · ragged`` when each point's mean padding (``R · max q − B``) and share of
+    ragged splits are given (a ragged batch also pays the engine's pad/unpad gathers).
 
     α and θ are piecewise linear through their probes and are 0 at the first probe (the constant
-    goes to ``bias``), so a point at (bs, M) = (1, 1) is ``bias`` alone.
+    goes to ``bias``), so a point at (bs, M) = (1, 1) is ``bias`` alone. With the padding term,
+    α and θ price a batch without padding (every request verifying as many tokens).
     """
     from scipy.optimize import lsq_linear
 
     bs_p, m_p = np.asarray(bs_probes, float), np.asarray(m_probes, float)
     cols = [np.ones((t.size, 1)), hat(bs, bs_p)[:, 1:], hat(m, m_p)[:, 1:]]
+    shape = [] if pad is None else [pad, ragged if ragged is not None else np.zeros(t.size)]
+    cols += [np.asarray(x, float)[:, None] for x in shape]
     a = np.hstack(cols) / t[:, None]
     sol = lsq_linear(a, np.ones(t.size), bounds=(0.0, np.inf), method="bvls").x
     rel = a @ sol - 1.0
@@ -70,7 +82,9 @@ def fit_additive(bs: np.ndarray, m: np.ndarray, t: np.ndarray, bs_probes, m_prob
         bs_probes=bs_p.tolist(),
         alpha_s=[0.0, *sol[1 : 1 + na].tolist()],
         m_probes=m_p.tolist(),
-        theta_s=[0.0, *sol[1 + na :].tolist()],
+        theta_s=[0.0, *sol[1 + na : 1 + na + m_p.size - 1].tolist()],
+        padding_s=float(sol[-2]) if shape else 0.0,
+        ragged_s=float(sol[-1]) if shape else 0.0,
         rms_rel_error=float(np.sqrt(np.mean(rel**2))),
         max_rel_error=float(np.abs(rel).max()),
         points=int(t.size),
@@ -102,10 +116,12 @@ def cost_models(ms: Measurements, source: str, quick: bool) -> tuple[CostModel, 
     sps = CostModel.from_sps_table(
         b[order], 1.0 / t[order], max_batch_tokens=max_b, source=source, **extra
     )
-    fit = fit_additive(r, b, t, request_probes(ms.slots, quick), grid)
+    fit = fit_additive(r, b, t, request_probes(ms.slots, quick), grid, ms.verify.pad,
+                       ms.verify.ragged)  # fmt: skip
     add = CostModel.additive(
         fit.bias_s, fit.bs_probes, fit.alpha_s, fit.m_probes, fit.theta_s,
-        max_batch_tokens=max_b, source=f"{source}; additive least-squares fit", **extra,
+        max_batch_tokens=max_b, source=f"{source}; additive least-squares fit",
+        padding_s=fit.padding_s, ragged_s=fit.ragged_s, **extra,
     )  # fmt: skip
     return sps, add, fit.__dict__
 
@@ -149,7 +165,7 @@ def document(ms: Measurements, sps: CostModel, add: CostModel, fit: dict, meta: 
         "additive_fit": {
             k: (_r(v) if isinstance(v, float) else v)
             for k, v in fit.items()
-            if k in ("rms_rel_error", "max_rel_error", "points")
+            if k in ("rms_rel_error", "max_rel_error", "points", "padding_s", "ragged_s")
         },  # fmt: skip
         "wall_s": round(ms.wall_s, 1),
         "speed_reference": {  # the machine's speed before and after (drift check)

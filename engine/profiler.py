@@ -7,7 +7,8 @@ Every number comes from real engine calls timed by the engine itself (:attr:`Eng
   per request); the additive fit ``T(bs, M) = bias + α(bs) + θ(M)`` uses those points plus each
   ``bs`` probe over its B range. Every call splits B at random (``q[r]`` in ``1..γ+1``) over R
   requests in randomly chosen slots, so a point's cost is that of a typical batch, not of
-  one lucky layout (the engine has fast paths for uniform ``q`` and contiguous slots). B runs
+  one lucky layout (the engine has fast paths for uniform ``q`` and contiguous slots); each
+  split's padding ``R · max q − B`` is kept, so the fit can price padding separately. B runs
   densely at small B, sparser above, up to ``slots · (γ + 1)``.
 - context: the same R, B with every request at several cache lengths L; the extra seconds over
   the base length, indexed by the KV tokens attention reads, ``R · L``. The engine pads each
@@ -76,6 +77,8 @@ class Measured:
     mean: list[float]
     median: list[float]
     iqr: list[float]
+    pad: list[float] | None = None  # verify points: mean padding R · max q − B of their splits
+    ragged: list[float] | None = None  # verify points: share of their splits that are ragged
 
 
 def summarise(points: list, samples: list[list[float]]) -> Measured:
@@ -151,6 +154,7 @@ class Profiler:
         self.limit = engine.max_len - engine.gamma - 2  # longest prompt / context measured
         self.base = min(cfg.base_context, self.limit // 2)  # cache length of verify/draft points
         self.slots: list[int] = []
+        self.pads: dict[tuple[int, int], list[int]] = {}  # (R, B) -> padding of each split
         self.draft: Draft | None = None
 
     def prompt(self, n: int) -> list[int]:
@@ -208,10 +212,13 @@ class Profiler:
         d = self.draft
         return Draft(d.tokens[:r], d.probs[:r], d.conf_logits[:r])
 
-    def verify(self, r: int, b: int, length: int) -> float:
-        """One verify of B tokens from R requests, split at random (1..γ+1 tokens each)."""
+    def verify(self, r: int, b: int, length: int, record: bool = False) -> float:
+        """One verify of B tokens from R requests, split at random (1..γ+1 tokens each);
+        ``record`` keeps the split's padding ``R · max q − B`` under (R, B) in :attr:`pads`."""
         e = self.engine
         q = split(b, r, e.gamma + 1, self.rng)
+        if record:
+            self.pads.setdefault((r, b), []).append(r * max(q) - b)
         slots = self._batch(r)
         self._set_length(slots, length)
         v = e.verify(slots, self._sub_draft(r), [x - 1 for x in q], self.gen)
@@ -274,7 +281,8 @@ def jobs(
     if max_prefill:
         sizes = sorted({n for n in sizes if n < max_prefill} | {min(max_prefill, 2 * prof.limit)})
     out = {
-        "verify": (verify_points(slots, gamma, quick), lambda p: prof.verify(*p, prof.base)),
+        "verify": (verify_points(slots, gamma, quick),
+                   lambda p: prof.verify(*p, prof.base, record=True)),
         "context": (lengths, lambda n: prof.verify(r_ctx, r_ctx * (gamma + 1), n)),
         "context_one": (lengths, lambda n: prof.verify(r_ctx, r_ctx, n)),
         "draft": (request_probes(slots, quick) if quick else list(range(1, slots + 1)),
@@ -290,6 +298,9 @@ def measurements(prof: Profiler, m: dict[str, Measured], wall_s: float, referenc
     """The :class:`Measurements` of ``m`` (kind -> Measured) taken by ``prof``."""
     slots = prof.engine.cache.slots
     r_ctx = min(slots, CONTEXT_REQUESTS)
+    pads = [np.asarray(prof.pads[tuple(p)]) for p in m["verify"].points]
+    m["verify"].pad = [float(x.mean()) for x in pads]
+    m["verify"].ragged = [float((x > 0).mean()) for x in pads]
     return Measurements(m["verify"], m["draft"], m["prefill"], m["context"],
                         (r_ctx, r_ctx * (prof.engine.gamma + 1)), slots, prof.engine.gamma,
                         prof.base, wall_s,

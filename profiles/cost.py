@@ -105,6 +105,11 @@ class CostModel:
     # to it), or without that its mean B/R, interpolates (linear, extended).
     context_one: Curve = field(default_factory=_zero)
     context_queries: float = 0.0  # 0: no query dependence
+    # Seconds per padded query token, R · longest − B (engines that pad each request's verify
+    # tokens to the longest; paged engines have none). With it the verify terms price an
+    # unpadded batch, so SPS(B) planning sees the cost without padding.
+    padding_s: float = 0.0
+    ragged_s: float = 0.0  # seconds a ragged batch (some request shorter than the longest) adds
     max_batch_tokens: int = 0  # largest B the engine accepts (0 = unbounded)
     source: str = "unlabelled"  # provenance: "measured: ...", "imported: ...", "analytic: ..."
 
@@ -117,6 +122,8 @@ class CostModel:
             )
         if not (self.context_base >= 0 and np.isfinite(self.context_base)):
             raise InputError(f"context base must be >= 0 tokens, got {self.context_base}")
+        if not all(x >= 0 and np.isfinite(x) for x in (self.padding_s, self.ragged_s)):
+            raise InputError("padding seconds must be finite numbers >= 0")
         if self.context_queries and not (1 < self.context_queries < np.inf):
             raise InputError(f"context queries per request must be > 1, got {self.context_queries}")
         grid = np.arange(_DENSE_LIMIT, dtype=float)
@@ -203,6 +210,8 @@ class CostModel:
             t += self.verify_time(requests, tokens) + self.draft_time(requests)
         if self._has_context:
             t += self.context_time(kv_tokens, requests, tokens, longest)
+        if longest and requests * longest > tokens:  # ragged: padded to the longest
+            t += self.padding_s * (requests * longest - tokens) + self.ragged_s
         return max(t, 0.0)
 
     def sps(self, requests: int, tokens: np.ndarray) -> np.ndarray:

@@ -6,7 +6,9 @@ Cost profile (``schema: spectune.cost/v1``)::
     form: sps | additive
     sps: {sample_batch_tokens: [...], sample_steps_per_sec: [...], max_batch_tokens: N}
     additive: {bias_seconds: s, bs_probes: [...], alpha_seconds: [...],
-               m_probes: [...], theta_seconds: [...]}
+               m_probes: [...], theta_seconds: [...],
+               padding_seconds_per_token: s,     # optional: per padded verify token
+               ragged_seconds: s}                # optional: per ragged batch
     # a file may hold both blocks (``spectune profile`` writes both): ``form`` picks the one
     # loaded by default, ``read_cost(path, form=...)`` or ``FILE.yaml?form=additive`` the other
     draft: {requests: [...], seconds: [...]}          # optional
@@ -112,6 +114,8 @@ def cost_from_dict(
                 _numbers(t, "theta_seconds", w),
                 max_batch_tokens=int(t.get("max_batch_tokens", 0) or 0),
                 source=source,
+                padding_s=_padding(t, "padding_seconds_per_token", w),
+                ragged_s=_padding(t, "ragged_seconds", w),
                 **extra,
             )
     except InputError as exc:
@@ -119,6 +123,13 @@ def cost_from_dict(
             raise
         raise InputError(str(exc), where=where) from None
     raise InputError(f"unknown cost form {form!r} (expected sps or additive)", where=where)
+
+
+def _padding(block: dict, key: str, where: str) -> float:
+    value = block.get(key, 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise InputError(f"field {key!r} must be a number >= 0, not {value!r}", where=where)
+    return float(value)
 
 
 def _context_options(sub: dict, where: str) -> dict[str, Any]:
@@ -162,6 +173,9 @@ def cost_to_dict(cost: CostModel, metadata: dict | None = None) -> dict[str, Any
             "theta_seconds": list(cost.verify.y),
             "max_batch_tokens": cost.max_batch_tokens,
         }
+        if cost.padding_s or cost.ragged_s:
+            out["additive"]["padding_seconds_per_token"] = cost.padding_s
+            out["additive"]["ragged_seconds"] = cost.ragged_s
     for name, axis in _CURVES.items():
         curve = getattr(cost, name)
         if curve.y != (0.0,):

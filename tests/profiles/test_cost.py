@@ -206,3 +206,19 @@ def test_context_interpolates_between_query_counts():
     bad["context"]["seconds_one_query"] = [0.0]
     with pytest.raises(InputError, match="context"):
         cost_from_dict(bad)
+
+
+def test_padding_term_prices_ragged_batches():
+    """Engines that pad each request's verify tokens to the longest pay per padded token."""
+    cost = CostModel.additive(0.001, [1, 8], [0.0, 0.002], [1, 64], [0.0, 0.006],
+                              padding_s=0.0001, ragged_s=0.0005)  # fmt: skip
+    uniform = cost.step_time(4, 8, 0, 0, 2)  # every request verifies 2 tokens: no padding
+    assert uniform == pytest.approx(cost.draft_time(4) + cost.verify_time(4, 8))
+    assert cost.step_time(4, 8, 0, 0, 5) - uniform == pytest.approx(0.0001 * 12 + 0.0005)
+    assert cost.step_time(4, 8, 0, 0) == pytest.approx(uniform)  # longest unknown: none
+    back = cost_from_dict(cost_to_dict(cost))
+    assert (back.padding_s, back.ragged_s) == pytest.approx((0.0001, 0.0005))
+    bad = cost_to_dict(cost)
+    bad["additive"]["padding_seconds_per_token"] = -1
+    with pytest.raises(InputError, match="padding_seconds_per_token"):
+        cost_from_dict(bad)

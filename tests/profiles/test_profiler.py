@@ -119,3 +119,16 @@ def _acceptance():
     from profiles.builtin import load_acceptance
 
     return load_acceptance("paper:qwen3-8b-dspark")
+
+
+def test_additive_fit_recovers_a_padding_cost():
+    rng = np.random.default_rng(0)
+    r = rng.integers(1, 9, 200).astype(float)
+    b = r * rng.integers(1, 5, 200)
+    pad = rng.uniform(0, 10, 200)
+    ragged = rng.uniform(0, 1, 200)
+    t = 0.004 + 0.0005 * (r - 1) + 0.0002 * (b - 1) + 0.0003 * pad + 0.001 * ragged
+    fit = costfit.fit_additive(r, b, t, [1, 4, 8], [1, 8, 16, 32], pad, ragged)
+    assert fit.padding_s == pytest.approx(0.0003, rel=1e-3) and fit.rms_rel_error < 1e-6
+    assert fit.ragged_s == pytest.approx(0.001, rel=1e-3)
+    assert costfit.fit_additive(r, b, t, [1, 4, 8], [1, 8, 16, 32]).padding_s == 0.0
