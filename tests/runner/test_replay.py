@@ -104,15 +104,30 @@ def test_bad_input_exits_2_with_one_line(args, needle):
     assert "Traceback" not in proc.stderr
 
 
-def test_bad_profile_yaml_exits_2(tmp_path):
+_TABLE = "sps: {sample_batch_tokens: [1, 2], sample_steps_per_sec: [5, 4]}\n"
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("form: sps\nsps: {sample_batch_tokens: [1, 2], sample_steps_per_sec: [5]}\n", "p.yaml"),
+        ("form: sps\n" + _TABLE + "context: {kv_tokens: [0, 9], seconds: [0, 1], basis: paged}\n",
+         "basis"),
+        ("form: sps\n" + _TABLE + "context: {kv_tokens: [0, 9], seconds: [0, 1], "
+         "queries_per_request: 8, seconds_one_query: [0]}\n", "context"),
+        ("form: additive\nadditive: {bias_seconds: 0.001, bs_probes: [1], alpha_seconds: [0], "
+         "m_probes: [1], theta_seconds: [0], ragged_seconds: -1}\n", "ragged_seconds"),
+    ],
+)  # fmt: skip
+def test_bad_profile_yaml_exits_2(tmp_path, text, needle):
     bad = tmp_path / "p.yaml"
-    bad.write_text("form: sps\nsps: {sample_batch_tokens: [1, 2], sample_steps_per_sec: [5]}\n")
+    bad.write_text(text)
     proc = subprocess.run(
         [sys.executable, "-m", "runner.cli", "replay", "--limit", "5", "--profile", str(bad)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert proc.returncode == 2 and str(bad) in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.returncode == 2 and str(bad) in proc.stderr and needle in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
 def test_replay_does_not_import_torch():
