@@ -62,13 +62,10 @@ class Companion:
         t0 = time.perf_counter()
         if not self.order:
             self.rounds += 1
-            flat = [(k, i) for k, (points, _) in self.work.items() for i in range(len(points))]
-            self.order = [flat[j] for j in self.prof.rng.permutation(len(flat)).tolist()]
+            self.order = self.prof.round_order(self.work)
         kind, i = self.order.pop()
-        points, timed = self.work[kind]
-        self.prof.engine.flush()  # the previous call's drafter context, untimed
         with torch.inference_mode():
-            t = timed(points[i])
+            t = self.prof.call(self.work, kind, i)
         if self.rounds > 1:
             self.samples[kind][i].append(t)
         self.wall_s += time.perf_counter() - t0

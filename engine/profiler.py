@@ -166,18 +166,26 @@ class Profiler:
         bending one curve (a drift between measuring verify and context would read as a
         context cost). ``jobs`` maps a kind to (points, timed call); returns kind -> Measured."""
         cfg = self.cfg
-        flat = [(kind, i) for kind, (points, _) in jobs.items() for i in range(len(points))]
         samples = {kind: [[] for _ in points] for kind, (points, _) in jobs.items()}
         for rep in range(cfg.warmup + cfg.repeats):
-            for j in self.rng.permutation(len(flat)).tolist():
-                kind, i = flat[j]
-                points, timed = jobs[kind]
-                self.engine.flush()  # the previous call's drafter context, untimed
-                t = timed(points[i])
+            for kind, i in self.round_order(jobs):
+                t = self.call(jobs, kind, i)
                 if rep >= cfg.warmup:
                     samples[kind][i].append(t)
                 self.tick(1)
         return {kind: summarise(points, samples[kind]) for kind, (points, _) in jobs.items()}
+
+    def round_order(self, jobs: dict[str, tuple[list, Callable]]) -> list[tuple[str, int]]:
+        """One round: (kind, point index) for every point of every kind, freshly shuffled."""
+        flat = [(kind, i) for kind, (points, _) in jobs.items() for i in range(len(points))]
+        return [flat[j] for j in self.rng.permutation(len(flat)).tolist()]
+
+    def call(self, jobs: dict[str, tuple[list, Callable]], kind: str, i: int) -> float:
+        """One timed call of point ``i`` of ``kind``, the previous call's drafter context
+        written first (untimed), so no call pays for another's pending work."""
+        points, timed = jobs[kind]
+        self.engine.flush()
+        return timed(points[i])
 
     def prefill(self, n: int) -> float:
         """One prefill of n prompt tokens (split over prompts of at most the context) into pool
