@@ -126,6 +126,60 @@ def cost_models(ms: Measurements, source: str, quick: bool) -> tuple[CostModel, 
     return sps, add, fit.__dict__
 
 
+def point_prices(ms: Measurements, cost: CostModel) -> dict[str, np.ndarray]:
+    """What ``cost`` prices each measured point of ``ms`` at, per kind (the calls as the profiler
+    made them: verify points at the base context with their mean padding, context points at
+    γ+1 and at 1 query token per request)."""
+    r, b = ms.context_rb
+    q = ms.gamma + 1
+
+    def verify(p, pad, ragged):
+        return cost.verify_time(*p) + cost.padding_s * pad + cost.ragged_s * ragged
+
+    def ctx(n, tokens, longest):
+        return cost.verify_time(r, tokens) + cost.context_time(r * n, r, tokens, longest)
+
+    out = {
+        "verify": [verify(p, d, g) for p, d, g in zip(ms.verify.points, ms.verify.pad,
+                                                       ms.verify.ragged, strict=True)],
+        "draft": [cost.draft_time(int(p)) for p in ms.draft.points],
+        "prefill": [cost.prefill_time(int(p)) for p in ms.prefill.points],
+        "context": [ctx(n, b, q) for n in ms.context.points],
+        "context_one": [ctx(n, r, 1) for n in ms.context_one.points] if ms.context_one else [],
+    }  # fmt: skip
+    return {k: np.asarray(v, float) for k, v in out.items()}
+
+
+RECALIBRATED = {"verify": ("verify", "context", "context_one"), "draft": ("draft",),
+                "prefill": ("prefill",)}  # fmt: skip
+
+
+def recalibration(ms: Measurements, cost: CostModel) -> dict[str, tuple[float, float, float]]:
+    """Per call kind, ``(offset_s, scale, rms)``: the least-squares (relative error) affine map
+    from ``cost``'s price of each point of ``ms`` to its measured mean, and the map's rms
+    relative error. It carries a profile's shape over to a machine running at another speed
+    (``CostModel.recalibrated``). Where the affine map is not a plausible speed change (a scale
+    <= 0, or a point priced at <= 0: the profile's shape and the measurements disagree, as with
+    a few noisy points) the map is the scale alone (offset 0; 1 if the profile prices the kind's
+    every point at 0)."""
+    prices = point_prices(ms, cost)
+    means = {"verify": ms.verify.mean, "draft": ms.draft.mean, "prefill": ms.prefill.mean,
+             "context": ms.context.mean,
+             "context_one": ms.context_one.mean if ms.context_one else []}  # fmt: skip
+    out = {}
+    for name, kinds in RECALIBRATED.items():
+        p = np.concatenate([prices[k] for k in kinds])  # [points]
+        t = np.concatenate([np.asarray(means[k], float) for k in kinds])  # [points]
+        a = np.stack([np.ones_like(p), p], axis=1) / t[:, None]  # relative error rows
+        (offset, scale), *_ = np.linalg.lstsq(a, np.ones_like(t), rcond=None)
+        if scale <= 0 or offset + scale * p.min() <= 0:
+            norm = float((a[:, 1] ** 2).sum())  # 0: the profile prices every point at 0
+            offset, scale = 0.0, float(a[:, 1].sum()) / norm if norm > 0 else 1.0
+        rel = a @ np.array([offset, scale]) - 1.0
+        out[name] = (float(offset), float(scale), float(np.sqrt(np.mean(rel**2))))
+    return out
+
+
 def context_curve(ms: Measurements, m: Measured) -> Curve:
     """Extra verify seconds over attended KV tokens ``R · L``, 0 at the base context."""
     r = ms.context_rb[0]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -279,6 +279,37 @@ class CostModel:
         """True when this lookup lies beyond the measured probes (results flag it)."""
         hi_tokens, hi_requests = self._hi
         return tokens > hi_tokens or 0 < hi_requests < requests
+
+    def recalibrated(
+        self,
+        verify: tuple[float, float],
+        draft: tuple[float, float],
+        prefill: tuple[float, float],
+        source: str,
+    ) -> CostModel:
+        """This model with each call's seconds mapped ``t -> offset + scale · t``; the arguments
+        are ``(offset_s, scale)`` of a target forward (every verify term: bias or table, alpha,
+        context, padding), a drafter pass and a prefill (the same shape on a machine running at
+        another speed, engine/companion.py)."""
+        (av, bv), (ad, bd), (ap, bp) = verify, draft, prefill
+
+        def lin(c: Curve, scale: float, offset: float = 0.0) -> Curve:
+            return Curve(c.x, tuple(offset + scale * y for y in c.y))
+
+        additive = self.kind == "additive"
+        return replace(
+            self,
+            verify=lin(self.verify, bv, 0.0 if additive else av),
+            alpha=lin(self.alpha, bv),
+            bias_s=av + bv * self.bias_s if additive else 0.0,
+            context=lin(self.context, bv),
+            context_one=lin(self.context_one, bv),
+            padding_s=max(bv * self.padding_s, 0.0),
+            ragged_s=max(bv * self.ragged_s, 0.0),
+            draft=lin(self.draft, bd, ad),
+            prefill=lin(self.prefill, bp, ap),
+            source=source,
+        )
 
     def describe(self) -> str:
         return f"{self.kind} cost model ({self.source})"

@@ -83,9 +83,10 @@ def run_cells(cfg: FidelityConfig, cost, acceptance, gamma: int, live_factory, p
     ``live_factory(policy)`` returns a fresh live backend for one run (a new engine state);
     ``reference()``, when given, times the engine's speed reference (seconds) before and after
     each live run, so a cell records how fast the machine ran. ``companion()``, when given,
-    returns an ``engine.companion.Companion`` for one live run: the cost model it measures
-    alongside the run prices the cell's profiled prediction, and the stored profile's prediction
-    is reported beside it. The policies plan with ``cost`` in every run.
+    returns an ``engine.companion.Companion`` for one live run: ``cost`` recalibrated to what it
+    measures alongside the run prices the cell's profiled prediction; the predictions of
+    ``cost`` as stored and of the companion's own fit are reported beside it. The policies plan
+    with ``cost`` in every run.
     """
     cap = capacity(cfg, cost, acceptance, gamma)
     server = ServerConfig(max_concurrency=cfg.max_concurrency, gamma=gamma)
@@ -98,23 +99,23 @@ def run_cells(cfg: FidelityConfig, cost, acceptance, gamma: int, live_factory, p
             comp = companion() if companion else None
             if comp is not None:
                 backend.between_steps = comp.step
+            run = {"workload": workload, "policy": policy, "cost": cost, "acceptance": acceptance,
+                   "config": server, "seed": cfg.seed}  # fmt: skip
             before = reference() if reference else None
-            live = simulate(workload, policy, cost, acceptance, server, seed=cfg.seed,
-                            backend=backend).summary  # fmt: skip
+            live = simulate(**run, backend=backend).summary
             speed = [before, reference()] if reference else None
-            stored = simulate(workload, policy, cost, acceptance, server, seed=cfg.seed).summary
+            stored = simulate(**run).summary
             cell = {"load": load, "rate_req_s": cap * factor, "policy": spec}
             if comp is None:
                 cell.update(_compare(stored, live))
             else:
-                model = comp.cost_model(COMPANION_SOURCE)
-                priced = ProfiledBackend(model, acceptance, server.max_concurrency, cfg.seed, gamma)
-                prof = simulate(workload, policy, cost, acceptance, server, seed=cfg.seed,
-                                backend=priced).summary  # fmt: skip
-                cell.update(_compare(prof, live))
+                model, fit = comp.recalibrated(cost, f"{cost.source}; {RECALIBRATED_SOURCE}")
+                cell.update(_compare(_predict(run, model), live))
                 cell["stored_profile"] = _compare(stored, live)
-                cell["companion"] = {"timed_rounds": comp.timed_rounds,
-                                     "wall_s": comp.wall_s}  # fmt: skip
+                own = comp.cost_model(COMPANION_SOURCE)
+                cell["companion_fit"] = _compare(_predict(run, own), live)
+                cell["companion"] = {"timed_rounds": comp.timed_rounds, "wall_s": comp.wall_s,
+                                     "recalibration": fit}  # fmt: skip
             cell.update(live_wall_s=live["wall_s"], speed_reference_s=speed)
             cells.append(cell)
             if progress:
@@ -123,6 +124,16 @@ def run_cells(cfg: FidelityConfig, cost, acceptance, gamma: int, live_factory, p
 
 
 COMPANION_SOURCE = "measured alongside the live run (engine/companion.py, quick grid)"
+RECALIBRATED_SOURCE = ("recalibrated per call kind to a companion profile measured alongside the "
+                       "live run (engine/companion.py)")  # fmt: skip
+
+
+def _predict(run: dict, model) -> dict:
+    """The profiled run of ``run`` (simulate's arguments) with steps priced by ``model``; the
+    policy still plans with the stored profile."""
+    server, acceptance = run["config"], run["acceptance"]
+    priced = ProfiledBackend(model, acceptance, server.max_concurrency, run["seed"], server.gamma)
+    return simulate(**run, backend=priced).summary
 
 
 def _compare(prof: dict, live: dict) -> dict[str, Any]:
@@ -170,17 +181,23 @@ def report_markdown(result: dict[str, Any]) -> str:
         )
     stored = [c for c in result["cells"] if c.get("stored_profile")]
     if stored:
-        lines += ["", f"The profiled predictions above are priced by {result.get('pricing')}. The "
-                  "stored profile's predictions of the same runs, for comparison (its error "
-                  "includes the machine's drift since it was measured):", "",
-                  "| load | policy | throughput err | mean TPOT err | machine speed |",
-                  "|---|---|---|---|---|"]  # fmt: skip
-        ref = result.get("profile_speed_reference_s")
+        lines += ["", f"The profiled predictions above are priced by {result.get('pricing')}. "
+                  "For comparison, the same runs predicted by the stored profile as it is (its "
+                  "error includes the machine's drift since it was measured) and by the "
+                  "companion profile's own fit (its quick grid's shape, not the stored "
+                  "profile's), and the recalibration (offset ms, scale) per call kind:", "",
+                  "| load | policy | stored: throughput / TPOT err | companion fit: throughput "
+                  "/ TPOT err | target forward | drafter pass | prefill |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
         for c in stored:
-            e = c["stored_profile"]["rel_error"]
-            speed = _speed(c.get("speed_reference_s"), ref)
-            lines.append(f"| {c['load']} | {c['policy']} | {_pct(e['throughput'])} | "
-                         f"{_pct(e['tpot_mean'])} | {speed} |")  # fmt: skip
+            s, f = c["stored_profile"]["rel_error"], c["companion_fit"]["rel_error"]
+            fit = c["companion"]["recalibration"]
+            lines.append(
+                f"| {c['load']} | {c['policy']} | {_pct(s['throughput'])} / "
+                f"{_pct(s['tpot_mean'])} | {_pct(f['throughput'])} / {_pct(f['tpot_mean'])} | "
+                + " | ".join(f"{1e3 * fit[k]['offset_s']:+.2f}, ×{fit[k]['scale']:.3f}"
+                             for k in ("verify", "draft", "prefill")) + " |"
+            )  # fmt: skip
     lines += ["", "Maximum relative error per metric: " + ", ".join(
         f"{m} {_pct(v)}" for m, v in result["max_rel_error_by_metric"].items())]  # fmt: skip
     lines.append(f"\n`max_rel_error` (throughput and mean TPOT): {_pct(result['max_rel_error'])}")

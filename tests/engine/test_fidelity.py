@@ -52,7 +52,7 @@ def test_cells_cover_every_load_and_policy():
     assert md.count("\n| ") == 1 + len(cells)  # header + one row per cell
 
 
-def test_companion_prices_the_prediction_and_the_stored_profile_is_reported():
+def test_recalibrated_profile_prices_the_prediction_and_the_others_are_reported():
     from engine.companion import Companion
 
     target = tiny_target(vocab=256)
@@ -76,11 +76,16 @@ def test_companion_prices_the_prediction_and_the_stored_profile_is_reported():
     (cell,) = cells
     assert len(made) == 1 and cell["companion"]["timed_rounds"] >= 2
     assert made[0].work["prefill"][0][-1] == 96 and made[0].work["context"][0][-1] == 36
-    assert cell["stored_profile"]["live"] == cell["live"]  # one live run, two predictions
+    # one live run, three predictions: recalibrated stored profile, stored as is, companion fit
+    assert cell["stored_profile"]["live"] == cell["companion_fit"]["live"] == cell["live"]
     assert cell["profiled"]["throughput"] > 0
+    fit = cell["companion"]["recalibration"]
+    assert set(fit) == {"verify", "draft", "prefill"}
+    assert all(f["scale"] > 0 and f["rms_rel_error"] >= 0 for f in fit.values()), fit
     result = {"date": "d", "command": "c", "profile": cost.source, "acceptance": acc.source,
               "engine": "tiny", "config": {"max_concurrency": 4, "num_requests": 4},
               "capacity_req_s": 1.0, "cells": cells, "pricing": "a companion profile",
               "max_rel_error_by_metric": max_errors(cells), "max_rel_error": 0.0}  # fmt: skip
     md = report_markdown(result)
-    assert "priced by: a companion profile" in md and "stored profile's predictions" in md
+    assert "priced by: a companion profile" in md and "stored profile as it is" in md
+    assert md.count("\n| ") == 2 * (1 + len(cells))  # two tables: header + one row per cell

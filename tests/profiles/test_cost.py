@@ -222,3 +222,36 @@ def test_padding_term_prices_ragged_batches():
     bad["additive"]["padding_seconds_per_token"] = -1
     with pytest.raises(InputError, match="padding_seconds_per_token"):
         cost_from_dict(bad)
+
+
+@pytest.mark.parametrize("form", ["sps", "additive"])
+def test_recalibrated_maps_each_call_affinely(form):
+    """A profile carried to a machine at another speed: each call's seconds t -> a + b·t (target
+    forward with its context and padding terms, drafter pass, prefill), the shape kept."""
+    ctx4 = Curve((1024.0, 2048.0), (0.0, 0.004))
+    ctx1 = Curve((1024.0, 2048.0), (0.0, 0.001))
+    extra = dict(draft=Curve((1.0, 8.0), (0.001, 0.003)),
+                 prefill=Curve((16.0, 512.0), (0.002, 0.03)), context=ctx4, context_one=ctx1,
+                 context_queries=4, context_basis="padded", context_base=128, padding_s=0.0001,
+                 ragged_s=0.0005)  # fmt: skip
+    if form == "sps":
+        cost = CostModel.from_sps_table([1, 64], [500.0, 100.0], **extra)
+    else:
+        cost = CostModel.additive(0.001, [1, 8], [0.0, 0.002], [1, 64], [0.0, 0.006], **extra)
+    same = cost.recalibrated((0.0, 1.0), (0.0, 1.0), (0.0, 1.0), source="same")
+    (av, bv), (ad, bd), (ap, bp) = (0.0004, 1.2), (-0.0002, 1.1), (0.001, 0.9)
+    new = cost.recalibrated((av, bv), (ad, bd), (ap, bp), source="recalibrated")
+    assert new.source == "recalibrated" and new.kind == cost.kind
+    for r, b, kv, pre, longest in [
+        (1, 2, 256, 0, 2),
+        (8, 20, 8 * 256, 0, 4),
+        (4, 9, 4 * 300, 64, 5),
+    ]:
+        assert same.step_time(r, b, kv, pre, longest) == pytest.approx(
+            cost.step_time(r, b, kv, pre, longest))  # fmt: skip
+        forward = cost.step_time(r, b, kv, 0, longest) - cost.draft_time(r)  # with context, padding
+        want = av + bv * forward + ad + bd * cost.draft_time(r) + (ap + bp * cost.prefill_time(pre)
+                                                                  if pre else 0.0)  # fmt: skip
+        assert new.step_time(r, b, kv, pre, longest) == pytest.approx(want)
+    assert new.verify_time(3, 10) == pytest.approx(av + bv * cost.verify_time(3, 10))
+    assert new.prefill_time(0) == 0.0  # no prompt, no prefill call

@@ -132,3 +132,39 @@ def test_additive_fit_recovers_a_padding_cost():
     assert fit.padding_s == pytest.approx(0.0003, rel=1e-3) and fit.rms_rel_error < 1e-6
     assert fit.ragged_s == pytest.approx(0.001, rel=1e-3)
     assert costfit.fit_additive(r, b, t, [1, 4, 8], [1, 8, 16, 32]).padding_s == 0.0
+
+
+def test_recalibration_recovers_an_affine_speed_change(measured):
+    """The companion's recalibration: per call kind, the affine map from a profile's price of
+    each measured point to its mean; exact when the machine changed by exactly such a map."""
+    from dataclasses import replace
+
+    _, ms, _ = measured
+    _, add, _ = costfit.cost_models(ms, "measured: test", quick=True)
+    prices = costfit.point_prices(ms, add)
+    np.testing.assert_allclose(prices["draft"], ms.draft.mean)  # curves through the means
+    np.testing.assert_allclose(prices["prefill"], ms.prefill.mean)
+    maps = {"verify": (2e-4, 1.2), "draft": (-1e-4, 1.1), "prefill": (3e-4, 0.9)}
+
+    def moved(kind: str, m):  # the same points on a machine changed by the kind's map
+        a, b = maps[next(k for k, kinds in costfit.RECALIBRATED.items() if kind in kinds)]
+        return replace(m, mean=(a + b * prices[kind]).tolist())
+
+    fast = replace(ms, **{k: moved(k, getattr(ms, k)) for k in prices})
+    fit = costfit.recalibration(fast, add)
+    for kind, (a, b) in maps.items():
+        assert fit[kind][:2] == pytest.approx((a, b), rel=1e-6, abs=1e-9)
+        assert fit[kind][2] < 1e-9
+
+
+def test_recalibration_falls_back_to_a_scale_when_the_affine_map_is_implausible(measured):
+    """Measurements that fall as the profile's price rises fit an affine map with a negative
+    scale; a machine cannot do that, so the map is the scale alone."""
+    from dataclasses import replace
+
+    _, ms, _ = measured
+    _, add, _ = costfit.cost_models(ms, "measured: test", quick=True)
+    p = costfit.point_prices(ms, add)["prefill"]
+    backwards = replace(ms, prefill=replace(ms.prefill, mean=(2 * p.max() - p).tolist()))
+    offset, scale, rms = costfit.recalibration(backwards, add)["prefill"]
+    assert offset == 0.0 and scale > 0 and rms > 0
