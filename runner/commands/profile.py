@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.slots < 2:
         raise InputError("--slots must be >= 2 (the largest prefill uses two requests)")
     out = check_out(args.out)
-    from engine import costfit, profiler
+    from engine import costfit, profiler, provenance
     from engine.load import build_engine, resolve_device
     from profiles.store import read_cost, write_yaml
 
@@ -78,13 +78,13 @@ def run(args: argparse.Namespace) -> int:
     engine, _ = build_engine(target, drafter, None, device=device, temperature=1.0,
                              slots=args.slots)  # fmt: skip
     cfg = profiler.ProfileConfig(quick=args.quick, repeats=args.repeats or 0, seed=args.seed)
-    load_before = profiler.load_average()
+    load_before = provenance.load_average()
     bar = _Bar(show_progress(args))
     try:
         ms = profiler.measure(engine, cfg, on_total=bar.start, tick=bar.tick)
     finally:
         bar.close()
-    env = profiler.environment(device)
+    env = provenance.environment(device)
     source = (
         f"measured: engine {args.engine} ({Path(target).stem} + {Path(drafter).stem}) on "
         f"{device.type} (threads={env['threads']}, torch {env['torch']}), {env['date'][:10]}, "
@@ -97,11 +97,11 @@ def run(args: argparse.Namespace) -> int:
         "target": target,
         "drafter": drafter,
         "checkpoints_sha256": {
-            "target": profiler.checkpoint_digest(target),
-            "drafter": profiler.checkpoint_digest(drafter),
+            "target": provenance.checkpoint_digest(target),
+            "drafter": provenance.checkpoint_digest(drafter),
         },
         "temperature": 1.0,
-        "load_average": {"before": load_before, "after": profiler.load_average()},
+        "load_average": {"before": load_before, "after": provenance.load_average()},
         "quick": args.quick,
         "repeats": cfg.repeats,
         "warmup": cfg.warmup,

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                                            cost=cost, seed=cfg.seed, done=bar.update)  # fmt: skip
     finally:
         bar.close()
-    from engine.profiler import checkpoint_digest, environment
+    from engine.provenance import checkpoint_digest, environment
 
     env = environment(device)
     engine_runs = {spec: {d: r.summary() for d, r in by.items()} for spec, by in runs.items()}

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine import costfit, profiler  # noqa: E402
+from engine import costfit, profiler, provenance  # noqa: E402
 from engine.engine import Engine  # noqa: E402
 from policies import make_policy  # noqa: E402
 from profiles.store import read_cost, write_yaml  # noqa: E402
@@ -89,7 +89,7 @@ def test_measure_counts_calls_and_leaves_the_engine_empty(measured):
 def test_profile_document_loads_in_both_forms(measured, tmp_path):
     _, ms, _ = measured
     sps, add, fit = costfit.cost_models(ms, "measured: test", quick=True)
-    meta = {**profiler.environment(torch.device("cpu")), "command": "test"}
+    meta = {**provenance.environment(torch.device("cpu")), "command": "test"}
     path = tmp_path / "p.yaml"
     write_yaml(path, costfit.document(ms, sps, add, fit, meta))
     a, b = read_cost(path), read_cost(path, form="additive")
