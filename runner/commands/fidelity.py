@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def plot(result: dict, path: Path) -> None:
-    """Relative error per cell and metric, with the 5% target line."""
+    """Relative error per cell and metric, with the 5% target line; with a companion, a second
+    panel compares the mean-TPOT error of the three pricings of each cell."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,17 +148,30 @@ def plot(result: dict, path: Path) -> None:
 
     cells = result["cells"]
     metrics = list(cells[0]["rel_error"]) if cells else []
-    fig, ax = plt.subplots(figsize=(9, 4))
-    width = 0.8 / max(len(metrics), 1)
-    for i, m in enumerate(metrics):
-        vals = [100 * (c["rel_error"][m] or 0.0) for c in cells]
-        ax.bar([j + i * width for j in range(len(cells))], vals, width, label=m)
-    ax.axhline(5.0, color="k", linestyle="--", linewidth=1, label="5% target")
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cells))])
-    ax.set_xticklabels([f"{c['load']}\n{c['policy']}" for c in cells], fontsize=8)
-    ax.set_ylabel("relative error, %")
-    ax.set_title("profiled simulator vs live engine")
-    ax.legend(fontsize=8)
+    pricings = [("recalibrated stored profile", None), ("stored profile as is", "stored_profile"),
+                ("companion's own fit", "companion_fit")]  # fmt: skip
+    panels = 2 if cells and all(c.get("companion_fit") for c in cells) else 1
+    fig, axes = plt.subplots(panels, 1, figsize=(9, 4 * panels), squeeze=False)
+    labels = [f"{c['load']}\n{c['policy']}" for c in cells]
+    _bars(axes[0][0], labels, {m: [c["rel_error"][m] for c in cells] for m in metrics})
+    axes[0][0].set_title("profiled simulator vs live engine, per metric")
+    if panels == 2:
+        series = {name: [(c[key] if key else c)["rel_error"]["tpot_mean"] for c in cells]
+                  for name, key in pricings}  # fmt: skip
+        _bars(axes[1][0], labels, series)
+        axes[1][0].set_title("mean TPOT error by how the prediction is priced")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _bars(ax, labels: list[str], series: dict[str, list]) -> None:
+    width = 0.8 / max(len(series), 1)
+    for i, (name, vals) in enumerate(series.items()):
+        ax.bar([j + i * width for j in range(len(labels))], [100 * (v or 0.0) for v in vals],
+               width, label=name)  # fmt: skip
+    ax.axhline(5.0, color="k", linestyle="--", linewidth=1, label="5% target")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))])
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_ylabel("relative error, %")
+    ax.legend(fontsize=8)
