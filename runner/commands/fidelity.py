@@ -3,7 +3,9 @@
 Runs the same seeded workload at three loads (light, near the knee, saturated) for each policy
 on the profiled backend and on the live engine, and reports per cell the relative error of output
 throughput, mean TPOT, p50 TTFT, mean accepted length and mean verify length. ``--out DIR``
-writes ``fidelity.json``, ``fidelity.md`` and ``fidelity.png``. The profile and acceptance model
+writes ``fidelity.json``, ``fidelity.md`` and ``fidelity.png``. With measured timing each cell's
+prediction is priced by the stored profile recalibrated to a companion profile measured alongside
+its live run (``engine/companion.py``). The profile and acceptance model
 should describe the same engine and drafter that run live (the defaults do once the measured
 ``cpu-tiny`` profile and the drafter's records are committed).
 """
@@ -35,8 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p, policy_default=None)
     add_live_args(p)
     p.add_argument("--no-companion", action="store_true",
-                   help="price predictions with the stored --profile instead of a profile "
-                   "measured alongside each live run (engine/companion.py)")  # fmt: skip
+                   help="price predictions with the stored --profile as it is, not "
+                   "recalibrated to a profile measured alongside each live run "
+                   "(engine/companion.py)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--out", metavar="DIR", help="write fidelity.json, fidelity.md, fidelity.png")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
