@@ -11,7 +11,7 @@ without redoing finished points. At the end ``DIR`` holds ``best.yaml``
 (``spectune.scheduler/v1``; export it with ``spectune export``), ``results.csv``,
 ``frontier.csv``, ``summary.json``, ``frontier.png`` (Figure 7) and ``load.png`` (Figure 8).
 Policy entries are names (parameters searched) or specs (given parameters pinned); clairvoyant
-is the simulator-only bound and never becomes ``best.yaml``.
+is the simulator-only no-wasted-verification reference and never becomes ``best.yaml``.
 """
 
 from __future__ import annotations
@@ -294,7 +294,7 @@ def format_report(s: dict, out: Path) -> str:
         "",
     ]
     head = ("policy", "best setting", "tok/s at SLA", "vs k=1", f"at {unit}", "tok/s/user",
-            "verify/req", "min vs bound")  # fmt: skip
+            "verify/req", "min vs clairvoyant")  # fmt: skip
     rows = [head]
     for entry, d in s["policies"].items():
         gain = d.get("gain_vs_fixed_k1")
