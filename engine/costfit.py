@@ -139,15 +139,23 @@ def point_prices(ms: Measurements, cost: CostModel) -> dict[str, np.ndarray]:
     def ctx(n, tokens, longest):
         return cost.verify_time(r, tokens) + cost.context_time(r * n, r, tokens, longest)
 
+    kinds = measured_kinds(ms)
     out = {
         "verify": [verify(p, d, g) for p, d, g in zip(ms.verify.points, ms.verify.pad,
                                                        ms.verify.ragged, strict=True)],
         "draft": [cost.draft_time(int(p)) for p in ms.draft.points],
         "prefill": [cost.prefill_time(int(p)) for p in ms.prefill.points],
         "context": [ctx(n, b, q) for n in ms.context.points],
-        "context_one": [ctx(n, r, 1) for n in ms.context_one.points] if ms.context_one else [],
+        "context_one": [ctx(n, r, 1) for n in kinds["context_one"].points],
     }  # fmt: skip
     return {k: np.asarray(v, float) for k, v in out.items()}
+
+
+def measured_kinds(ms: Measurements) -> dict[str, Measured]:
+    """Every kind's :class:`Measured` by name (``context_one`` empty when not measured)."""
+    one = ms.context_one or Measured([], [], [], [])
+    return {"verify": ms.verify, "draft": ms.draft, "prefill": ms.prefill,
+            "context": ms.context, "context_one": one}  # fmt: skip
 
 
 RECALIBRATED = {"verify": ("verify", "context", "context_one"), "draft": ("draft",),
@@ -162,14 +170,11 @@ def recalibration(ms: Measurements, cost: CostModel) -> dict[str, tuple[float, f
     <= 0, or a point priced at <= 0: the profile's shape and the measurements disagree, as with
     a few noisy points) the map is the scale alone (offset 0; 1 if the profile prices the kind's
     every point at 0)."""
-    prices = point_prices(ms, cost)
-    means = {"verify": ms.verify.mean, "draft": ms.draft.mean, "prefill": ms.prefill.mean,
-             "context": ms.context.mean,
-             "context_one": ms.context_one.mean if ms.context_one else []}  # fmt: skip
+    prices, measured = point_prices(ms, cost), measured_kinds(ms)
     out = {}
     for name, kinds in RECALIBRATED.items():
         p = np.concatenate([prices[k] for k in kinds])  # [points]
-        t = np.concatenate([np.asarray(means[k], float) for k in kinds])  # [points]
+        t = np.concatenate([np.asarray(measured[k].mean, float) for k in kinds])  # [points]
         a = np.stack([np.ones_like(p), p], axis=1) / t[:, None]  # relative error rows
         (offset, scale), *_ = np.linalg.lstsq(a, np.ones_like(t), rcond=None)
         if scale <= 0 or offset + scale * p.min() <= 0:
