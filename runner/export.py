@@ -28,6 +28,7 @@ import yaml
 
 from profiles.errors import InputError
 from runner.formats import FORMATS, load_export  # noqa: F401  (re-exported)
+from runner import targets
 from runner.scheduler import SchedulerConfig
 
 DSPARK_STYLE = ("dspark", "dspark_lagged", "global_sync")
@@ -88,51 +89,61 @@ def _table_spec(sizes, ks, default: int = 0) -> str:
 def plan(cfg: SchedulerConfig, fmt: str) -> Plan:
     """Exact, or the nearest policy ``fmt`` can express (see the README's export section)."""
     name, p, spec = cfg.policy_name, cfg.param_dict, cfg.policy().spec
-    if fmt == "spectune":
-        return Plan(True, spec)
+    off = name == "none" or (name == "fixed" and int(p["k"]) == 0)
+    if fmt == "spectune" or off or name == "fixed":
+        return Plan(True, "none" if off else spec)
     if fmt == "sglang":
-        lagged = {"lag": 2, **{k: p.get(k, 0) for k in ("min_verify_len", "max_verify_len",
-                                                         "survival_eps")}}  # fmt: skip
-        if name == "dspark_lagged" and p["lag"] == 2:
-            return Plan(True, spec)
         if name in DSPARK_STYLE:
-            near = "dspark_lagged:" + ",".join(f"{k}={v}" for k, v in lagged.items())
-            return Plan(False, _spec(near), ("SGLang's DSpark planner sizes the verify budget "
-                        "from confidences two steps old (paper §5.2); a lag of 1 or the "
-                        "synchronous Algorithm 1 is not a documented SGLang option",))  # fmt: skip
-        if name in ("fixed", "none"):
-            return Plan(True, spec, ("static schedule: min_verify_len = max_verify_len",))
-        k = _k_at_load(cfg)
-        return Plan(
-            False,
-            f"fixed:k={k}",
-            (
-                f"{name} has no SGLang DSpark equivalent; exported "
-                "as a static verify length (use sglang-adaptive for batch-size tables)",
-            ),
-        )
-    if fmt == "vllm":
-        if name in DSPARK_STYLE:
-            exact = name == "dspark_lagged" and not p["min_verify_len"] and not p["survival_eps"]
-            near = (
-                f"dspark_lagged:lag={p.get('lag', 2)},min_verify_len=0,"
-                f"max_verify_len={p['max_verify_len']},survival_eps=0.0"
-            )
-            return Plan(exact, spec if exact else _spec(near), ("vLLM adaptive verification: "
-                        "min_verify_len/survival_eps knobs and the confidence lag are not "
-                        "confirmed vLLM options; exported with none, lag as tuned",))  # fmt: skip
-        if name in TABLE_STYLE:
-            return Plan(True, spec)
+            lag = int(p["lag"]) if name == "dspark_lagged" else 2
+            near = _spec(f"dspark_lagged:lag={lag},min_verify_len=0,max_verify_len=0,"
+                         f"survival_eps={targets.SGLANG_EPS}")  # fmt: skip
+            return Plan(False, near, (
+                "SGLang's planner runs DSparkScheduleConfig(gamma) with its defaults "
+                "(min_verify_len = anchor only, max = gamma+1, survival_eps = 1e-6): no flag "
+                "sets them, so the tuned bounds are not exported",
+                "SGLang plans with the exported whole-decode-step table (floor lookup for 1D "
+                "tables, clamped beyond the probes); 'exported' below is that simulated",
+            ) + (() if name == "dspark_lagged" else (
+                f"{name} decides on the current step's confidences; SGLang sizes the budget "
+                f"from confidences {lag} steps old (SGLANG_DSPARK_CONFIDENCE_RELAY_LAG_STEPS)",)))
+        return Plan(False, f"fixed:k={_k_at_load(cfg)}", (
+            f"{name} has no SGLang DSpark equivalent (no per-batch-size draft length); exported "
+            "as a static block size at the tuned load",))  # fmt: skip
+    if fmt == "vllm" and name in DSPARK_STYLE:
+        near = _spec(f"dspark_lagged:lag=2,max_verify_len={p.get('max_verify_len', 0)}")
+        return Plan(False, near, (
+            "vLLM's adaptive verification (method dspark) profiles its own draft+verify step "
+            "costs at start-up and sizes the budget with its own lag; spectune cannot export "
+            "a cost table to it, so 'exported' is spectune's dspark_lagged, not vLLM's planner",
+            "min_verify_len and survival_eps have no vLLM option",))  # fmt: skip
     sizes, ks = batch_table(cfg)
-    near = _table_spec(sizes, ks)
-    if fmt == "sglang-adaptive" and name in TABLE_STYLE:
-        return Plan(True, spec, ("one candidate step per batch-size slot: the EMA controller "
-                                 "has nothing to adapt",))  # fmt: skip
-    if fmt == "trtllm" and name in TABLE_STYLE:
-        return Plan(True, spec)
-    return Plan(False, near, (f"{name} reads per-step confidences; {fmt} expresses a batch-size "
-                              "table, so the table holds the rounded mean drafts the tuned "
-                              "policy verified at each tuned load",))  # fmt: skip
+    if fmt == "trtllm":
+        tsizes, tks, notes = targets.trtllm_table(sizes, ks)
+        same = name == "batch_table" and (tsizes, tks) == _trimmed(sizes, ks)
+        near = _spec(_table_spec(tsizes, tks)) if tks else "none"
+        return Plan(same, near, tuple(notes) + _table_notes(cfg, "trtllm", name))
+    if fmt == "sglang-adaptive":
+        return Plan(name == "batch_table", _spec(_table_spec(sizes, ks)),
+                    ("SGLang runs adaptive speculation for EAGLE/EAGLE3 only (not DSpark); one "
+                     "candidate step per slot, so the EMA controller has nothing to adapt; "
+                     "slots are keyed by the smallest batch size they serve, and SGLang pads "
+                     "the batch to its CUDA-graph size before choosing the slot",)
+                    + _table_notes(cfg, fmt, name))  # fmt: skip
+    return Plan(name == "batch_table", _spec(_table_spec(sizes, ks)), _table_notes(cfg, fmt, name))
+
+
+def _trimmed(sizes, ks):
+    sizes, ks = list(sizes), list(ks)
+    while ks and ks[-1] == 0:
+        sizes.pop(), ks.pop()
+    return tuple(sizes), tuple(ks)
+
+
+def _table_notes(cfg: SchedulerConfig, fmt: str, name: str) -> tuple[str, ...]:
+    if name == "batch_table":
+        return ()
+    return (f"{name} reads per-step confidences; {fmt} expresses a batch-size table, so the "
+            "table holds the rounded mean drafts the tuned policy verified at each tuned load",)
 
 
 def _spec(text: str) -> str:
@@ -149,80 +160,50 @@ def _k_at_load(cfg: SchedulerConfig) -> int:
 
 
 # -- writers -------------------------------------------------------------------------------------
-def sps_table(cfg: SchedulerConfig) -> dict[str, Any]:
-    """SGLang ``SpsCostTable`` (1D) or ``SpsAdditiveCostTable``, matching the cost model."""
-    c = cfg.cost_model()
-    if c.kind == "sps":
-        xs = [int(round(x)) for x in c.verify.x]
-        keep = [i for i, x in enumerate(xs) if x >= 1 and x == c.verify.x[i]]
-        xs = [xs[i] for i in keep]
-        return {"sample_batch_tokens": xs,
-                "sample_steps_per_sec": [1.0 / c.verify.y[i] for i in keep],
-                "max_batch_tokens": max(int(c.max_batch_tokens), xs[-1])}  # fmt: skip
-    a0, t0 = c.alpha.y[0], c.verify.y[0]  # SGLang gauge: alpha(bs0) = theta(m0) = 0
-    return {"bias_seconds": c.bias_s + a0 + t0,
-            "bs_probes": [int(round(x)) for x in c.alpha.x],
-            "alpha_seconds": [a - a0 for a in c.alpha.y],
-            "m_probes": [int(round(x)) for x in c.verify.x],
-            "theta_seconds": [t - t0 for t in c.verify.y]}  # fmt: skip
-
-
-def _files(cfg: SchedulerConfig, fmt: str, pl: Plan) -> dict[str, Any]:
-    """File name → content (dict for JSON, ('yaml', dict) for YAML, str for text)."""
+def _files(cfg: SchedulerConfig, fmt: str, pl: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(file name → content, launch recipe); content is a dict (JSON) or ('yaml', dict)."""
     from policies import make_policy
 
     near = make_policy(pl.nearest)
-    p, gamma = near.__dict__, cfg.gamma
     if fmt == "sglang":
-        sts = cfg.sts
-        static = near.name in ("fixed", "none")  # min = max = k (SGLang: k + 1, anchor incl.)
-        lo = min(p.get("k", 0), gamma) if static else p.get("min_verify_len", 0)
-        hi = lo if static else p.get("max_verify_len", 0)
-        sts_doc = {"temperatures": list(sts.temperatures) or [1.0] * gamma}
-        sts_doc.update({k: v for k, v in (("dataset", sts.dataset), ("num_samples",
-                        sts.num_samples), ("ece_before", list(sts.ece_before)),
-                        ("ece_after", list(sts.ece_after))) if v})  # fmt: skip
-        return {
-            "sps_table.json": sps_table(cfg),
-            "sts.json": sts_doc,
-            "schedule.json": {
-                "gamma": gamma,
-                "min_verify_len": lo + 1,
-                "max_verify_len": hi + 1 if static or hi else 0,
-                "survival_eps": float(p.get("survival_eps", 0.0)),
-                "lag_steps": int(p.get("lag", 0)),
-            },  # fmt: skip
-        }
-    if fmt == "vllm":
-        if near.name in DSPARK_STYLE:
-            doc = {"num_speculative_tokens": p["max_verify_len"] or gamma,
-                   "enable_adaptive_verification": True}  # fmt: skip
-        elif near.name in ("fixed", "none"):
-            doc = {"num_speculative_tokens": min(p.get("k", 0), gamma)}
-        else:
-            sizes, ks = batch_table(cfg)
-            rows, lo = [], 1
-            for s, k in zip(sizes, ks, strict=True):
-                rows.append([lo, int(s), min(int(k), gamma)])
-                lo = int(s) + 1
-            doc = {"num_speculative_tokens": max(r[2] for r in rows),
-                   "num_speculative_tokens_per_batch_size": rows}  # fmt: skip
-        return {"speculative_config.json": doc}
-    sizes, ks = batch_table(cfg)  # the exported table is the nearest policy's
+        return targets.sglang(cfg, near)
+    if fmt == "vllm" and near.name in DSPARK_STYLE:
+        return targets.vllm(cfg, near, {"method": "dspark", "num_speculative_tokens":
+                                        near.max_verify_len or cfg.gamma,
+                                        "enable_adaptive_verification": True})  # fmt: skip
+    sizes, ks = _policy_table(cfg, near)
     if fmt == "trtllm":
-        sched = {int(s): int(k) for s, k in zip(sizes, ks, strict=True)}
-        on = [s for s, k in sched.items() if k > 0]
-        spec = {"max_draft_len": gamma, "draft_len_schedule": sched}
-        if on:
-            spec["max_concurrency"] = max(on)
-        return {"speculative_config.yaml": ("yaml", {"speculative_config": spec})}
+        return targets.trtllm(cfg, *targets.trtllm_table(sizes, ks)[:2])
     if fmt == "sglang-adaptive":
-        ladder, lo = {}, 1
-        for s, k in zip(sizes, ks, strict=True):
-            ladder[str(lo)] = {"candidate_steps": [int(k)]}
-            lo = int(s) + 1
-        return {"adaptive.json": ladder}
-    raise InputError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+        if not any(ks):
+            return {}, targets._launch(targets.SGLANG + ("--max-running-requests",
+                                                         str(cfg.max_concurrency)), {})  # fmt: skip
+        return targets.sglang_adaptive(cfg, sizes, ks)
+    if near.name == "none":
+        return targets.vllm(cfg, near, None)
+    if near.name == "fixed":
+        return targets.vllm(cfg, near, {"num_speculative_tokens": min(near.k, cfg.gamma)})
+    rows, lo = [], 1
+    for s, k in zip(sizes, ks, strict=True):
+        if lo <= s:
+            rows.append([lo, int(s), min(int(k), cfg.gamma)])
+        lo = int(s) + 1
+    top = max(r[2] for r in rows)
+    if top == 0:
+        return targets.vllm(cfg, near, None)
+    return targets.vllm(cfg, near, {"num_speculative_tokens": top,
+                                    "num_speculative_tokens_per_batch_size": rows})  # fmt: skip
+
+
+def _policy_table(cfg: SchedulerConfig, near: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The batch-size table (sizes, ks) of a confidence-free policy up to the cap."""
+    cap = cfg.max_concurrency
+    if near.name == "none":
+        return (cap,), (0,)
+    if near.name == "fixed":
+        return (cap,), (min(near.k, cfg.gamma),)
+    sizes = [int(s) for s in near.sizes if s < cap] + [cap]
+    return tuple(sizes), tuple(min(near.k_for(s), cfg.gamma) for s in sizes)
 
 
 def write_export(cfg: SchedulerConfig, fmt: str, out: Path, *, source: str = "",
@@ -234,74 +215,43 @@ def write_export(cfg: SchedulerConfig, fmt: str, out: Path, *, source: str = "",
         raise InputError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
     out.mkdir(parents=True, exist_ok=True)
     pl = plan(cfg, fmt)
-    written = []
+    written, launch = [], None
     if fmt == "spectune":
         write_scheduler(out / "scheduler.yaml", cfg)
         written.append("scheduler.yaml")
     else:
-        for name, content in _files(cfg, fmt, pl).items():
+        files, launch = _files(cfg, fmt, pl)
+        for name, content in files.items():
             if isinstance(content, tuple):
                 text = yaml.safe_dump(content[1], sort_keys=False, default_flow_style=None)
             else:
                 text = json.dumps(content, indent=2) + "\n"
             (out / name).write_text(text, encoding="utf-8")
             written.append(name)
-    notes = list(pl.notes) + _cost_notes(cfg, fmt)
-    manifest = {"format": fmt, "from": source, "tuned_policy": cfg.policy().spec,
-                "files": written, "exact": pl.exact, "exported_policy": pl.nearest,
-                "approximation": None, "notes": notes}  # fmt: skip
-    if not pl.exact and simulate:
-        manifest["approximation"] = approximation(cfg, pl.nearest)
-    if fmt == "sglang":
-        manifest["server_args"] = [
-            "--speculative-algorithm",
-            "DSPARK",
-            "--speculative-dspark-sps-table-path",
-            "sps_table.json",
-            "--speculative-dspark-confidence-sts-path",
-            "sts.json",
-        ]
+        (out / "launch.sh").write_text(targets.launch_sh(fmt, launch, written), encoding="utf-8")
+        (out / "launch.sh").chmod(0o755)
+        written.append("launch.sh")
+    manifest = {"format": fmt, "engine": targets.VERSIONS.get(fmt, "spectune"), "from": source,
+                "tuned_policy": cfg.policy().spec, "files": written, "exact": pl.exact,
+                "exported_policy": pl.nearest, "approximation": None, "notes": list(pl.notes),
+                "launch": launch}  # fmt: skip
+    if simulate and not pl.exact:
+        table = None
+        if "sps_table.json" in written:
+            table = json.loads((out / "sps_table.json").read_text(encoding="utf-8"))
+        manifest["approximation"] = approximation(cfg, pl.nearest, table)
     (out / "export.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
 
-def _cost_notes(cfg: SchedulerConfig, fmt: str) -> list[str]:
-    if fmt != "sglang":
-        return []
-    c, notes = cfg.cost_model(), []
-    if c.kind == "sps":
-        t = sps_table(cfg)
-        xs, sps = np.asarray(t["sample_batch_tokens"]), np.asarray(t["sample_steps_per_sec"])
-        b = np.arange(1, t["max_batch_tokens"] + 1)
-        floor = sps[np.clip(np.searchsorted(xs, b, side="right") - 1, 0, len(xs) - 1)]
-        ours = c.sps(1, b)
-        worst = float(np.max(np.abs(floor / ours - 1)))
-        notes.append(
-            f"SGLang's SpsCostTable looks up the floor probe, spectune interpolates "
-            f"linearly: they differ by at most {worst:.2%} over B = 1..{b[-1]}"
-        )
-    else:
-        notes.append(
-            "SGLang's additive table clamps beyond the probes; spectune extrapolates "
-            "linearly (same inside the probed range)"
-        )
-    notes.append(
-        "the table holds the verify cost the policy plans with; draft, prefill and "
-        "context costs are not part of SGLang's table"
-    )
-    if cfg.sts.variant != "cumulative":
-        notes.append(
-            "SGLang's STS fitter calibrates cumulative survival; these temperatures "
-            "were fitted on conditional acceptance"
-        )
-    return notes
-
-
-def approximation(cfg: SchedulerConfig, nearest: str) -> dict[str, Any] | None:
-    """Simulate the tuned and the exported policy at the tuned load; their figures and change."""
+def approximation(cfg: SchedulerConfig, nearest: str, table: dict | None = None
+                  ) -> dict[str, Any] | None:  # fmt: skip
+    """Simulate the tuned and the exported policy at the tuned load; their figures and change.
+    With an engine ``table`` the exported policy plans with it as the engine does."""
     from dataclasses import replace
 
     from profiles.builtin import load_acceptance
+    from profiles.sglang import PlannedCost, Table
     from runner.sweep import PointTask, run_point
     from simulator.workload import WorkloadSpec
 
@@ -316,9 +266,11 @@ def approximation(cfg: SchedulerConfig, nearest: str) -> dict[str, Any] | None:
         else int(t["requests"])  # fmt: skip
     server = replace(cfg.server_config(), max_concurrency=cfg.server_config().max_concurrency)
     out: dict[str, Any] = {"simulated": True, "load_mode": mode, "load": load}
-    for label, pol in (("tuned", cfg.policy().spec), ("exported", nearest)):
+    cost = cfg.cost_model()
+    planned = PlannedCost(cost, Table(table)) if table else cost
+    for label, pol, c in (("tuned", cfg.policy().spec, cost), ("exported", nearest, planned)):
         task = PointTask(pol, mode, load, spec, "", "", server, n, int(prov.get("seed", 0)))
-        r = run_point(task, models=(cfg.cost_model(), acceptance))
+        r = run_point(task, models=(c, acceptance))
         out[label] = {k: r.get(k) for k in ("policy", "throughput_tok_s", "tps_per_user_p50",
                                             "ttft_p99_s", "mean_verify_len")}  # fmt: skip
         out[label]["sla_met"] = all(s.met(r) for s in cfg.sla)

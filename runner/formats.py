@@ -1,19 +1,29 @@
-"""Validating loaders of the exported production formats (the checks the engines apply).
+"""Validating loaders of the exported production formats: a fast first check of what the engines
+check (the conformance suite in ``tests/engines/`` runs the engines' own code on every export).
 
-``load_export(fmt, dir)`` reads what ``runner.export.write_export`` wrote and checks it the way
-the consuming engine does (as read from its source): SGLang ``SpsCostTable`` (probes strictly
-increasing integers >= 1, positive steps/s, ``max_batch_tokens`` >= the last probe) or
-``SpsAdditiveCostTable`` (sniffed by ``bias_seconds``, which must be > 0), ``DSparkStsCalibration``
-(non-empty positive temperatures, one per position), ``DSparkScheduleConfig`` bounds; vLLM
-``speculative_config`` rows ``[lo, hi, K]``; TensorRT-LLM ``draft_len_schedule``; the SGLang
-adaptive ladder (integer-string batch-size keys with ``candidate_steps``). Problems raise
-``InputError`` naming the file and field.
+``load_export(fmt, dir)`` reads ``export.json`` (the manifest ``runner.export.write_export``
+writes) and every file it lists, and checks each as its engine does (rules read from its source,
+versions in ``runner.targets.VERSIONS``):
+
+- SGLang ``SpsCostTable`` (probes strictly increasing integers >= 1, as many positive steps/s,
+  ``max_batch_tokens`` >= the last probe) or ``SpsAdditiveCostTable`` (sniffed by
+  ``bias_seconds`` > 0), ``DSparkStsCalibration`` (positive temperatures, exactly
+  ``--speculative-dspark-block-size`` of them), the adaptive ladder (integer-string batch-size
+  keys with non-negative ``candidate_steps``);
+- vLLM ``speculative_config``: ``method`` and ``model`` given, ``num_speculative_tokens`` > 0,
+  rows ``[lo, hi, K]`` positive, ordered, disjoint, the first starting at 1;
+- TensorRT-LLM ``speculative_config``: schedule keys >= 1, draft lengths in 0..max_draft_len, the
+  smallest key's value equal to ``max_draft_len``, no ``max_concurrency`` beside a schedule;
+- ``launch.sh`` present and executable.
+
+Problems raise ``InputError`` naming the file and field.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,29 +38,36 @@ def load_export(fmt: str, out: Path) -> dict[str, Any]:
     """Read an exported format back and check it as the engine would; file name → content."""
     from runner.scheduler import load_scheduler
 
+    if fmt not in FORMATS:
+        raise InputError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
     if fmt == "spectune":
         return {"scheduler.yaml": load_scheduler(out / "scheduler.yaml")}
-    names = {"sglang": ("sps_table.json", "sts.json", "schedule.json"),
-             "vllm": ("speculative_config.json",), "trtllm": ("speculative_config.yaml",),
-             "sglang-adaptive": ("adaptive.json",)}  # fmt: skip
-    if fmt not in names:
-        raise InputError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
-    docs = {n: _read(out / n) for n in names[fmt]}
-    check = {
-        "sps_table.json": _check_sps,
-        "sts.json": _check_sts,
-        "schedule.json": _check_schedule,
-        "speculative_config.json": _check_vllm,
-        "speculative_config.yaml": _check_trtllm,
-        "adaptive.json": _check_adaptive,
-    }
+    manifest = _read(out / "export.json")
+    if manifest.get("format") != fmt:
+        raise InputError(f"this is a {manifest.get('format')!r} export, not {fmt!r}",
+                         where=str(out / "export.json"))  # fmt: skip
+    names = _need(manifest, "files", list, str(out / "export.json"))
+    if "launch.sh" not in names:
+        raise InputError("the manifest lists no launch.sh", where=str(out / "export.json"))
+    sh = out / "launch.sh"
+    if not sh.is_file() or not os.access(sh, os.X_OK):
+        raise InputError("missing or not executable", where=str(sh))
+    docs = {n: _read(out / n) for n in names if n != "launch.sh"}
+    check = {"sps_table.json": _check_sps, "sts.json": _check_sts, "adaptive.json": _check_adaptive,
+             "speculative_config.json": _check_vllm,
+             "speculative_config.yaml": _check_trtllm}  # fmt: skip
     for name, doc in docs.items():
+        if name not in check:
+            raise InputError("not a file this format writes", where=str(out / name))
         check[name](doc, str(out / name))
-    if fmt == "sglang":
-        gamma = docs["schedule.json"]["gamma"]
-        if len(docs["sts.json"]["temperatures"]) != gamma:
-            raise InputError(f"{len(docs['sts.json']['temperatures'])} temperatures for gamma "
-                             f"{gamma}", where=str(out / "sts.json"))  # fmt: skip
+    if "sts.json" in docs:
+        argv = (manifest.get("launch") or {}).get("argv", [])
+        flag = "--speculative-dspark-block-size"
+        gamma = int(argv[argv.index(flag) + 1]) if flag in argv else None
+        n = len(docs["sts.json"]["temperatures"])
+        if gamma is not None and n != gamma:
+            raise InputError(f"{n} temperatures for block size (gamma) {gamma}; SGLang refuses "
+                             "that", where=str(out / "sts.json"))  # fmt: skip
     return docs
 
 
@@ -76,9 +93,13 @@ def _need(doc: dict, key: str, kind: type | tuple, where: str) -> Any:
     return v
 
 
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _ints(doc: dict, key: str, where: str, *, low: int, increasing: bool) -> list[int]:
     v = _need(doc, key, list, where)
-    if not v or not all(isinstance(x, int) and not isinstance(x, bool) and x >= low for x in v):
+    if not v or not all(_int(x) and x >= low for x in v):
         raise InputError(f"{key} must be a non-empty list of integers >= {low}", where=where)
     if increasing and any(b <= a for a, b in zip(v, v[1:], strict=False)):
         raise InputError(f"{key} must be strictly increasing", where=where)
@@ -111,43 +132,36 @@ def _check_sps(doc: dict, where: str) -> None:
 def _check_sts(doc: dict, where: str) -> None:
     temps = _need(doc, "temperatures", list, where)
     _floats(doc, "temperatures", max(len(temps), 1), where, positive=True)
-    if not isinstance(doc.get("dataset", ""), str) or not isinstance(doc.get("num_samples", 0),
-                                                                      int):  # fmt: skip
+    if not isinstance(doc.get("dataset", ""), str) or not _int(doc.get("num_samples", 0)):
         raise InputError("dataset must be a string and num_samples an integer", where=where)
     for key in ("ece_before", "ece_after"):
         if key in doc:
             _floats(doc, key, len(doc[key]), where)
 
 
-def _check_schedule(doc: dict, where: str) -> None:
-    gamma = _need(doc, "gamma", int, where)
-    lo, hi = _need(doc, "min_verify_len", int, where), _need(doc, "max_verify_len", int, where)
-    if gamma < 1 or not 0 <= lo <= (hi or gamma + 1) <= gamma + 1:
-        raise InputError("need 0 <= min_verify_len <= max_verify_len (0 = gamma+1) <= gamma+1",
-                         where=where)  # fmt: skip
-    if _need(doc, "survival_eps", (int, float), where) < 0:
-        raise InputError("survival_eps must be >= 0", where=where)
-
-
 def _check_vllm(doc: dict, where: str) -> None:
+    for key in ("method", "model"):
+        if not isinstance(doc.get(key), str) or not doc[key]:
+            raise InputError(f"vLLM needs {key!r} (a placeholder the launch script fills is "
+                             "fine)", where=where)  # fmt: skip
     k = _need(doc, "num_speculative_tokens", int, where)
-    if k < 0:
-        raise InputError("num_speculative_tokens must be >= 0", where=where)
+    if k <= 0:
+        raise InputError("num_speculative_tokens must be > 0 (no speculation is no speculative "
+                         "config)", where=where)  # fmt: skip
     if "enable_adaptive_verification" in doc:
         _need(doc, "enable_adaptive_verification", bool, where)
     rows = doc.get("num_speculative_tokens_per_batch_size")
     if rows is None:
         return
     last = 0
-    for row in rows if isinstance(rows, list) else [None]:
-        if not (isinstance(row, list) and len(row) == 3 and all(
-                isinstance(x, int) and not isinstance(x, bool) for x in row)):  # fmt: skip
+    for row in rows if isinstance(rows, list) and rows else [None]:
+        if not (isinstance(row, list) and len(row) == 3 and all(_int(x) for x in row)):
             raise InputError("num_speculative_tokens_per_batch_size rows must be [lo, hi, K] "
                              "integers", where=where)  # fmt: skip
         lo, hi, kk = row
-        if not (last < lo <= hi) or kk < 0:
-            raise InputError(f"row {row}: ranges must be increasing and disjoint, K >= 0",
-                             where=where)  # fmt: skip
+        if not (last < lo <= hi) or kk < 0 or (last == 0 and lo != 1):
+            raise InputError(f"row {row}: ranges must start at 1, be increasing and disjoint, "
+                             "K >= 0", where=where)  # fmt: skip
         last = hi
 
 
@@ -155,11 +169,23 @@ def _check_trtllm(doc: dict, where: str) -> None:
     spec = _need(doc, "speculative_config", dict, where)
     w = f"{where}: speculative_config"
     top = _need(spec, "max_draft_len", int, w)
-    sched = _need(spec, "draft_len_schedule", dict, w)
-    for bs, k in sched.items():
-        if not (isinstance(bs, int) and bs >= 1 and isinstance(k, int) and 0 <= k <= top):
-            raise InputError(f"draft_len_schedule entry {bs}: {k} must map a batch size >= 1 "
-                             f"to a draft length in 0..{top}", where=w)  # fmt: skip
+    if top < 1:
+        raise InputError("max_draft_len must be >= 1", where=w)
+    sched = spec.get("draft_len_schedule")
+    if sched is not None:
+        if "max_concurrency" in spec:
+            raise InputError("max_concurrency and draft_len_schedule are mutually exclusive",
+                             where=w)  # fmt: skip
+        if not isinstance(sched, dict) or not sched:
+            raise InputError("draft_len_schedule must map batch sizes to draft lengths", where=w)
+        for bs, k in sched.items():
+            if not (_int(bs) and bs >= 1 and _int(k) and 0 <= k <= top):
+                raise InputError(f"draft_len_schedule entry {bs}: {k} must map a batch size "
+                                 f">= 1 to a draft length in 0..{top}", where=w)  # fmt: skip
+        first = min(sched)
+        if sched[first] != top:
+            raise InputError(f"draft_len_schedule[{first}] must equal max_draft_len {top}",
+                             where=w)  # fmt: skip
     if "max_concurrency" in spec and _need(spec, "max_concurrency", int, w) < 1:
         raise InputError("max_concurrency must be >= 1", where=w)
 
