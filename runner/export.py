@@ -27,8 +27,8 @@ import numpy as np
 import yaml
 
 from profiles.errors import InputError
-from runner.formats import FORMATS, load_export  # noqa: F401  (re-exported)
 from runner import targets
+from runner.formats import FORMATS, load_export  # noqa: F401  (re-exported)
 from runner.scheduler import SchedulerConfig
 
 DSPARK_STYLE = ("dspark", "dspark_lagged", "global_sync")
@@ -97,15 +97,26 @@ def plan(cfg: SchedulerConfig, fmt: str) -> Plan:
             lag = int(p["lag"]) if name == "dspark_lagged" else 2
             near = _spec(f"dspark_lagged:lag={lag},min_verify_len=0,max_verify_len=0,"
                          f"survival_eps={targets.SGLANG_EPS}")  # fmt: skip
-            return Plan(False, near, (
-                "SGLang's planner runs DSparkScheduleConfig(gamma) with its defaults "
-                "(min_verify_len = anchor only, max = gamma+1, survival_eps = 1e-6): no flag "
-                "sets them, so the tuned bounds are not exported",
-                "SGLang plans with the exported whole-decode-step table (floor lookup for 1D "
-                "tables, clamped beyond the probes); 'exported' below is that simulated",
-            ) + (() if name == "dspark_lagged" else (
-                f"{name} decides on the current step's confidences; SGLang sizes the budget "
-                f"from confidences {lag} steps old (SGLANG_DSPARK_CONFIDENCE_RELAY_LAG_STEPS)",)))
+            return Plan(
+                False,
+                near,
+                (
+                    "SGLang's planner runs DSparkScheduleConfig(gamma) with its defaults "
+                    "(min_verify_len = anchor only, max = gamma+1, survival_eps = 1e-6): no flag "
+                    "sets them, so the tuned bounds are not exported",
+                    "SGLang plans with the exported whole-decode-step table (floor lookup for 1D "
+                    "tables, clamped beyond the probes); 'exported' below is that simulated",
+                )
+                + (
+                    ()
+                    if name == "dspark_lagged"
+                    else (
+                        f"{name} decides on the current step's confidences; SGLang sizes the "
+                        f"budget from confidences {lag} steps old "
+                        "(SGLANG_DSPARK_CONFIDENCE_RELAY_LAG_STEPS)",
+                    )
+                ),
+            )
         return Plan(False, f"fixed:k={_k_at_load(cfg)}", (
             f"{name} has no SGLang DSpark equivalent (no per-batch-size draft length); exported "
             "as a static block size at the tuned load",))  # fmt: skip
@@ -142,8 +153,10 @@ def _trimmed(sizes, ks):
 def _table_notes(cfg: SchedulerConfig, fmt: str, name: str) -> tuple[str, ...]:
     if name == "batch_table":
         return ()
-    return (f"{name} reads per-step confidences; {fmt} expresses a batch-size table, so the "
-            "table holds the rounded mean drafts the tuned policy verified at each tuned load",)
+    return (
+        f"{name} reads per-step confidences; {fmt} expresses a batch-size table, so the "
+        "table holds the rounded mean drafts the tuned policy verified at each tuned load",
+    )
 
 
 def _spec(text: str) -> str:

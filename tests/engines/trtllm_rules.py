@@ -1,4 +1,4 @@
-"""TensorRT-LLM's speculative-config rules, transcribed because its package cannot be installed here.
+"""TensorRT-LLM's speculative-config rules, transcribed: its package cannot be installed here.
 
 Read with the project's source tools from NVIDIA/TensorRT-LLM (stored snapshots; not installed):
 
