@@ -3,14 +3,16 @@
 - ``sglang-sps``: an SGLang SPS cost table JSON, either ``SpsCostTable`` (``sample_batch_tokens``,
   ``sample_steps_per_sec``, ``max_batch_tokens``) or ``SpsAdditiveCostTable`` (``bias_seconds``,
   ``bs_probes``, ``alpha_seconds``, ``m_probes``, ``theta_seconds``), told apart as SGLang does by
-  the ``bias_seconds`` key. SGLang reads the 1D table as a step function (floor probe) and clamps
-  the additive curves at their ends; spectune interpolates linearly between probes and extrapolates
-  beyond them (flagged in results), so between sparse probes the two can differ.
+  the ``bias_seconds`` key, and read by default as SGLang reads them (``profiles/sglang.py``): the
+  1D table as a step function (floor probe, clamped at both ends), the additive curves linear
+  and clamped at their ends; ``lookup="linear"`` interpolates and extrapolates linearly instead.
 - ``cost-csv``: a plain CSV ``batch_tokens,step_ms`` (one measured verify step per row) → an SPS
   cost model.
 
-vLLM's acceptance counters are imported by ``profiles/vllm.py``. Every problem in the input is one
-InputError naming the file (and line or field).
+Neither form carries prefill, drafter or context costs separately; the imported profile's source
+label says so (:data:`INCOMPLETE`) and ``spectune import`` warns. vLLM's acceptance counters are
+imported by ``profiles/vllm.py``. Every problem in the input is one InputError naming the file
+(and line or field).
 """
 
 from __future__ import annotations
@@ -66,8 +68,36 @@ def _number(data: dict, key: str, where: str) -> float:
     return float(v)
 
 
-def sglang_cost(path: str | Path) -> CostModel:
-    """A cost model from an SGLang ``SpsCostTable`` or ``SpsAdditiveCostTable`` JSON."""
+LOOKUPS = ("sglang", "linear")  # how an imported SGLang table is read between and beyond probes
+INCOMPLETE = (
+    "no prefill, draft or context terms: an SGLang table or a cost CSV prices the decode "
+    "step alone, so replays and tunes on it under-price prompts and long contexts"
+)
+
+
+def _step(xs: list, ys: list) -> tuple[list, list]:
+    """Probes of a piecewise-linear curve equal, at every integer, to SGLang's floor-probe lookup
+    (``floor_probe_index``: the largest probe <= B, the first below it, the last beyond)."""
+    px, py = [], []
+    if xs[0] > 1:
+        px.append(xs[0] - 1), py.append(ys[0])
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        px.append(x), py.append(y)
+        nxt = xs[i + 1] if i + 1 < len(xs) else x + 2
+        if nxt - 1 > x:
+            px.append(nxt - 1), py.append(y)
+    return px, py
+
+
+def _clamp(xs: list, ys: list) -> tuple[list, list]:
+    """Probes extended flat one step beyond both ends (SGLang's ``_interp_clamped``)."""
+    return [xs[0] - 1, *xs, xs[-1] + 1], [ys[0], *ys, ys[-1]]
+
+
+def sglang_cost(path: str | Path, lookup: str = "sglang") -> CostModel:
+    """A cost model from an SGLang ``SpsCostTable`` or ``SpsAdditiveCostTable`` JSON, read as
+    SGLang reads it (``lookup="sglang"``: floor probe for 1D tables, clamped beyond the probes
+    of additive ones) or interpolated and extrapolated linearly (``lookup="linear"``)."""
     where = str(path)
     try:
         data = json.loads(read_text(path))
@@ -93,9 +123,13 @@ def sglang_cost(path: str | Path) -> CostModel:
                     raise InputError(
                         f"{label} lengths differ ({len(probes)} vs {len(values)})", where=where
                     )
+            if lookup == "sglang":
+                (bs, alpha), (m, theta) = _clamp(bs, alpha), _clamp(m, theta)
             return CostModel.additive(
-                bias, bs, alpha, m, theta, source=f"imported: SGLang SpsAdditiveCostTable {name}"
-            )
+                bias, bs, alpha, m, theta,
+                source=f"imported: SGLang SpsAdditiveCostTable {name} ({lookup} lookup; "
+                f"{INCOMPLETE})",
+            )  # fmt: skip
         tokens = _list(data, "sample_batch_tokens", where, int)
         sps = _list(data, "sample_steps_per_sec", where)
         if "max_batch_tokens" not in data:
@@ -114,9 +148,16 @@ def sglang_cost(path: str | Path) -> CostModel:
             )
         if top < tokens[-1]:
             raise InputError(f"max_batch_tokens {top:g} < largest probe {tokens[-1]}", where=where)
+        if any(b <= a for a, b in zip(tokens, tokens[1:], strict=False)):
+            raise InputError("sample_batch_tokens must be strictly increasing", where=where)
+        if any(v <= 0 for v in sps):
+            raise InputError("sample_steps_per_sec must be positive", where=where)
+        if lookup == "sglang":
+            tokens, sps = _step(tokens, sps)
         return CostModel.from_sps_table(
-            tokens, sps, max_batch_tokens=int(top), source=f"imported: SGLang SpsCostTable {name}"
-        )
+            tokens, sps, max_batch_tokens=int(top),
+            source=f"imported: SGLang SpsCostTable {name} ({lookup} lookup; {INCOMPLETE})",
+        )  # fmt: skip
     except InputError as exc:
         if exc.where:
             raise
@@ -164,7 +205,7 @@ def csv_cost(path: str | Path) -> CostModel:
         tokens,
         [1000.0 / points[b] for b in tokens],
         max_batch_tokens=tokens[-1],
-        source=f"imported: cost CSV {Path(path).name}",
+        source=f"imported: cost CSV {Path(path).name} ({INCOMPLETE})",
     )
 
 

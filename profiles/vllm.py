@@ -7,7 +7,11 @@ vLLM exposes ``vllm:spec_decode_num_drafts_total``, ``vllm:spec_decode_num_draft
 engine (labels ``model_name``, ``engine``); they are summed over engines. ``per_pos[k]`` counts
 drafts whose first k+1 tokens were accepted, so the unconditional rate at draft position k+1 is
 ``per_pos[k] / drafts`` and the conditional one ``per_pos[k] / per_pos[k−1]`` (``per_pos[−1] =
-drafts``). These are round-weighted averages, which is what ``ParametricAcceptance`` is calibrated
+drafts``). A scrape of a variable-K deployment (``draft_tokens / drafts`` below K: a per-batch-size
+K or adaptive verification, e.g. what ``spectune export --format vllm`` writes for a table or a
+DSpark policy) mixes rounds of different lengths; it is refused with the reason. These are
+round-weighted
+averages, which is what ``ParametricAcceptance`` is calibrated
 to, so replaying the model under ``fixed:k=K`` reproduces the scrape's mean acceptance length
 ``1 + accepted / drafts``. The confidence-noise parameters cannot be identified from counters and
 stay at their defaults (labelled "assumed"). ``--since`` subtracts an earlier scrape of the same
@@ -200,6 +204,14 @@ def conditional_rates(c: VllmCounters, where: str) -> tuple[list[float], list[st
         raise InputError(
             f"inconsistent counters: {c.drafts:g} drafts of at most {k} tokens, "
             f"{c.draft_tokens:g} draft tokens, {c.accepted:g} accepted",
+            where=where,
+        )
+    if c.draft_tokens < 0.98 * c.drafts * k:
+        raise InputError(
+            f"variable-K deployment: {c.draft_tokens / c.drafts:.2f} draft tokens per draft < "
+            f"K = {k} (dynamic K per batch size or adaptive verification); the per-position "
+            "counters then mix rounds of different lengths and the conditional rates would be "
+            "biased low, so this scrape is refused: import one from a fixed-K deployment",
             where=where,
         )
     reach = [c.drafts, *c.per_pos]

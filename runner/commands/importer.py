@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--domain", default="chat", help="domain label of the model (default chat)")
     g.add_argument("--model-name", help="only this model_name label (when a scrape has several)")
     g.add_argument("--since", metavar="EARLIER", help="subtract an earlier scrape's counters")
+    p.add_argument("--lookup", choices=("sglang", "linear"), default="sglang",
+                   help="sglang-sps: read the table as SGLang does (floor probe / clamped, the "
+                   "default) or interpolate and extrapolate linearly")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
 
 
@@ -64,7 +67,13 @@ def run(args: argparse.Namespace) -> int:
         }
         use = f"--acceptance {args.out}"
     else:
-        cost = sglang_cost(args.file) if args.kind == "sglang-sps" else csv_cost(args.file)
+        import sys
+
+        from profiles.importers import INCOMPLETE
+
+        cost = (sglang_cost(args.file, args.lookup) if args.kind == "sglang-sps"
+                else csv_cost(args.file))  # fmt: skip
+        print(f"spectune: warning: {args.out}: {INCOMPLETE}", file=sys.stderr)
         doc = cost_to_dict(cost, provenance(args.kind, args.file, command=command))
         summary = {
             "kind": args.kind,

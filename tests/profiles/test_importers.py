@@ -244,3 +244,62 @@ def test_missing_and_directory_inputs(tmp_path, reader):
     (tmp_path / "binary").write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(InputError, match="cannot read"):
         reader(tmp_path / "binary")
+
+
+# -- imports that cannot mislead (issue #14) -------------------------------------------------------
+def _counters_text(drafts: int, draft_tokens: int, per_pos: list[int]) -> str:
+    lines = [f"vllm:spec_decode_num_drafts_total {drafts}",
+             f"vllm:spec_decode_num_draft_tokens_total {draft_tokens}",
+             f"vllm:spec_decode_num_accepted_tokens_total {sum(per_pos)}"]  # fmt: skip
+    lines += [f'vllm:spec_decode_num_accepted_tokens_per_pos_total{{position="{k}"}} {v}'
+              for k, v in enumerate(per_pos)]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def test_variable_k_scrape_is_refused_with_the_reason(tmp_path):
+    """Rounds of K = 7 and K = 1 mixed (a per-batch-size K): 4.0 draft tokens per draft < 7,
+    and the naive conditional rates would fall to 0.28 at the last position."""
+    rng = np.random.default_rng(14)
+    true = np.array([0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55])
+    drafts, tokens, per_pos = 0, 0, np.zeros(7, dtype=np.int64)
+    for k in (7, 1) * 500:
+        acc = np.cumprod(rng.random((20, k)) < true[:k], axis=1)  # [20, k] accepted prefix
+        drafts, tokens = drafts + 20, tokens + 20 * k
+        per_pos[:k] += acc.sum(axis=0)
+    path = tmp_path / "varK.prom"
+    path.write_text(_counters_text(drafts, tokens, per_pos.tolist()))
+    with pytest.raises(InputError, match="variable-K deployment: 4.00 draft tokens per draft"):
+        vllm_acceptance(path)
+    fixed = tmp_path / "fixedK.prom"  # the same rounds at a fixed K = 7 import
+    acc = np.cumprod(rng.random((200000, 7)) < true, axis=1)
+    fixed.write_text(_counters_text(200000, 1400000, acc.sum(axis=0).tolist()))
+    model, _ = vllm_acceptance(fixed)
+    assert np.allclose(model.rates["chat"], true, atol=0.02)
+
+
+def test_sglang_table_import_keeps_sglangs_lookup(tmp_path):
+    from profiles.sglang import Table
+
+    for name in ("sglang_sps.json", "sglang_sps_additive.json"):
+        doc = json.loads((DATA / name).read_text())
+        cost, table = sglang_cost(DATA / name), Table(doc)
+        lin = sglang_cost(DATA / name, lookup="linear")
+        top = int(doc.get("max_batch_tokens", doc.get("m_probes", [0])[-1])) * 2
+        for r in (1, 4, 64, 500):
+            b = np.arange(r, max(top, r + 1))
+            ours = np.array([cost.verify_time(r, int(x)) for x in b])
+            assert ours == pytest.approx(table.step_seconds(r, b), rel=1e-12), (name, r)
+        if "bias_seconds" not in doc:  # the 1D table is a step function: linear differs
+            probes = doc["sample_batch_tokens"]
+            mid = (probes[1] + probes[2]) // 2
+            assert lin.verify_time(mid, mid) != pytest.approx(cost.verify_time(mid, mid))
+        assert "no prefill, draft or context terms" in cost.source
+
+
+def test_import_cli_warns_about_missing_terms(tmp_path, capsys):
+    from runner.cli import main
+
+    out = tmp_path / "c.yaml"
+    assert main(["import", "sglang-sps", str(DATA / "sglang_sps.json"), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("spectune: warning: ") and "no prefill, draft or context" in err
