@@ -1,13 +1,18 @@
 """Export a tuned scheduler (``best.yaml``) to a production engine's configuration format.
 
-Formats: ``spectune`` (the validated ``spectune.scheduler/v1`` document), ``sglang`` (DSpark SPS
-cost table JSON — 1D or additive, matching the cost model — STS calibration JSON and the verify
-schedule bounds), ``vllm`` (``speculative_config`` JSON), ``trtllm`` (``speculative_config`` with
-``draft_len_schedule`` and ``max_concurrency``), ``sglang-adaptive`` (the adaptive ladder JSON).
-A format that cannot express the tuned policy exports the nearest policy it can, and the
-command simulates both at the tuned load and prints the cost of the approximation. Every run
-writes ``export.json`` (files, exact or not, notes) and reads its files back through the
-validating loader before reporting success. See README "Tuning and export".
+Formats: ``spectune`` (the validated ``spectune.scheduler/v1`` document), ``sglang`` (DSpark:
+the whole-decode-step SPS table — 1D or additive, matching the cost model — and the STS
+calibration, or a static block size), ``vllm`` (``--speculative-config`` JSON), ``trtllm``
+(``extra_llm_api_options`` YAML: ``max_draft_len``, a ``draft_len_schedule`` or
+``max_concurrency``), ``sglang-adaptive`` (the EAGLE adaptive ladder JSON). Every engine format
+also writes ``launch.sh``, the engine's launch command with its environment and the tuned
+concurrency cap (``MODEL``/``DRAFT``/``METHOD`` are placeholders the user sets). A format that
+cannot express the tuned policy exports the nearest policy it can, and the command simulates
+both at the tuned load — the SGLang export planning with the exported table as SGLang does — and
+prints the cost of the approximation. Every run writes ``export.json`` (files, exact or not,
+notes, the launch recipe) and reads its files back through the validating loader before
+reporting success; ``tests/engines/`` checks them with the engines' own code. See README
+"Tuning and export".
 """
 
 from __future__ import annotations
@@ -76,6 +81,9 @@ def describe(target: Path, m: dict) -> str:
             lines.append(f"  approximation not simulated: {a.get('reason')}")
     for note in m.get("notes", []):
         lines.append(f"  note: {note}")
-    if m.get("server_args"):
-        lines.append(f"  launch: {' '.join(m['server_args'])}")
+    launch = m.get("launch")
+    if launch:
+        env = " ".join(f"{k}={v}" for k, v in launch["env"].items())
+        lines.append(f"  launch: {target}/launch.sh  ({env + ' ' if env else ''}"
+                     f"{' '.join(launch['argv'][:3])} ...)")  # fmt: skip
     return "\n".join(lines)

@@ -303,3 +303,14 @@ def test_import_cli_warns_about_missing_terms(tmp_path, capsys):
     assert main(["import", "sglang-sps", str(DATA / "sglang_sps.json"), "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert err.startswith("spectune: warning: ") and "no prefill, draft or context" in err
+
+
+def test_import_cli_refuses_a_variable_k_scrape_in_one_line(tmp_path, capsys):
+    from runner.cli import main
+
+    path = tmp_path / "varK.prom"
+    path.write_text(_counters_text(100, 400, [80, 60, 40, 20, 10, 5, 2]))
+    assert main(["import", "vllm-metrics", str(path), "--out", str(tmp_path / "a.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("spectune: error: ") and err.count("\n") == 1 and "variable-K" in err
+    assert not (tmp_path / "a.yaml").exists()
