@@ -1,18 +1,18 @@
-"""Writers (and validating loaders) of the production formats a tuned scheduler exports to.
+"""What a tuned scheduler becomes in each production format, and what that costs.
 
-``write_export(cfg, fmt, out)`` writes one format into ``out`` and returns the manifest (also
-written as ``out/export.json``): the files, whether the format expresses the tuned policy
-exactly, the *nearest expressible* policy when it does not, and the simulated cost of that
-approximation (:func:`approximation`). ``load_export(fmt, out)`` reads the files back and checks
-them as the engines do. Field names were read from the engines' sources and docs (SGLang
-``SpsCostTable``/``SpsAdditiveCostTable``/``DSparkStsCalibration``/``DSparkScheduleConfig`` and
-the adaptive ladder; vLLM ``speculative_config``; TensorRT-LLM ``draft_len_schedule``); details
-we could not confirm are stated in the manifest notes and in the README.
+``write_export(cfg, fmt, out)`` writes one format into ``out`` — the engine's files and a
+runnable ``launch.sh`` (built by ``runner/targets.py`` from the engines' released code) — and
+returns the manifest (also ``out/export.json``): the files, the launch recipe, whether the format
+expresses the tuned policy exactly, the *nearest expressible* policy when it does not, and the
+simulated cost of that approximation (:func:`approximation`; for SGLang the exported policy
+plans with the exported table, as SGLang's planner does). ``load_export(fmt, out)`` reads the
+files back with the fast checks of ``runner/formats.py``; ``tests/engines/`` runs the engines'
+own loaders, validators and planner on every export.
 
 Lengths: spectune's ℓ counts *drafts* (the anchor/bonus position excluded). vLLM
-``num_speculative_tokens``, TensorRT-LLM draft lengths and SGLang ``candidate_steps`` count drafts
-too; recent SGLang ``DSparkScheduleConfig`` verify lengths count the anchor (min 1, 0 = γ + 1),
-so ``schedule.json`` holds ℓ + 1.
+``num_speculative_tokens``, TensorRT-LLM draft lengths, SGLang's ``--speculative-dspark-block-size``
+and ``candidate_steps`` count drafts too; SGLang's planner verify lengths count the anchor
+(``schedule_verify_lens_topk`` returns ℓ + 1).
 """
 
 from __future__ import annotations
