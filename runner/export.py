@@ -105,7 +105,9 @@ def plan(cfg: SchedulerConfig, fmt: str) -> Plan:
                     "(min_verify_len = anchor only, max = gamma+1, survival_eps = 1e-6): no flag "
                     "sets them, so the tuned bounds are not exported",
                     "SGLang plans with the exported whole-decode-step table (floor lookup for 1D "
-                    "tables, clamped beyond the probes); 'exported' below is that simulated",
+                    "tables, clamped beyond the probes); 'exported' below is that simulated, and "
+                    "SGLang's own planner and allocator reproduce its decisions "
+                    "(tests/engines/test_sglang.py)",
                 )
                 + (
                     ()
