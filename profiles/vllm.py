@@ -10,7 +10,8 @@ drafts whose first k+1 tokens were accepted, so the unconditional rate at draft 
 drafts``). A scrape of a variable-K deployment (``draft_tokens / drafts`` below K: a per-batch-size
 K or adaptive verification, e.g. what ``spectune export --format vllm`` writes for a table or a
 DSpark policy) mixes rounds of different lengths; it is refused with the reason. These are
-round-weighted averages, which is what ``ParametricAcceptance`` is calibrated to, so replaying the model under ``fixed:k=K`` reproduces the scrape's mean acceptance length
+round-weighted averages, which is what ``ParametricAcceptance`` is calibrated to, so replaying
+the model under ``fixed:k=K`` reproduces the scrape's mean acceptance length
 ``1 + accepted / drafts``. The confidence-noise parameters cannot be identified from counters and
 stay at their defaults (labelled "assumed"). ``--since`` subtracts an earlier scrape of the same
 server (counters are cumulative since start-up).
