@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from typing import Any
 
 from profiles.builtin import DEFAULT_ACCEPTANCE, DEFAULT_COST, load_acceptance, load_cost
@@ -147,4 +146,7 @@ def server_from_args(args: argparse.Namespace, gamma: int) -> ServerConfig:
 
 
 def show_progress(args: argparse.Namespace) -> bool:
-    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+    """Whether the command draws progress (``runner.progress.enabled``)."""
+    from runner.progress import enabled
+
+    return enabled(args)

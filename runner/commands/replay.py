@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from runner import progress
 from runner.live import add_live_args
 from runner.options import (
     add_model_args,
@@ -21,7 +21,6 @@ from runner.options import (
     add_workload_args,
     models_from_args,
     server_from_args,
-    show_progress,
     workload_from_args,
 )
 
@@ -70,15 +69,11 @@ def run(args: argparse.Namespace) -> int:
         temps = tuned.sts.temperatures if tuned is not None else None
         backend, gamma = build_live_backend(args, policy, cost, temps)
     config = server_from_args(args, gamma)
-    bar = _progress(args, workload)
-    try:
+    with progress.bar(args, "requests arrived", total=workload.expected, unit="req") as bar:
         result = simulate(
             workload, policy, cost, acceptance, config, seed=args.seed, backend=backend,
-            on_request=(lambda _r: bar.update()) if bar else None,
+            on_request=bar.tick if bar.on else None,
         )  # fmt: skip
-    finally:
-        if bar:
-            bar.close()
     stats = {k: getattr(workload.stats, k) for k in workload.stats.__slots__}
     summary = {"workload": workload.label, **stats, **result.summary}
     if args.out:
@@ -95,14 +90,6 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             print(f"wrote {Path(args.out) / 'requests.csv'} and summary.json")
     return 0
-
-
-def _progress(args: argparse.Namespace, workload):
-    if not show_progress(args):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(desc="requests arrived", unit="req", file=sys.stderr, total=args.limit)
 
 
 def format_summary(s: dict) -> str:

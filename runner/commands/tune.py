@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from runner.options import (
@@ -220,33 +219,29 @@ def _profile_hash(cost) -> str:
 
 
 class _Progress:
-    """tqdm on stderr: points done and the best throughput at the SLA so far."""
+    """The tune bar: points done / total and the best throughput at the SLA so far."""
 
     def __init__(self, enabled: bool) -> None:
-        self.bar = None
-        self.best: tuple[float, str] = (0.0, "")
-        if enabled:
-            from tqdm import tqdm
+        from runner.progress import Progress
 
-            self.bar = tqdm(total=0, desc="points", unit="pt", file=sys.stderr)
+        self.bar = Progress(enabled, "points", total=0, unit="pt")
+        self.best: tuple[float, str] = (0.0, "")
 
     def grow(self, total: int, cached: int) -> None:
-        if self.bar is not None:
-            self.bar.total += total
-            self.bar.update(cached)
+        self.bar.grow(total, cached)
 
     def done(self, result: dict, sla) -> None:
         if all(s.met(result) for s in sla) and result["throughput_tok_s"] > self.best[0]:
             load = f"{result['mode'][:4]}={result['load']:g}"
             self.best = (result["throughput_tok_s"], f"{result['policy'][:32]} @ {load}")
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"best {self.best[0]:,.0f} tok/s {self.best[1]}",
-                                     refresh=False)  # fmt: skip
-            self.bar.update(1)
+        if self.best[1]:
+            self.bar.note(f"best {self.best[0]:,.0f} tok/s at the SLA: {self.best[1]}")
+        else:
+            self.bar.note("no point meets the SLA yet")
+        self.bar.update(1)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def finish(cfg, searches, store, out: Path, cost, acceptance, label: str, *, plots: bool):
