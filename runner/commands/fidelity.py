@@ -1,4 +1,4 @@
-"""Measure how well the profiled simulator predicts the live engine (issue #6).
+"""Measure how well the profiled simulator predicts the live engine.
 
 Runs the same seeded workload at three loads (light, near the knee, saturated) for each policy
 on the profiled backend and on the live engine, and reports per cell the relative error of output
@@ -6,8 +6,8 @@ throughput, mean TPOT, p50 TTFT, mean accepted length and mean verify length. ``
 writes ``fidelity.json``, ``fidelity.md`` and ``fidelity.png``. With measured timing each cell's
 prediction is priced by the stored profile recalibrated to a companion profile measured alongside
 its live run (``engine/companion.py``). The profile and acceptance model
-should describe the same engine and drafter that run live (the defaults do once the measured
-``cpu-tiny`` profile and the drafter's records are committed).
+should describe the same engine and drafter that run live; the defaults do (the measured
+``builtin:cpu-tiny-additive`` profile and the ``dspark`` drafter's records are committed).
 """
 
 from __future__ import annotations

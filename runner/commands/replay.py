@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from runner import progress
+from runner.capacity import overload
 from runner.live import add_live_args
 from runner.options import (
     add_model_args,
@@ -76,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     stats = {k: getattr(workload.stats, k) for k in workload.stats.__slots__}
     summary = {"workload": workload.label, **stats, **result.summary}
+    over = overload(result.summary, result.recorder.arrays()["arrival"], args.rate_scale)
+    summary["overload"] = None if over is None else asdict(over)
+    summary["wall"] = summary.pop("wall")  # last: everything before it is seed-deterministic
+    if over is not None:
+        sys.stderr.write(f"spectune: warning: {over.message()}\n")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -99,6 +107,7 @@ def format_summary(s: dict) -> str:
         v = s.get(key)
         return "n/a" if v is None else fmt.format(v * scale)
 
+    wall = s.get("wall") or {}
     lines = [
         f"workload     {s['workload']}",
         f"policy       {s['policy']}   (gamma {s['gamma']}, "
@@ -119,8 +128,8 @@ def format_summary(s: dict) -> str:
         f"verify {f('mean_verify_len')} drafts/request/step",
         f"batch        {f('mean_batch_size', fmt='{:.1f}')} requests/step, "
         f"{s['decode_steps']} decode steps",
-        f"simulated in {f('wall_s', fmt='{:.2f}')} s wall "
-        f"({f('decode_steps_per_wall_s', fmt='{:,.0f}')} steps/s)",
+        f"simulated in {wall.get('wall_s', 0):.2f} s wall "
+        f"({wall.get('decode_steps_per_wall_s', 0):,.0f} steps/s)",
     ]  # fmt: skip
     skipped = s.get("bad_rows_skipped")
     if skipped:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from runner.options import (
@@ -89,6 +90,13 @@ def run(args: argparse.Namespace) -> int:
     summary = execute(cfg, cost, acceptance, label, out, backend=args.backend,
                       workers=args.workers, address=args.address, resume=args.resume,
                       progress=show_progress(args), plots=not args.no_plots)  # fmt: skip
+    if summary["overload"] is not None:
+        knob = "--request-rates" if cfg.workload.is_synthetic else "--rate-scales"
+        o = summary["overload"]
+        sys.stderr.write(f"spectune: warning: even the lowest load offers {o['offered_req_s']:.3g} "
+                         f"req/s, beyond the server's estimated capacity {o['capacity_req_s']:.3g}"
+                         f" req/s (the best completion rate of any point): {knob} up to "
+                         f"{o['load_that_fits']:.2g} would fit\n")  # fmt: skip
     if args.json:
         print(json.dumps(summary))
     else:
@@ -123,6 +131,13 @@ def execute(cfg, cost, acceptance, label: str, out: Path, *, backend: str = "loc
         executor.close()
         store.close()
     summary = finish(cfg, searches, store, out, cost, acceptance, label, plots=plots)
+    from runner.capacity import tune_overload
+
+    over = tune_overload(cfg, list(store.points.values()))
+    summary["overload"] = None if over is None else {
+        "offered_req_s": over.offered_req_s, "capacity_req_s": over.capacity_req_s,
+        "load_that_fits": over.rate_scale,
+    }  # fmt: skip
     summary["run"] = run_doc  # the resolved config, seed and profile hash behind it all
     summary["points"] = {"total": len(store.points), "reused": store.reused,
                          "simulated": len(store.points) - store.reused}  # fmt: skip
@@ -277,6 +292,26 @@ def finish(cfg, searches, store, out: Path, cost, acceptance, label: str, *, plo
     return rep
 
 
+def why_not(s: dict) -> list[str]:
+    """Lines saying why entries are infeasible (their best value of each SLA metric) and which
+    answers sit at the top of the load grid (a larger load might do better)."""
+    knob = {"concurrency": "--concurrency"}.get(s["mode"], "--rate-scales / --request-rates")
+    lines = []
+    for entry, d in s["policies"].items():
+        if not d["feasible"] and d.get("closest"):
+            best = ", ".join(f"{c.split('>=')[0].split('<=')[0]} {_g(v)} (needs {c})"
+                             for c, v in d["closest"].items())  # fmt: skip
+            lines.append(f"infeasible   {entry}: best over every setting and load: {best}")
+        elif d.get("at_top_of_grid"):
+            lines.append(f"capped       {entry}: meets the SLA at the top of the load grid "
+                         f"({d['load']:g}); extend {knob} for a higher answer")  # fmt: skip
+    return [""] + lines if lines else []
+
+
+def _g(v) -> str:
+    return "n/a" if v is None else f"{v:.4g}"
+
+
 def format_report(s: dict, out: Path) -> str:
     """The human-readable summary: one line per policy entry."""
     unit = "N" if s["mode"] == "concurrency" else "load"
@@ -313,6 +348,7 @@ def format_report(s: dict, out: Path) -> str:
         )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
+    lines += why_not(s)
     pts = s.get("points", {})
     lines += ["", f"points       {pts.get('total', 0)} ({pts.get('reused', 0)} reused from an "
               f"earlier run, {pts.get('simulated', 0)} simulated)"]  # fmt: skip
