@@ -195,7 +195,11 @@ def best_scheduler(cfg, rep: dict[str, Any], cost, acceptance, workload_label: s
     d = rep["policies"][entry]
     params = tuple(make_policy(d["best"]).__dict__.items())
     sts = sts_for(cfg.acceptance, acceptance, cfg.server.gamma)
-    cap = int(d["load"]) if cfg.mode == "concurrency" else cfg.server.max_concurrency
+    # the server's cap (--max-concurrency), kept apart from the tuned operating point
+    # (tuned.load): a closed loop at N users needs a cap of at least N, never less than asked
+    cap = cfg.server.max_concurrency
+    if cfg.mode == "concurrency":
+        cap = max(cap, int(d["load"]))
     tuned = {"entry": entry, "load_mode": cfg.mode, "load": d["load"],
              **{k: d.get(k) for k in KEY_METRICS},
              "throughput_at_sla_interpolated": d["throughput_at_sla_interpolated"],

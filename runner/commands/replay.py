@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         from runner.scheduler import load_scheduler
 
         tuned = load_scheduler(args.config)
+        _check_config(args, tuned, acceptance)
         policy, cost, gamma = tuned.policy(), tuned.cost_model(), tuned.gamma
     if args.max_concurrency is None:
         args.max_concurrency = tuned.max_concurrency if tuned else 64
@@ -98,6 +99,24 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             print(f"wrote {Path(args.out) / 'requests.csv'} and summary.json")
     return 0
+
+
+def _check_config(args: argparse.Namespace, tuned, acceptance) -> None:
+    """A --config's gamma is the server's: a different --gamma, or an acceptance model with
+    fewer positions, is an error (never a silent clamp); another acceptance model than the one
+    tuned with is stated on stderr."""
+    from profiles.errors import InputError
+
+    if args.gamma is not None and args.gamma != tuned.gamma:
+        raise InputError(f"--gamma {args.gamma} conflicts with --config's gamma {tuned.gamma} "
+                         "(the tuned scheduler drafts that many tokens); drop --gamma")  # fmt: skip
+    if acceptance.gamma < tuned.gamma:
+        raise InputError(f"--config drafts gamma {tuned.gamma} tokens, the acceptance model "
+                         f"{args.acceptance!r} models {acceptance.gamma} positions")  # fmt: skip
+    spec = (tuned.provenance.get("acceptance") or {}).get("spec")
+    if spec and spec != args.acceptance:
+        sys.stderr.write(f"spectune: warning: --config was tuned with --acceptance {spec}; this "
+                         f"replay uses {args.acceptance}\n")  # fmt: skip
 
 
 def format_summary(s: dict) -> str:

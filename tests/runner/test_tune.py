@@ -95,7 +95,10 @@ def test_tune_writes_results_best_yaml_and_plots(tmp_path):
         assert (tmp_path / name).is_file(), name
     cfg = load_scheduler(tmp_path / "best.yaml")
     best = s["policies"]["dspark_lagged"]
-    assert cfg.policy().spec == best["best"] and cfg.max_concurrency == int(best["load"])
+    assert cfg.policy().spec == best["best"] and cfg.tuned["load"] == best["load"]
+    # the server's cap stays the server's (default 64), not the tuned concurrency
+    assert cfg.max_concurrency == max(64, int(best["load"]))
+    assert cfg.tuned["load_mode"] == "concurrency"
     assert cfg.tuned["throughput_tok_s"] == best["throughput_at_sla"]
     assert [str(x) for x in cfg.sla] == ["tps_per_user_p50>=250"]
     rows = (tmp_path / "results.csv").read_text().splitlines()
