@@ -104,8 +104,9 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
 def add_output_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    g.add_argument("--out", metavar="DIR",
-                   help="write requests.csv and summary.json (live: texts.jsonl) to DIR")
+    g.add_argument(
+        "--out", metavar="DIR", help="write requests.csv and summary.json (live: texts.jsonl)"
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

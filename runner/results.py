@@ -151,8 +151,9 @@ def report(cfg, searches, store) -> dict[str, Any]:
             "load": sc.load,
             **({k: at.get(k) for k in KEY_METRICS} if at else {}),
             "settings_tried": len(s.specs),
-            "closest": closest([p for p in store.points.values() if p["policy"] in s.specs],
-                               cfg.sla),  # fmt: skip
+            "closest": closest(
+                [p for p in store.points.values() if p["policy"] in s.specs], cfg.sla
+            ),
             "at_top_of_grid": sc.load is not None and sc.load >= max(cfg.loads),
             "lossless": policy_class(s.name).lossless,
             "per_load": [
