@@ -54,6 +54,11 @@ SLOW_TESTS = {
     "test_resume_after_kill_loses_no_finished_point", "test_ray_and_local_give_identical_results",
     "test_sts_temperatures_flow_from_calibration_to_best_yaml_and_sglang",
     "test_demo_runs_replay_tune_export_and_prints_the_gain",
+    # statistical and end-to-end engine checks (the exact audit, tests/policies/test_audit.py,
+    # stays in the fast subset)
+    "test_engine_samples_follow_target", "test_greedy_speculative_equals_plain",
+    "test_requests_join_and_leave_between_steps", "test_simulator_reproduces_the_committed_records",
+    "test_vectorised_equals_the_pseudocode",
 }  # fmt: skip
 SLOW_FIXTURES = {"traces"}  # the real traces in ../shared/traces
 

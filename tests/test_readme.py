@@ -37,7 +37,8 @@ FIXTURES = {"scrape.prom": "tests/profiles/data/vllm_metrics.prom",
             "sps_table.json": "tests/profiles/data/sglang_sps.json",
             "steps.csv": "tests/profiles/data/cost.csv",
             "rounds.npz": "profiles/data/records-dspark.npz"}  # fmt: skip
-SLOW = ("Set-up", "Tuning", "Live")  # sections whose blocks run minutes on a 2-core machine
+# sections whose blocks run for minutes (or tens of seconds) on a shared 2-core machine
+SLOW = ("Set-up", "Tuning", "Live", "Replaying", "Profiles")
 
 
 def readme_blocks() -> list[tuple[str, list[str]]]:
