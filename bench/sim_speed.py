@@ -58,9 +58,10 @@ def main() -> None:
             if prof:
                 prof.disable()
             req_steps = s["mean_batch_size"] * s["decode_steps"]
-            rate, req_rate = s["decode_steps"] / s["wall_s"], req_steps / s["wall_s"]
+            wall = s["wall"]["wall_s"]
+            rate, req_rate = s["decode_steps"] / wall, req_steps / wall
             print(f"| {load} (x{scale:g}, cap {cap}) | {spec} | {s['requests_completed']} | "
-                  f"{s['decode_steps']} | {s['mean_batch_size']:.1f} | {s['wall_s']:.2f} | "
+                  f"{s['decode_steps']} | {s['mean_batch_size']:.1f} | {wall:.2f} | "
                   f"{rate:,.0f} | {req_rate:,.0f} |")  # fmt: skip
             if prof:
                 out = io.StringIO()

@@ -28,7 +28,7 @@ from engine import checkpoint
 from engine.data import DOMAINS, Corpus, load_all, mixed_batch
 from engine.drafter import Drafter, DrafterConfig
 from engine.model import Target
-from engine.train import log_line, progress, set_lr, write_card
+from engine.train import StepHook, set_lr, write_card
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def train_drafter(
     outs: dict[str, Path],
     command: str,
     device: str = "cpu",
-    quiet: bool = False,
+    on_step: StepHook | None = None,
 ) -> dict[str, dict]:
     """Train the drafters of ``kinds`` together on shared target passes. Returns infos by kind."""
     target = checkpoint.load_target(str(target_path), device)
@@ -183,7 +183,6 @@ def train_drafter(
     sessions.append({"command": command, "steps": [start, cfg.steps]})
     train = load_all("train")
     t0 = time.perf_counter()
-    bar = progress(cfg.steps, f"train {','.join(kinds)}", quiet, initial=start)
     for step in range(start, cfg.steps):
         x = torch.from_numpy(mixed_batch(train, cfg.weights, rng, cfg.batch, cfg.seq_len + 1))
         x = x.to(device)
@@ -199,11 +198,11 @@ def train_drafter(
             torch.nn.utils.clip_grad_norm_(params[k], cfg.grad_clip)
             opts[k].step()
             history[k].append(float(m["loss"].detach()))
-        bar.update(1)
-        bar.set_postfix({k: f"{np.mean(h[-20:]):.3f}" for k, h in history.items()})
-        if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
-            losses_now = " ".join(f"{k} {np.mean(h[-50:]):.4f}" for k, h in history.items())
-            log_line(bar, quiet, f"step {step + 1}/{cfg.steps} loss {losses_now}")
+        save = (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps
+        if on_step is not None:
+            means = {k: float(np.mean(h[-50:])) for k, h in history.items()}
+            on_step(step + 1, cfg.steps, means, save)
+        if save:
             run_dir.mkdir(parents=True, exist_ok=True)
             state = {
                 "model": {k: d.trainable_state() for k, d in drafters.items()},
@@ -214,7 +213,6 @@ def train_drafter(
                 "sessions": sessions,
             }
             torch.save(state, state_path)
-    bar.close()
     held_corpora = load_all("heldout")
     infos = {}
     for k, d in drafters.items():

@@ -11,15 +11,14 @@ continues from it. At the end the weights are rounded to fp16, evaluated on the 
 from __future__ import annotations
 
 import math
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from engine import checkpoint
 from engine.data import DOMAINS, Corpus, load_all, mixed_batch
@@ -51,22 +50,9 @@ class TrainConfig:
         return self.lr * (self.min_lr_frac + (1 - self.min_lr_frac) * cos)
 
 
-def progress(total: int, desc: str, quiet: bool, initial: int = 0) -> tqdm:
-    """A tqdm bar on stderr, off when not a TTY or with --quiet."""
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc=desc,
-        file=sys.stderr,
-        disable=quiet or not sys.stderr.isatty(),
-        dynamic_ncols=True,
-    )
-
-
-def log_line(bar: tqdm, quiet: bool, text: str) -> None:
-    """A progress line on stderr when the bar is off only because stderr is not a TTY (logs)."""
-    if bar.disable and not quiet:
-        print(text, file=sys.stderr, flush=True)
+# on_step(steps done, total steps, recent mean loss per name, checkpoint just saved): the
+# command's progress hook (library code does not draw or print)
+StepHook = Callable[[int, int, dict[str, float], bool], None]
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
@@ -99,7 +85,7 @@ def train_target(
     run_dir: Path,
     out: Path,
     command: str,
-    quiet: bool = False,
+    on_step: StepHook | None = None,
 ) -> dict:
     """Train (or resume) the target; write ``out`` and its card. Returns the info dict."""
     torch.manual_seed(cfg.seed)
@@ -120,7 +106,6 @@ def train_target(
     sessions.append({"command": command, "steps": [start, cfg.steps]})
     train = load_all("train")
     t0 = time.perf_counter()
-    bar = progress(cfg.steps, "train target", quiet, initial=start)
     for step in range(start, cfg.steps):
         x = torch.from_numpy(mixed_batch(train, cfg.weights, rng, cfg.batch, cfg.seq_len + 1))
         logits, _ = model.forward_seq(x[:, :-1])
@@ -131,10 +116,10 @@ def train_target(
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         history.append(loss.item())
-        bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(history[-20:]):.3f}")
-        if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
-            log_line(bar, quiet, f"step {step + 1}/{cfg.steps} loss {np.mean(history[-50:]):.4f}")
+        save = (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps
+        if on_step is not None:
+            on_step(step + 1, cfg.steps, {"loss": float(np.mean(history[-50:]))}, save)
+        if save:
             run_dir.mkdir(parents=True, exist_ok=True)
             state = {
                 "model": model.state_dict(),
@@ -145,7 +130,6 @@ def train_target(
                 "sessions": sessions,
             }
             torch.save(state, state_path)
-    bar.close()
     # round to the committed precision first, so the card describes the committed weights
     rounded = {k: v.half().float() for k, v in model.state_dict().items()}
     model.load_state_dict(rounded)

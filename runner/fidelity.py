@@ -116,7 +116,7 @@ def run_cells(cfg: FidelityConfig, cost, acceptance, gamma: int, live_factory, p
                 cell["companion_fit"] = _compare(_predict(run, own), live)
                 cell["companion"] = {"timed_rounds": comp.timed_rounds, "wall_s": comp.wall_s,
                                      "recalibration": fit}  # fmt: skip
-            cell.update(live_wall_s=live["wall_s"], speed_reference_s=speed)
+            cell.update(live_wall_s=live["wall"]["wall_s"], speed_reference_s=speed)
             cells.append(cell)
             if progress:
                 progress(cells[-1])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from typing import Any
 
 from profiles.builtin import DEFAULT_ACCEPTANCE, DEFAULT_COST, load_acceptance, load_cost
@@ -105,7 +104,9 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
 def add_output_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    g.add_argument("--out", metavar="DIR", help="write results (CSV, JSON, plots) to DIR")
+    g.add_argument(
+        "--out", metavar="DIR", help="write requests.csv and summary.json (live: texts.jsonl)"
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -147,4 +148,7 @@ def server_from_args(args: argparse.Namespace, gamma: int) -> ServerConfig:
 
 
 def show_progress(args: argparse.Namespace) -> bool:
-    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+    """Whether the command draws progress (``runner.progress.enabled``)."""
+    from runner.progress import enabled
+
+    return enabled(args)

@@ -123,6 +123,16 @@ KEY_METRICS = ("throughput_tok_s", "tps_per_user_p50", "ttft_p99_s", "tpot_p50_s
                "mean_verify_len", "mean_accepted_len", "mean_batch_size")  # fmt: skip
 
 
+def closest(points: list[dict[str, Any]], sla) -> dict[str, float | None]:
+    """Per SLA constraint, the best value of its metric over ``points`` (the highest for
+    ``>=``, the lowest for ``<=``; None if no point has it): why an entry is infeasible."""
+    out: dict[str, float | None] = {}
+    for c in sla:
+        vals = [p[c.metric] for p in points if isinstance(p.get(c.metric), (int, float))]
+        out[str(c)] = (max(vals) if c.op == ">=" else min(vals)) if vals else None
+    return out
+
+
 def report(cfg, searches, store) -> dict[str, Any]:
     """Per ``--policies`` entry: its best setting, throughput at the SLA, per-load figures."""
     from policies import parse_spec, policy_class
@@ -141,6 +151,10 @@ def report(cfg, searches, store) -> dict[str, Any]:
             "load": sc.load,
             **({k: at.get(k) for k in KEY_METRICS} if at else {}),
             "settings_tried": len(s.specs),
+            "closest": closest(
+                [p for p in store.points.values() if p["policy"] in s.specs], cfg.sla
+            ),
+            "at_top_of_grid": sc.load is not None and sc.load >= max(cfg.loads),
             "lossless": policy_class(s.name).lossless,
             "per_load": [
                 {
@@ -182,7 +196,11 @@ def best_scheduler(cfg, rep: dict[str, Any], cost, acceptance, workload_label: s
     d = rep["policies"][entry]
     params = tuple(make_policy(d["best"]).__dict__.items())
     sts = sts_for(cfg.acceptance, acceptance, cfg.server.gamma)
-    cap = int(d["load"]) if cfg.mode == "concurrency" else cfg.server.max_concurrency
+    # the server's cap (--max-concurrency), kept apart from the tuned operating point
+    # (tuned.load): a closed loop at N users needs a cap of at least N, never less than asked
+    cap = cfg.server.max_concurrency
+    if cfg.mode == "concurrency":
+        cap = max(cap, int(d["load"]))
     tuned = {"entry": entry, "load_mode": cfg.mode, "load": d["load"],
              **{k: d.get(k) for k in KEY_METRICS},
              "throughput_at_sla_interpolated": d["throughput_at_sla_interpolated"],

@@ -108,6 +108,16 @@ class Workload:
     def __repr__(self) -> str:
         return f"Workload({self.label!r})"
 
+    @property
+    def expected(self) -> int | None:
+        """Requests one pass yields, when known without reading the trace (progress totals);
+        None for a trace without ``limit`` or a synthetic load cut by a time window."""
+        spec = self.spec
+        if self._load is None or spec.start_s or spec.duration_s is not None:
+            return spec.limit if self._load is None else None
+        n = self._load.num_requests
+        return n if spec.limit is None else min(n, spec.limit)
+
     def __iter__(self) -> Iterator[Request]:
         spec, stats = self.spec, self.stats
         for name in WorkloadStats.__slots__:

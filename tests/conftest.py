@@ -37,3 +37,37 @@ def traces() -> Path:
     if not TRACES.is_dir():
         pytest.skip("../shared/traces is not beside this checkout")
     return TRACES
+
+
+# Long tests, skipped by `pytest -m "not slow"` (the fast subset): the engine's end-to-end runs,
+# tuning runs, benchmarks, examples and anything replaying a full production trace. Listed here,
+# in one place, so that the fast subset is one decision; tests may also mark themselves.
+SLOW_MODULES = {
+    "tests/engine/test_cli.py", "tests/engine/test_closed_loop.py",
+    "tests/engine/test_companion.py", "tests/engine/test_fidelity.py",
+    "tests/engine/test_fidelity_models.py", "tests/engine/test_live.py",
+    "tests/engine/test_train.py", "tests/policies/test_bench.py", "tests/test_examples.py",
+    "tests/runner/test_profile_cli.py",
+}  # fmt: skip
+SLOW_TESTS = {
+    "test_tune_writes_results_best_yaml_and_plots", "test_plots_and_rate_mode",
+    "test_resume_after_kill_loses_no_finished_point", "test_ray_and_local_give_identical_results",
+    "test_sts_temperatures_flow_from_calibration_to_best_yaml_and_sglang",
+    "test_demo_runs_replay_tune_export_and_prints_the_gain",
+    # statistical and end-to-end engine checks (the exact audit, tests/policies/test_audit.py,
+    # stays in the fast subset)
+    "test_engine_samples_follow_target", "test_greedy_speculative_equals_plain",
+    "test_requests_join_and_leave_between_steps", "test_simulator_reproduces_the_committed_records",
+    "test_vectorised_equals_the_pseudocode",
+}  # fmt: skip
+SLOW_FIXTURES = {"traces"}  # the real traces in ../shared/traces
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        path = Path(str(item.path)).resolve().relative_to(root).as_posix()
+        name = getattr(item, "originalname", item.name)
+        if (path in SLOW_MODULES or name in SLOW_TESTS
+                or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))):  # fmt: skip
+            item.add_marker(pytest.mark.slow)

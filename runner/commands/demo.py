@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 
+from runner import progress
 from runner.options import (
     DEFAULT_WORKLOAD,
     add_model_args,
@@ -68,18 +69,17 @@ def run(args: argparse.Namespace) -> int:
     config = server_from_args(args, gamma)
     rows = []
     capacity = _capacity(cost, acceptance, config, args)
-    for load in loads:
-        rate = load * capacity
-        spec = WorkloadSpec(DEFAULT_WORKLOAD, request_rate=rate, num_requests=args.num_requests,
-                            seed=args.seed)  # fmt: skip
-        workload = open_workload(spec)
-        for label, policy in zip(specs, policies, strict=True):
-            if not args.quiet and sys.stderr.isatty():
-                sys.stderr.write(f"\rsimulating {policy.spec} at load {load:g} ...   ")
-            s = simulate(workload, policy, cost, acceptance, config, seed=args.seed).summary
-            rows.append({"load": load, "rate_req_s": rate, "label": label, **s})
-    if not args.quiet and sys.stderr.isatty():
-        sys.stderr.write("\r" + " " * 60 + "\r")
+    with progress.bar(args, "replay", total=len(loads) * len(policies), unit="run") as bar:
+        for load in loads:
+            rate = load * capacity
+            spec = WorkloadSpec(DEFAULT_WORKLOAD, request_rate=rate,
+                                num_requests=args.num_requests, seed=args.seed)  # fmt: skip
+            workload = open_workload(spec)
+            for label, policy in zip(specs, policies, strict=True):
+                bar.note(f"{policy.spec} at load {load:g}")
+                s = simulate(workload, policy, cost, acceptance, config, seed=args.seed).summary
+                rows.append({"load": load, "rate_req_s": rate, "label": label, **s})
+                bar.update(1)
     if args.json:
         print(json.dumps({"workload": workload.label, "skipped_unregistered": missing,
                           "runs": rows}))  # fmt: skip

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from profiles.errors import InputError
+from runner import progress
 
 NAME = "evaluate"
 HELP = "drafter accepted length per domain (Table 1) and per-position acceptance (Figure 2)"
@@ -46,8 +46,6 @@ def _names(text: str, known: tuple[str, ...] | None, what: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from engine import checkpoint
     from engine.evaluate import EvalConfig, evaluate, plot, table
     from engine.load import resolve_device
@@ -70,14 +68,9 @@ def run(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         seed=args.seed,
     )
-    bar = tqdm(
-        total=len(drafters) * len(domains),
-        desc="evaluate",
-        file=sys.stderr,
-        disable=args.quiet or not sys.stderr.isatty(),
-    )
-    results = evaluate(drafters, domains, cfg, target=args.target, device=device, progress=bar)
-    bar.close()
+    with progress.bar(args, "evaluate", total=len(drafters) * len(domains), unit="run") as bar:
+        results = evaluate(drafters, domains, cfg, target=args.target, device=device,
+                           progress=bar)  # fmt: skip
     if args.plot:
         plot(results, args.plot)
     if args.json:

@@ -1,4 +1,4 @@
-"""Measure how well the profiled simulator predicts the live engine (issue #6).
+"""Measure how well the profiled simulator predicts the live engine.
 
 Runs the same seeded workload at three loads (light, near the knee, saturated) for each policy
 on the profiled backend and on the live engine, and reports per cell the relative error of output
@@ -6,8 +6,8 @@ throughput, mean TPOT, p50 TTFT, mean accepted length and mean verify length. ``
 writes ``fidelity.json``, ``fidelity.md`` and ``fidelity.png``. With measured timing each cell's
 prediction is priced by the stored profile recalibrated to a companion profile measured alongside
 its live run (``engine/companion.py``). The profile and acceptance model
-should describe the same engine and drafter that run live (the defaults do once the measured
-``cpu-tiny`` profile and the drafter's records are committed).
+should describe the same engine and drafter that run live; the defaults do (the measured
+``builtin:cpu-tiny-additive`` profile and the ``dspark`` drafter's records are committed).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from runner import progress
 from runner.live import add_live_args
 from runner.options import add_model_args, positive_int
 
@@ -71,13 +72,12 @@ def run(args: argparse.Namespace) -> int:
         return engine_backend["b"].fresh()
 
     gamma = args.gamma or acceptance.gamma
-    show = not args.quiet and sys.stderr.isatty()
 
-    def progress(cell):
-        if show:
-            e = cell["rel_error"]
-            sys.stderr.write(f"{cell['load']:>9} {cell['policy']:<12} throughput err "
-                             f"{e['throughput']:.1%}  TPOT err {e['tpot_mean']:.1%}\n")  # fmt: skip
+    def on_cell(cell):
+        e = cell["rel_error"]
+        bar.write(f"{cell['load']:>9} {cell['policy']:<12} throughput err "
+                  f"{e['throughput']:.1%}  TPOT err {e['tpot_mean']:.1%}")  # fmt: skip
+        bar.update(1)
 
     meta = cost_metadata(args.profile)
     base = int(meta.get("base_context", 128))
@@ -98,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
                          max_context=cfg.max_prompt_tokens + cfg.max_output_tokens,
                          max_prefill=4 * cfg.max_prompt_tokens)  # fmt: skip
 
-    capacity, cells = run_cells(cfg, cost, acceptance, gamma, live_factory, progress, reference,
-                                companion if use_companion else None)  # fmt: skip
+    cells_n = len(cfg.loads) * len(cfg.policies)
+    with progress.bar(args, "fidelity cells", total=cells_n, unit="cell") as bar:
+        capacity, cells = run_cells(cfg, cost, acceptance, gamma, live_factory, on_cell,
+                                    reference, companion if use_companion else None)  # fmt: skip
     if use_companion:
         from runner.fidelity import RECALIBRATED_SOURCE
 

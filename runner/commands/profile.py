@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 
 from profiles.errors import InputError
-from runner.options import positive_int, show_progress
+from runner import progress
+from runner.options import positive_int
 
 NAME = "profile"
 HELP = "measure the engine's verify/draft/prefill costs into a cost profile (YAML)"
@@ -79,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
                              slots=args.slots)  # fmt: skip
     cfg = profiler.ProfileConfig(quick=args.quick, repeats=args.repeats or 0, seed=args.seed)
     load_before = provenance.load_average()
-    bar = _Bar(show_progress(args))
+    bar = progress.bar(args, "profile", unit="call")
     try:
-        ms = profiler.measure(engine, cfg, on_total=bar.start, tick=bar.tick)
+        ms = profiler.measure(engine, cfg, on_total=bar.start, tick=bar.update)
     finally:
         bar.close()
     env = provenance.environment(device)
@@ -148,24 +149,3 @@ def _summary(out, sps, add, fit, ms, meta) -> dict:
         "threads": meta["threads"],
         "device": meta["device"],
     }
-
-
-class _Bar:
-    """tqdm on stderr over the timed calls, off when not a TTY or with --quiet."""
-
-    def __init__(self, on: bool) -> None:
-        self.on, self.bar = on, None
-
-    def start(self, total: int) -> None:
-        if self.on:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc="profile", unit="call", file=sys.stderr)
-
-    def tick(self, k: int) -> None:
-        if self.bar is not None:
-            self.bar.update(k)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from profiles.errors import InputError
-from runner.options import positive_int, show_progress
+from runner import progress
+from runner.options import positive_int
 
 NAME = "record"
 HELP = "record decoding rounds (confidences, accepted counts) from the engine as .npz records"
@@ -77,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     policies = [policy, *checks]
     cost = _cost(args.cost, policies)
     prompts = {d: prompts_for(d, cfg) for d in domains}
-    bar = _bar(show_progress(args), sum(map(len, prompts.values())) * len(policies))
+    total = sum(map(len, prompts.values())) * len(policies)
+    bar = progress.bar(args, "record", total=total, unit="req")
     t0 = time.perf_counter()
     runs = {p.spec: {} for p in policies}
     try:
@@ -157,12 +159,6 @@ def _cost(spec: str | None, policies):
     if _DEFAULT_COST.partition(":")[2] in BUILTIN_COSTS:
         return load_cost(_DEFAULT_COST)
     raise InputError("a policy reads a cost model: pass --cost PROFILE.yaml")
-
-
-def _bar(on: bool, total: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="record", unit="req", file=sys.stderr, disable=not on)
 
 
 def _version() -> str:

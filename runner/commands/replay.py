@@ -11,8 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
+from runner import progress
+from runner.capacity import overload
 from runner.live import add_live_args
 from runner.options import (
     add_model_args,
@@ -21,7 +24,6 @@ from runner.options import (
     add_workload_args,
     models_from_args,
     server_from_args,
-    show_progress,
     workload_from_args,
 )
 
@@ -60,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         from runner.scheduler import load_scheduler
 
         tuned = load_scheduler(args.config)
+        _check_config(args, tuned, acceptance)
         policy, cost, gamma = tuned.policy(), tuned.cost_model(), tuned.gamma
     if args.max_concurrency is None:
         args.max_concurrency = tuned.max_concurrency if tuned else 64
@@ -70,17 +73,18 @@ def run(args: argparse.Namespace) -> int:
         temps = tuned.sts.temperatures if tuned is not None else None
         backend, gamma = build_live_backend(args, policy, cost, temps)
     config = server_from_args(args, gamma)
-    bar = _progress(args, workload)
-    try:
+    with progress.bar(args, "requests arrived", total=workload.expected, unit="req") as bar:
         result = simulate(
             workload, policy, cost, acceptance, config, seed=args.seed, backend=backend,
-            on_request=(lambda _r: bar.update()) if bar else None,
+            on_request=bar.tick if bar.on else None,
         )  # fmt: skip
-    finally:
-        if bar:
-            bar.close()
     stats = {k: getattr(workload.stats, k) for k in workload.stats.__slots__}
     summary = {"workload": workload.label, **stats, **result.summary}
+    over = overload(result.summary, result.recorder.arrays()["arrival"], args.rate_scale)
+    summary["overload"] = None if over is None else asdict(over)
+    summary["wall"] = summary.pop("wall")  # last: everything before it is seed-deterministic
+    if over is not None:
+        sys.stderr.write(f"spectune: warning: {over.message()}\n")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -97,12 +101,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(args: argparse.Namespace, workload):
-    if not show_progress(args):
-        return None
-    from tqdm import tqdm
+def _check_config(args: argparse.Namespace, tuned, acceptance) -> None:
+    """A --config's gamma is the server's: a different --gamma, or an acceptance model with
+    fewer positions, is an error (never a silent clamp); another acceptance model than the one
+    tuned with is stated on stderr."""
+    from profiles.errors import InputError
 
-    return tqdm(desc="requests arrived", unit="req", file=sys.stderr, total=args.limit)
+    if args.gamma is not None and args.gamma != tuned.gamma:
+        raise InputError(f"--gamma {args.gamma} conflicts with --config's gamma {tuned.gamma} "
+                         "(the tuned scheduler drafts that many tokens); drop --gamma")  # fmt: skip
+    if acceptance.gamma < tuned.gamma:
+        raise InputError(f"--config drafts gamma {tuned.gamma} tokens, the acceptance model "
+                         f"{args.acceptance!r} models {acceptance.gamma} positions")  # fmt: skip
+    spec = (tuned.provenance.get("acceptance") or {}).get("spec")
+    if spec and spec != args.acceptance:
+        sys.stderr.write(f"spectune: warning: --config was tuned with --acceptance {spec}; this "
+                         f"replay uses {args.acceptance}\n")  # fmt: skip
 
 
 def format_summary(s: dict) -> str:
@@ -112,6 +126,7 @@ def format_summary(s: dict) -> str:
         v = s.get(key)
         return "n/a" if v is None else fmt.format(v * scale)
 
+    wall = s.get("wall") or {}
     lines = [
         f"workload     {s['workload']}",
         f"policy       {s['policy']}   (gamma {s['gamma']}, "
@@ -132,8 +147,8 @@ def format_summary(s: dict) -> str:
         f"verify {f('mean_verify_len')} drafts/request/step",
         f"batch        {f('mean_batch_size', fmt='{:.1f}')} requests/step, "
         f"{s['decode_steps']} decode steps",
-        f"simulated in {f('wall_s', fmt='{:.2f}')} s wall "
-        f"({f('decode_steps_per_wall_s', fmt='{:,.0f}')} steps/s)",
+        f"simulated in {wall.get('wall_s', 0):.2f} s wall "
+        f"({wall.get('decode_steps_per_wall_s', 0):,.0f} steps/s)",
     ]  # fmt: skip
     skipped = s.get("bad_rows_skipped")
     if skipped:

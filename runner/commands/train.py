@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         from engine.train import TrainConfig, train_target
 
         cfg = dataclasses.replace(TrainConfig(seed=args.seed), **overrides)
-        info = train_target(TargetConfig(), cfg, run_dir, out, command, quiet=args.quiet)
+        with _Steps(args, "train target") as hook:
+            info = train_target(TargetConfig(), cfg, run_dir, out, command, on_step=hook)
     else:
         from engine.distill import DistillConfig, train_drafter
 
@@ -81,9 +82,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{target_path}: no target checkpoint (train the target first)")
         cfg = dataclasses.replace(DistillConfig(seed=args.seed), **overrides)
         outs = {k: out_dir / f"{k}.safetensors" for k in kinds}
-        infos = train_drafter(
-            kinds, target_path, cfg, run_dir, outs, command, args.device, quiet=args.quiet
-        )
+        with _Steps(args, f"train {','.join(kinds)}") as hook:
+            infos = train_drafter(
+                kinds, target_path, cfg, run_dir, outs, command, args.device, on_step=hook
+            )
         summary = {
             k: {"checkpoint": str(outs[k]), **{a: b for a, b in i.items() if a != "loss_curve"}}
             for k, i in infos.items()
@@ -102,3 +104,29 @@ def run(args: argparse.Namespace) -> int:
         held = info["heldout_bits_per_byte"]
         print(f"wrote {out} ({info['steps_done']} steps); held-out bits/byte: {held}")
     return 0
+
+
+class _Steps:
+    """The training hook: a bar on a terminal; piped, one line per checkpoint (logs)."""
+
+    def __init__(self, args: argparse.Namespace, desc: str) -> None:
+        self.args, self.desc, self.bar = args, desc, None
+
+    def __call__(self, done: int, total: int, losses: dict[str, float], saved: bool) -> None:
+        from runner.progress import bar
+
+        if self.bar is None:  # the first step tells where a resumed run starts
+            self.bar = bar(self.args, self.desc, total=total, unit="step", initial=done - 1)
+        self.bar.update(1)
+        self.bar.note(" ".join(f"{k} {v:.3f}" for k, v in losses.items()))
+        if saved and not self.bar.on and not self.args.quiet:  # piped: a log line instead
+            text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
+            sys.stderr.write(f"step {done}/{total} loss {text}\n")
+            sys.stderr.flush()
+
+    def __enter__(self) -> _Steps:
+        return self
+
+    def __exit__(self, *_) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -90,6 +90,13 @@ def run(args: argparse.Namespace) -> int:
     summary = execute(cfg, cost, acceptance, label, out, backend=args.backend,
                       workers=args.workers, address=args.address, resume=args.resume,
                       progress=show_progress(args), plots=not args.no_plots)  # fmt: skip
+    if summary["overload"] is not None:
+        knob = "--request-rates" if cfg.workload.is_synthetic else "--rate-scales"
+        o = summary["overload"]
+        sys.stderr.write(f"spectune: warning: even the lowest load offers {o['offered_req_s']:.3g} "
+                         f"req/s, beyond the server's estimated capacity {o['capacity_req_s']:.3g}"
+                         f" req/s (the best completion rate of any point): {knob} up to "
+                         f"{o['load_that_fits']:.2g} would fit\n")  # fmt: skip
     if args.json:
         print(json.dumps(summary))
     else:
@@ -124,6 +131,13 @@ def execute(cfg, cost, acceptance, label: str, out: Path, *, backend: str = "loc
         executor.close()
         store.close()
     summary = finish(cfg, searches, store, out, cost, acceptance, label, plots=plots)
+    from runner.capacity import tune_overload
+
+    over = tune_overload(cfg, list(store.points.values()))
+    summary["overload"] = None if over is None else {
+        "offered_req_s": over.offered_req_s, "capacity_req_s": over.capacity_req_s,
+        "load_that_fits": over.rate_scale,
+    }  # fmt: skip
     summary["run"] = run_doc  # the resolved config, seed and profile hash behind it all
     summary["points"] = {"total": len(store.points), "reused": store.reused,
                          "simulated": len(store.points) - store.reused}  # fmt: skip
@@ -220,33 +234,29 @@ def _profile_hash(cost) -> str:
 
 
 class _Progress:
-    """tqdm on stderr: points done and the best throughput at the SLA so far."""
+    """The tune bar: points done / total and the best throughput at the SLA so far."""
 
     def __init__(self, enabled: bool) -> None:
-        self.bar = None
-        self.best: tuple[float, str] = (0.0, "")
-        if enabled:
-            from tqdm import tqdm
+        from runner.progress import Progress
 
-            self.bar = tqdm(total=0, desc="points", unit="pt", file=sys.stderr)
+        self.bar = Progress(enabled, "points", total=0, unit="pt")
+        self.best: tuple[float, str] = (0.0, "")
 
     def grow(self, total: int, cached: int) -> None:
-        if self.bar is not None:
-            self.bar.total += total
-            self.bar.update(cached)
+        self.bar.grow(total, cached)
 
     def done(self, result: dict, sla) -> None:
         if all(s.met(result) for s in sla) and result["throughput_tok_s"] > self.best[0]:
             load = f"{result['mode'][:4]}={result['load']:g}"
             self.best = (result["throughput_tok_s"], f"{result['policy'][:32]} @ {load}")
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"best {self.best[0]:,.0f} tok/s {self.best[1]}",
-                                     refresh=False)  # fmt: skip
-            self.bar.update(1)
+        if self.best[1]:
+            self.bar.note(f"best {self.best[0]:,.0f} tok/s at the SLA: {self.best[1]}")
+        else:
+            self.bar.note("no point meets the SLA yet")
+        self.bar.update(1)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def finish(cfg, searches, store, out: Path, cost, acceptance, label: str, *, plots: bool):
@@ -280,6 +290,26 @@ def finish(cfg, searches, store, out: Path, cost, acceptance, label: str, *, plo
         plot_load(out / "load.png", {e: d["per_load"] for e, d in rep["policies"].items()},
                   cfg.mode)  # fmt: skip
     return rep
+
+
+def why_not(s: dict) -> list[str]:
+    """Lines saying why entries are infeasible (their best value of each SLA metric) and which
+    answers sit at the top of the load grid (a larger load might do better)."""
+    knob = {"concurrency": "--concurrency"}.get(s["mode"], "--rate-scales / --request-rates")
+    lines = []
+    for entry, d in s["policies"].items():
+        if not d["feasible"] and d.get("closest"):
+            best = ", ".join(f"{c.split('>=')[0].split('<=')[0]} {_g(v)} (needs {c})"
+                             for c, v in d["closest"].items())  # fmt: skip
+            lines.append(f"infeasible   {entry}: best over every setting and load: {best}")
+        elif d.get("at_top_of_grid"):
+            lines.append(f"capped       {entry}: meets the SLA at the top of the load grid "
+                         f"({d['load']:g}); extend {knob} for a higher answer")  # fmt: skip
+    return [""] + lines if lines else []
+
+
+def _g(v) -> str:
+    return "n/a" if v is None else f"{v:.4g}"
 
 
 def format_report(s: dict, out: Path) -> str:
@@ -318,6 +348,7 @@ def format_report(s: dict, out: Path) -> str:
         )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
+    lines += why_not(s)
     pts = s.get("points", {})
     lines += ["", f"points       {pts.get('total', 0)} ({pts.get('reused', 0)} reused from an "
               f"earlier run, {pts.get('simulated', 0)} simulated)"]  # fmt: skip

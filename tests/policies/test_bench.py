@@ -18,7 +18,7 @@ def test_quick_benchmark_writes_its_section(tmp_path):
         [sys.executable, str(ROOT / "bench" / "policy_overhead.py"), "--quick", "--write", str(md)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr

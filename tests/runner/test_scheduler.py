@@ -146,3 +146,15 @@ def test_replay_runs_what_was_tuned(tmp_path, capsys):
     assert main(["replay", "--config", str(tmp_path / "best.yaml"), "--max-concurrency", "5",
                  "--num-requests", "20", "--json", "--quiet"]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out)["max_concurrency"] == 5
+
+
+def test_replay_config_refuses_a_conflicting_gamma(tmp_path, capsys):
+    """--gamma against a --config's gamma, or an acceptance model with fewer positions, is an
+    error, never a silent clamp."""
+    write_scheduler(tmp_path / "best.yaml", make_config())
+    base = ["replay", "--config", str(tmp_path / "best.yaml"), "--num-requests", "10", "--quiet"]
+    assert main([*base, "--gamma", "5"]) == 2
+    assert "conflicts with --config's gamma 7" in capsys.readouterr().err
+    assert main([*base, "--acceptance", "builtin:cpu-tiny-mtp1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("spectune: error: --config drafts gamma 7") and err.count("\n") == 1

@@ -95,7 +95,10 @@ def test_tune_writes_results_best_yaml_and_plots(tmp_path):
         assert (tmp_path / name).is_file(), name
     cfg = load_scheduler(tmp_path / "best.yaml")
     best = s["policies"]["dspark_lagged"]
-    assert cfg.policy().spec == best["best"] and cfg.max_concurrency == int(best["load"])
+    assert cfg.policy().spec == best["best"] and cfg.tuned["load"] == best["load"]
+    # the server's cap stays the server's (default 64), not the tuned concurrency
+    assert cfg.max_concurrency == max(64, int(best["load"]))
+    assert cfg.tuned["load_mode"] == "concurrency"
     assert cfg.tuned["throughput_tok_s"] == best["throughput_at_sla"]
     assert [str(x) for x in cfg.sla] == ["tps_per_user_p50>=250"]
     rows = (tmp_path / "results.csv").read_text().splitlines()
@@ -137,7 +140,7 @@ def test_resume_after_kill_loses_no_finished_point(tmp_path):
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     points = out / "points.jsonl"
-    deadline = time.time() + 60
+    deadline = time.time() + 600  # a hang guard only, never the test
     while time.time() < deadline and proc.poll() is None:
         if points.exists() and len(points.read_text().splitlines()) >= 3:
             break
