@@ -72,7 +72,9 @@ def parse_yaml(text: str, where: str) -> Any:
     except _Expanded as exc:
         raise InputError(f"YAML refused: {exc}", where=where) from None
     except RecursionError:
-        raise InputError(f"YAML refused: nesting deeper than {MAX_DEPTH} levels", where=where) from None
+        raise InputError(
+            f"YAML refused: nesting deeper than {MAX_DEPTH} levels", where=where
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"{where}:{mark.line + 1}" if mark else where
@@ -152,4 +154,3 @@ def finite(obj: Any) -> Any:
     if getattr(obj, "ndim", None) == 0 and hasattr(obj, "item"):  # a numpy scalar
         return finite(obj.item())
     return obj
-

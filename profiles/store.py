@@ -1,4 +1,4 @@
-"""Reading and writing profiles as YAML (bounded ``safe_load``, ``profiles.documents``; ``safe_dump``).
+"""Reading and writing profiles as YAML (bounded safe_load, profiles.documents; safe_dump).
 
 Cost profile (``schema: spectune.cost/v1``)::
 
@@ -34,8 +34,8 @@ from typing import Any
 import yaml
 
 from profiles.acceptance import ParametricAcceptance
-from profiles.documents import parse_yaml
 from profiles.cost import CONTEXT_BASES, CostModel, Curve
+from profiles.documents import parse_yaml
 from profiles.errors import InputError
 
 COST_SCHEMA = "spectune.cost/v1"
@@ -69,16 +69,19 @@ def _field(data: dict, key: str, where: str, kind: type | tuple = (list, tuple))
 ABSURD = 1e9  # no count, rate or duration in a profile comes near this: such a value is corrupt
 _POSITIVE = ("sample_batch_tokens", "sample_steps_per_sec", "requests", "tokens", "bs_probes",
              "m_probes")  # fields that must be > 0 (the rest may be 0)
+_SIGNED = ("seconds", "seconds_one_query")  # fitted curves may dip below 0 at small sizes
 
 
 def _numbers(data: dict, key: str, where: str) -> list[float]:
     """A list field of finite numbers in [0, ABSURD] (> 0 for axes and speeds)."""
     values = _field(data, key, where)
     if len(values) > 100_000:
-        raise InputError(f"field {key!r} has {len(values):,} entries (at most 100,000)", where=where)
-    low = "> 0" if key in _POSITIVE else ">= 0"
+        raise InputError(f"field {key!r} has {len(values):,} entries (at most 100,000)",
+                         where=where)  # fmt: skip
+    low = "> 0" if key in _POSITIVE else f">= {-ABSURD:g}" if key in _SIGNED else ">= 0"
+    floor = -ABSURD if key in _SIGNED else 0.0
     for i, v in enumerate(values):
-        ok = type(v) in (int, float) and math.isfinite(v) and 0 <= v <= ABSURD
+        ok = type(v) in (int, float) and math.isfinite(v) and floor <= v <= ABSURD
         if not ok or (key in _POSITIVE and v == 0):
             raise InputError(f"field {key!r} must hold numbers {low} and <= {ABSURD:g}; [{i}] is "
                              f"{v!r}", where=where)  # fmt: skip

@@ -86,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return 2
+    for key, value in vars(args).items():  # an empty value never silently means "default"
+        if value == "" or (isinstance(value, list) and "" in value):
+            return _error(f"argument --{key.replace('_', '-')}: empty value")
     try:
         code = int(args._run(args) or 0)
         sys.stdout.flush()  # a full disk under stdout fails here, not at interpreter exit

@@ -27,7 +27,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT_S = int(os.environ.get("HOSTILE_TIMEOUT_S", "60"))  # a case that has not finished by then is a hang (bad input must fail fast)
+TIMEOUT_S = int(
+    os.environ.get("HOSTILE_TIMEOUT_S", "60")
+)  # a case that has not finished by then is a hang (bad input must fail fast)
 
 # ---- fixtures ---------------------------------------------------------------------------------
 
@@ -204,12 +206,18 @@ CASES: list[tuple[str, list[str]]] = [
     ("replay --trace yaml", [*R, "--trace", "{d}/laughs.yaml"]),
     ("replay --trace ''", [*R, "--trace", ""]),
     # replay: profiles
-    *[(f"replay --profile cost_{n}", [*RT, "--profile", f"{{d}}/cost_{n}.yaml"])
-      for n in ("nan", "inf", "neg", "zero", "bool", "str", "absurd")],  # fmt: skip
-    *[(f"replay --acceptance acc_{n}", [*RT, "--acceptance", f"{{d}}/acc_{n}.yaml"])
-      for n in ("nan", "neg", "big", "bool", "str")],  # fmt: skip
-    *[(f"replay --acceptance accsig_{n}", [*RT, "--acceptance", f"{{d}}/accsig_{n}.yaml"])
-      for n in ("nan", "neg", "bool")],  # fmt: skip
+    *[
+        (f"replay --profile cost_{n}", [*RT, "--profile", f"{{d}}/cost_{n}.yaml"])
+        for n in ("nan", "inf", "neg", "zero", "bool", "str", "absurd")
+    ],  # fmt: skip
+    *[
+        (f"replay --acceptance acc_{n}", [*RT, "--acceptance", f"{{d}}/acc_{n}.yaml"])
+        for n in ("nan", "neg", "big", "bool", "str")
+    ],  # fmt: skip
+    *[
+        (f"replay --acceptance accsig_{n}", [*RT, "--acceptance", f"{{d}}/accsig_{n}.yaml"])
+        for n in ("nan", "neg", "bool")
+    ],  # fmt: skip
     ("replay --profile laughs", [*RT, "--profile", "{d}/laughs.yaml"]),
     ("replay --profile deep", [*RT, "--profile", "{d}/deep.yaml"]),
     ("replay --profile recursive", [*RT, "--profile", "{d}/recursive.yaml"]),
@@ -222,10 +230,25 @@ CASES: list[tuple[str, list[str]]] = [
     ("replay --acceptance records bad", [*RT, "--acceptance", "records:{d}/records_bad.npz"]),
     ("replay --acceptance paper unknown", [*RT, "--acceptance", "paper:nope"]),
     # replay: --config (scheduler documents)
-    *[(f"replay --config best_{n}", [*RT, "--config", f"{{d}}/best_{n}.yaml"])
-      for n in ("clairvoyant", "global_sync", "gamma_bool", "gamma_zero", "gamma_neg",
-                "gamma_huge", "conc_zero", "conc_huge", "conc_nan", "conc_str", "temps_nan",
-                "temps_neg", "param_range", "cost_nan")],  # fmt: skip
+    *[
+        (f"replay --config best_{n}", [*RT, "--config", f"{{d}}/best_{n}.yaml"])
+        for n in (
+            "clairvoyant",
+            "global_sync",
+            "gamma_bool",
+            "gamma_zero",
+            "gamma_neg",
+            "gamma_huge",
+            "conc_zero",
+            "conc_huge",
+            "conc_nan",
+            "conc_str",
+            "temps_nan",
+            "temps_neg",
+            "param_range",
+            "cost_nan",
+        )
+    ],  # fmt: skip
     ("replay --config laughs", [*RT, "--config", "{d}/laughs.yaml"]),
     # replay: outputs
     ("replay --out ''", [*RT, "--out", ""]),
@@ -274,45 +297,115 @@ CASES: list[tuple[str, list[str]]] = [
     ("demo --out foreign", ["demo", "--quiet", "--out", "{d}/foreign"]),
     ("demo --profile cost_neg", ["demo", "--quiet", "--no-tune", "--profile", "{d}/cost_neg.yaml"]),
     # export
-    *[(f"export best_{n}", ["export", "--from", f"{{d}}/best_{n}.yaml", "--format", "vllm",
-                            "--out", "{o}/x"])
-      for n in ("clairvoyant", "global_sync", "gamma_bool", "gamma_zero", "conc_huge",
-                "temps_nan", "param_range", "cost_nan")],  # fmt: skip
+    *[
+        (
+            f"export best_{n}",
+            ["export", "--from", f"{{d}}/best_{n}.yaml", "--format", "vllm", "--out", "{o}/x"],
+        )
+        for n in (
+            "clairvoyant",
+            "global_sync",
+            "gamma_bool",
+            "gamma_zero",
+            "conc_huge",
+            "temps_nan",
+            "param_range",
+            "cost_nan",
+        )
+    ],  # fmt: skip
     ("export laughs", ["export", "--from", "{d}/laughs.yaml", "--format", "all", "--out", "{o}/x"]),
     ("export deep", ["export", "--from", "{d}/deep.yaml", "--format", "vllm", "--out", "{o}/x"]),
     ("export missing", ["export", "--from", "{d}/nope.yaml", "--format", "vllm", "--out", "{o}/x"]),
     ("export --out ''", ["export", "--from", "{d}/best.yaml", "--format", "vllm", "--out", ""]),
-    ("export --out under file",
-     ["export", "--from", "{d}/best.yaml", "--format", "vllm", "--out", "{d}/afile/x"]),
-    ("export --out is file",
-     ["export", "--from", "{d}/best.yaml", "--format", "vllm", "--out", "{d}/afile"]),
-    ("export --out foreign",
-     ["export", "--from", "{d}/best.yaml", "--format", "all", "--out", "{d}/foreign"]),
+    (
+        "export --out under file",
+        ["export", "--from", "{d}/best.yaml", "--format", "vllm", "--out", "{d}/afile/x"],
+    ),
+    (
+        "export --out is file",
+        ["export", "--from", "{d}/best.yaml", "--format", "vllm", "--out", "{d}/afile"],
+    ),
+    (
+        "export --out foreign",
+        ["export", "--from", "{d}/best.yaml", "--format", "all", "--out", "{d}/foreign"],
+    ),
     ("export --format bogus", ["export", "--from", "{d}/best.yaml", "--format", "x", "--out", "o"]),
     # calibrate
-    ("calibrate --records missing", ["calibrate", "--records", "{d}/no.npz", "--out", "{o}/c.yaml"]),
-    ("calibrate --records bad",
-     ["calibrate", "--records", "{d}/records_bad.npz", "--out", "{o}/c.yaml"]),
-    ("calibrate --records yaml",
-     ["calibrate", "--records", "{d}/laughs.yaml", "--out", "{o}/c.yaml"]),
-    *_numeric(["calibrate", "--records", "{d}/records.npz", "--out", "{o}/c.yaml"],
-              "--fit-fraction", ("nan", "0", "1", "inf", "")),
-    *_numeric(["calibrate", "--records", "{d}/records.npz", "--out", "{o}/c.yaml"],
-              "--seed", ("-1", "nan")),
+    (
+        "calibrate --records missing",
+        ["calibrate", "--records", "{d}/no.npz", "--out", "{o}/c.yaml"],
+    ),
+    (
+        "calibrate --records bad",
+        ["calibrate", "--records", "{d}/records_bad.npz", "--out", "{o}/c.yaml"],
+    ),
+    (
+        "calibrate --records yaml",
+        ["calibrate", "--records", "{d}/laughs.yaml", "--out", "{o}/c.yaml"],
+    ),
+    *_numeric(
+        ["calibrate", "--records", "{d}/records.npz", "--out", "{o}/c.yaml"],
+        "--fit-fraction",
+        ("nan", "0", "1", "inf", ""),
+    ),
+    *_numeric(
+        ["calibrate", "--records", "{d}/records.npz", "--out", "{o}/c.yaml"],
+        "--seed",
+        ("-1", "nan"),
+    ),
     ("calibrate --out ''", ["calibrate", "--records", "{d}/records.npz", "--out", ""]),
-    ("calibrate --out exists",
-     ["calibrate", "--records", "{d}/records.npz", "--out", "{d}/exists.yaml"]),
-    ("calibrate --out under file",
-     ["calibrate", "--records", "{d}/records.npz", "--out", "{d}/afile/c.yaml"]),
-    ("calibrate --out is dir", ["calibrate", "--records", "{d}/records.npz", "--out", "{d}/foreign"]),
-    ("calibrate --plot exists", ["calibrate", "--records", "{d}/records.npz", "--out",
-                                 "{o}/c.yaml", "--plot", "{d}/exists.png"]),
-    ("calibrate --plot under file", ["calibrate", "--records", "{d}/records.npz", "--out",
-                                     "{o}/c.yaml", "--plot", "{d}/afile/p.png"]),
-    ("calibrate --sglang-out exists", ["calibrate", "--records", "{d}/records.npz", "--out",
-                                       "{o}/c.yaml", "--sglang-out", "{d}/exists.yaml"]),
-    ("calibrate --domain unknown", ["calibrate", "--records", "{d}/records.npz", "--out",
-                                    "{o}/c.yaml", "--domain", "poetry"]),
+    (
+        "calibrate --out exists",
+        ["calibrate", "--records", "{d}/records.npz", "--out", "{d}/exists.yaml"],
+    ),
+    (
+        "calibrate --out under file",
+        ["calibrate", "--records", "{d}/records.npz", "--out", "{d}/afile/c.yaml"],
+    ),
+    (
+        "calibrate --out is dir",
+        ["calibrate", "--records", "{d}/records.npz", "--out", "{d}/foreign"],
+    ),
+    (
+        "calibrate --plot exists",
+        [
+            "calibrate",
+            "--records",
+            "{d}/records.npz",
+            "--out",
+            "{o}/c.yaml",
+            "--plot",
+            "{d}/exists.png",
+        ],
+    ),
+    (
+        "calibrate --plot under file",
+        [
+            "calibrate",
+            "--records",
+            "{d}/records.npz",
+            "--out",
+            "{o}/c.yaml",
+            "--plot",
+            "{d}/afile/p.png",
+        ],
+    ),
+    (
+        "calibrate --sglang-out exists",
+        [
+            "calibrate",
+            "--records",
+            "{d}/records.npz",
+            "--out",
+            "{o}/c.yaml",
+            "--sglang-out",
+            "{d}/exists.yaml",
+        ],
+    ),
+    (
+        "calibrate --domain unknown",
+        ["calibrate", "--records", "{d}/records.npz", "--out", "{o}/c.yaml", "--domain", "poetry"],
+    ),
     # import
     ("import sglang deep", ["import", "sglang-sps", "{d}/deep.json", "--out", "{o}/p.yaml"]),
     ("import sglang bignum", ["import", "sglang-sps", "{d}/bignum.json", "--out", "{o}/p.yaml"]),
@@ -324,10 +417,22 @@ CASES: list[tuple[str, list[str]]] = [
     ("import vllm binary", ["import", "vllm-metrics", "{d}/binary.csv", "--out", "{o}/p.yaml"]),
     ("import --out ''", ["import", "cost-csv", "{d}/badcsv.csv", "--out", ""]),
     ("import --out exists", ["import", "sglang-sps", "{d}/sps.json", "--out", "{d}/exists.yaml"]),
-    ("import --out under file",
-     ["import", "sglang-sps", "{d}/sps.json", "--out", "{d}/afile/p.yaml"]),
-    ("import --since missing", ["import", "vllm-metrics", "{d}/metrics.txt", "--out",
-                                "{o}/p.yaml", "--since", "{d}/nope.txt"]),
+    (
+        "import --out under file",
+        ["import", "sglang-sps", "{d}/sps.json", "--out", "{d}/afile/p.yaml"],
+    ),
+    (
+        "import --since missing",
+        [
+            "import",
+            "vllm-metrics",
+            "{d}/metrics.txt",
+            "--out",
+            "{o}/p.yaml",
+            "--since",
+            "{d}/nope.txt",
+        ],
+    ),
     # audit, policies, profiles
     ("audit --policy unknown", ["audit", "--policy", "bogus"]),
     ("audit --policy dup", ["audit", "--policy", "fixed:k=1,k=2"]),
@@ -340,54 +445,118 @@ CASES: list[tuple[str, list[str]]] = [
     ("profiles extra arg", ["profiles", "extra"]),
     ("unknown command", ["bogus"]),
     # profile (engine)
-    *_numeric(["profile", "--quick", "--quiet", "--out", "{o}/p.yaml"], "--slots",
-              ("0", "100000", "nan")),
-    *_numeric(["profile", "--quick", "--quiet", "--out", "{o}/p.yaml"], "--threads",
-              ("0", "100000")),
+    *_numeric(
+        ["profile", "--quick", "--quiet", "--out", "{o}/p.yaml"], "--slots", ("0", "100000", "nan")
+    ),
+    *_numeric(
+        ["profile", "--quick", "--quiet", "--out", "{o}/p.yaml"], "--threads", ("0", "100000")
+    ),
     *_numeric(["profile", "--quick", "--quiet", "--out", "{o}/p.yaml"], "--seed", ("nan", "-1")),
     ("profile --out ''", ["profile", "--quick", "--quiet", "--out", ""]),
     ("profile --out exists", ["profile", "--quick", "--quiet", "--out", "{d}/exists.yaml"]),
     ("profile --out under file", ["profile", "--quick", "--quiet", "--out", "{d}/afile/p.yaml"]),
     ("profile --out is dir", ["profile", "--quick", "--quiet", "--out", "{d}/foreign"]),
-    ("profile --engine bogus", ["profile", "--quick", "--quiet", "--out", "{o}/p.yaml",
-                                "--engine", "bogus"]),
-    ("profile --device cuda", ["profile", "--quick", "--quiet", "--out", "{o}/p.yaml",
-                               "--device", "cuda"]),
+    (
+        "profile --engine bogus",
+        ["profile", "--quick", "--quiet", "--out", "{o}/p.yaml", "--engine", "bogus"],
+    ),
+    (
+        "profile --device cuda",
+        ["profile", "--quick", "--quiet", "--out", "{o}/p.yaml", "--device", "cuda"],
+    ),
     # record (engine)
     *_numeric(["record", "--quiet", "--out", "{o}/r.npz"], "--requests", ("0", "100000000")),
     *_numeric(["record", "--quiet", "--out", "{o}/r.npz"], "--slots", ("0", "100000")),
     *_numeric(["record", "--quiet", "--out", "{o}/r.npz"], "--prompt-len", ("0", "100000000")),
     *_numeric(["record", "--quiet", "--out", "{o}/r.npz"], "--max-new-tokens", ("0",)),
     *_numeric(["record", "--quiet", "--out", "{o}/r.npz"], "--seed", ("nan", "-1")),
-    ("record --cost missing", ["record", "--quiet", "--out", "{o}/r.npz",
-                               "--cost", "{d}/nope.yaml"]),
-    ("record --cost laughs", ["record", "--quiet", "--out", "{o}/r.npz",
-                              "--cost", "{d}/laughs.yaml"]),
+    (
+        "record --cost missing",
+        ["record", "--quiet", "--out", "{o}/r.npz", "--cost", "{d}/nope.yaml"],
+    ),
+    (
+        "record --cost laughs",
+        ["record", "--quiet", "--out", "{o}/r.npz", "--cost", "{d}/laughs.yaml"],
+    ),
     ("record --out exists", ["record", "--quiet", "--out", "{d}/exists.yaml"]),
     ("record --out ''", ["record", "--quiet", "--out", ""]),
     ("record --out under file", ["record", "--quiet", "--out", "{d}/afile/r.npz"]),
-    ("record --policy k>gamma", ["record", "--quiet", "--out", "{o}/r.npz",
-                                 "--policy", "fixed:k=1000"]),
+    (
+        "record --policy k>gamma",
+        ["record", "--quiet", "--out", "{o}/r.npz", "--policy", "fixed:k=1000"],
+    ),
     ("record --device cuda", ["record", "--quiet", "--out", "{o}/r.npz", "--device", "cuda"]),
     ("record --domains bogus", ["record", "--quiet", "--out", "{o}/r.npz", "--domains", "poetry"]),
     # train (engine)
-    *_numeric(["train", "target", "--quiet", "--out-dir", "{o}/ck", "--run-dir", "{o}/run"],
-              "--steps", ("0", "-1", "nan", "")),
-    *_numeric(["train", "target", "--quiet", "--out-dir", "{o}/ck", "--run-dir", "{o}/run"],
-              "--batch", ("0", "nan", "100000000")),
-    *_numeric(["train", "target", "--quiet", "--out-dir", "{o}/ck", "--run-dir", "{o}/run"],
-              "--lr", ("nan", "inf", "0", "-1")),
-    *_numeric(["train", "target", "--quiet", "--out-dir", "{o}/ck", "--run-dir", "{o}/run"],
-              "--threads", ("0", "100000")),
-    ("train --device cuda", ["train", "drafter", "--kind", "ar", "--quiet", "--out-dir", "{o}/ck",
-                             "--run-dir", "{o}/run", "--device", "cuda"]),
+    *_numeric(
+        ["train", "target", "--quiet", "--out-dir", "{o}/ck", "--run-dir", "{o}/run"],
+        "--steps",
+        ("0", "-1", "nan", ""),
+    ),
+    *_numeric(
+        ["train", "target", "--quiet", "--out-dir", "{o}/ck", "--run-dir", "{o}/run"],
+        "--batch",
+        ("0", "nan", "100000000"),
+    ),
+    *_numeric(
+        ["train", "target", "--quiet", "--out-dir", "{o}/ck", "--run-dir", "{o}/run"],
+        "--lr",
+        ("nan", "inf", "0", "-1"),
+    ),
+    *_numeric(
+        ["train", "target", "--quiet", "--out-dir", "{o}/ck", "--run-dir", "{o}/run"],
+        "--threads",
+        ("0", "100000"),
+    ),
+    (
+        "train --device cuda",
+        [
+            "train",
+            "drafter",
+            "--kind",
+            "ar",
+            "--quiet",
+            "--out-dir",
+            "{o}/ck",
+            "--run-dir",
+            "{o}/run",
+            "--device",
+            "cuda",
+        ],
+    ),
     ("train --kind bogus", ["train", "drafter", "--kind", "bogus", "--out-dir", "{o}/ck"]),
-    ("train --out-dir under file", ["train", "target", "--quiet", "--out-dir", "{d}/afile/ck",
-                                    "--run-dir", "{o}/run"]),
-    ("train --out-dir foreign", ["train", "target", "--quiet", "--steps", "1", "--out-dir",
-                                 "{d}/foreign", "--run-dir", "{o}/run"]),
-    ("train --run-dir is file", ["train", "target", "--quiet", "--steps", "1", "--out-dir",
-                                 "{o}/ck", "--run-dir", "{d}/afile"]),
+    (
+        "train --out-dir under file",
+        ["train", "target", "--quiet", "--out-dir", "{d}/afile/ck", "--run-dir", "{o}/run"],
+    ),
+    (
+        "train --out-dir foreign",
+        [
+            "train",
+            "target",
+            "--quiet",
+            "--steps",
+            "1",
+            "--out-dir",
+            "{d}/foreign",
+            "--run-dir",
+            "{o}/run",
+        ],
+    ),
+    (
+        "train --run-dir is file",
+        [
+            "train",
+            "target",
+            "--quiet",
+            "--steps",
+            "1",
+            "--out-dir",
+            "{o}/ck",
+            "--run-dir",
+            "{d}/afile",
+        ],
+    ),
     # decode / evaluate (engine)
     ("decode non-UTF-8 prompt", ["decode", "--prompt", "caf\udce9"]),
     ("decode empty prompt", ["decode", "--prompt", ""]),
@@ -398,23 +567,59 @@ CASES: list[tuple[str, list[str]]] = [
     ("decode --device cuda", ["decode", "--prompt", "hi", "--device", "cuda"]),
     ("decode --drafter bogus", ["decode", "--prompt", "hi", "--drafter", "bogus"]),
     ("decode --policy k>gamma", ["decode", "--prompt", "hi", "--policy", "fixed:k=1000"]),
-    ("decode --cost missing", ["decode", "--prompt", "hi", "--policy", "dspark",
-                               "--cost", "{d}/nope.yaml"]),
-    ("decode --config clairvoyant", ["decode", "--prompt", "hi",
-                                     "--config", "{d}/best_clairvoyant.yaml"]),
+    (
+        "decode --cost missing",
+        ["decode", "--prompt", "hi", "--policy", "dspark", "--cost", "{d}/nope.yaml"],
+    ),
+    (
+        "decode --config clairvoyant",
+        ["decode", "--prompt", "hi", "--config", "{d}/best_clairvoyant.yaml"],
+    ),
     ("decode --config laughs", ["decode", "--prompt", "hi", "--config", "{d}/laughs.yaml"]),
-    *_numeric(["evaluate", "--quiet", "--drafters", "ar", "--domains", "chat"], "--prompts",
-              ("0", "100000", "nan")),
-    *_numeric(["evaluate", "--quiet", "--drafters", "ar", "--domains", "chat"], "--gamma",
-              ("0", "1000")),
-    *_numeric(["evaluate", "--quiet", "--drafters", "ar", "--domains", "chat"], "--new-tokens",
-              ("0", "100000000")),
-    *_numeric(["evaluate", "--quiet", "--drafters", "ar", "--domains", "chat"], "--temperature",
-              ("nan", "inf")),
-    ("evaluate --plot exists", ["evaluate", "--quiet", "--drafters", "ar", "--domains", "chat",
-                                "--plot", "{d}/exists.png"]),
-    ("evaluate --plot under file", ["evaluate", "--quiet", "--drafters", "ar", "--domains",
-                                    "chat", "--plot", "{d}/afile/p.png"]),
+    *_numeric(
+        ["evaluate", "--quiet", "--drafters", "ar", "--domains", "chat"],
+        "--prompts",
+        ("0", "100000", "nan"),
+    ),
+    *_numeric(
+        ["evaluate", "--quiet", "--drafters", "ar", "--domains", "chat"], "--gamma", ("0", "1000")
+    ),
+    *_numeric(
+        ["evaluate", "--quiet", "--drafters", "ar", "--domains", "chat"],
+        "--new-tokens",
+        ("0", "100000000"),
+    ),
+    *_numeric(
+        ["evaluate", "--quiet", "--drafters", "ar", "--domains", "chat"],
+        "--temperature",
+        ("nan", "inf"),
+    ),
+    (
+        "evaluate --plot exists",
+        [
+            "evaluate",
+            "--quiet",
+            "--drafters",
+            "ar",
+            "--domains",
+            "chat",
+            "--plot",
+            "{d}/exists.png",
+        ],
+    ),
+    (
+        "evaluate --plot under file",
+        [
+            "evaluate",
+            "--quiet",
+            "--drafters",
+            "ar",
+            "--domains",
+            "chat",
+            "--plot",
+            "{d}/afile/p.png",
+        ],
+    ),
     ("evaluate --drafters ''", ["evaluate", "--quiet", "--drafters", ""]),
     ("evaluate --drafters bogus", ["evaluate", "--quiet", "--drafters", "bogus"]),
     # fidelity (engine)
@@ -424,28 +629,39 @@ CASES: list[tuple[str, list[str]]] = [
     ("fidelity --out under file", ["fidelity", "--quick", "--quiet", "--out", "{d}/afile/x"]),
     ("fidelity --out foreign", ["fidelity", "--quick", "--quiet", "--out", "{d}/foreign"]),
     ("fidelity --policies unknown", ["fidelity", "--quick", "--quiet", "--policies", "bogus"]),
-    ("fidelity --policies clairvoyant", ["fidelity", "--quick", "--quiet",
-                                         "--policies", "clairvoyant"]),
+    (
+        "fidelity --policies clairvoyant",
+        ["fidelity", "--quick", "--quiet", "--policies", "clairvoyant"],
+    ),
     ("fidelity --threads 0", ["fidelity", "--quick", "--quiet", "--threads", "0"]),
 ]
 
 # Cases that need a real process: pipes, FIFOs, a blocked import.
 SUBPROCESS: list[tuple[str, list[str], str]] = [
-    ("replay FIFO with no writer closed early", ["replay", "--quiet", "--trace", "{o}/fifo"],
-     "fifo-bad"),
+    (
+        "replay FIFO with no writer closed early",
+        ["replay", "--quiet", "--trace", "{o}/fifo"],
+        "fifo-bad",
+    ),
     ("replay /dev/stdin bad rows", ["replay", "--quiet", "--trace", "/dev/stdin"], "stdin-bad"),
     ("replay /dev/stdin empty", ["replay", "--quiet", "--trace", "/dev/stdin"], "stdin-empty"),
-    ("tune /dev/stdin --resume no run", ["tune", "--quiet", "--quick", "--resume", "--trace",
-                                         "/dev/stdin", "--out", "{o}/t"], "stdin-good"),
-    *[(f"{cmd[0]} without the engine extra", cmd, "no-engine") for cmd in (
-        ["decode", "--prompt", "hi"],
-        ["profile", "--quick", "--quiet", "--out", "{o}/p.yaml"],
-        ["record", "--quiet", "--out", "{o}/r.npz"],
-        ["train", "target", "--quiet", "--out-dir", "{o}/ck", "--run-dir", "{o}/run"],
-        ["evaluate", "--quiet", "--drafters", "ar", "--domains", "chat"],
-        ["fidelity", "--quick", "--quiet"],
-        ["replay", "--quiet", "--backend", "live", "--limit", "2"],
-    )],  # fmt: skip
+    (
+        "tune /dev/stdin --resume no run",
+        ["tune", "--quiet", "--quick", "--resume", "--trace", "/dev/stdin", "--out", "{o}/t"],
+        "stdin-good",
+    ),
+    *[
+        (f"{cmd[0]} without the engine extra", cmd, "no-engine")
+        for cmd in (
+            ["decode", "--prompt", "hi"],
+            ["profile", "--quick", "--quiet", "--out", "{o}/p.yaml"],
+            ["record", "--quiet", "--out", "{o}/r.npz"],
+            ["train", "target", "--quiet", "--out-dir", "{o}/ck", "--run-dir", "{o}/run"],
+            ["evaluate", "--quiet", "--drafters", "ar", "--domains", "chat"],
+            ["fidelity", "--quick", "--quiet"],
+            ["replay", "--quiet", "--backend", "live", "--limit", "2"],
+        )
+    ],  # fmt: skip
 ]
 
 BLOCKER = """
@@ -548,7 +764,7 @@ def run_subprocess(argv: list[str], cwd: Path, setup: str) -> Outcome:
 
 
 def verdict(outcome: Outcome, changed: list[str]) -> str:
-    """"ok" or the first broken promise: hang, traceback, exit0, overwrite, code, stderr."""
+    """ "ok" or the first broken promise: hang, traceback, exit0, overwrite, code, stderr."""
     if outcome.code is None:
         return "hang"
     if outcome.traceback:

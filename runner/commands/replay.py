@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from policies.registry import check_gamma
+from profiles.documents import json_line
 from runner.live import add_live_args
 from runner.options import (
     add_model_args,
@@ -24,6 +26,7 @@ from runner.options import (
     show_progress,
     workload_from_args,
 )
+from runner.paths import out_dir
 
 NAME = "replay"
 HELP = "replay a trace or builtin workload through the simulated server"
@@ -48,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from policies import make_policy
     from simulator.run import simulate
 
+    out = out_dir(args.out, NAME, force=args.force) if args.out else None
     policy = make_policy(args.policy)
     if args.backend == "live":
         from runner.live import clamp_to_context, engine_context
@@ -69,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
         temps = tuned.sts.temperatures if tuned is not None else None
         backend, gamma = build_live_backend(args, policy, cost, temps)
+    check_gamma(policy, gamma, "--config" if tuned else "--policy")
     config = server_from_args(args, gamma)
     bar = _progress(args, workload)
     try:
@@ -81,15 +86,13 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
     stats = {k: getattr(workload.stats, k) for k in workload.stats.__slots__}
     summary = {"workload": workload.label, **stats, **result.summary}
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         result.recorder.write_csv(out / "requests.csv")
         if backend is not None:
             _write_texts(out / "texts.jsonl", result, backend.texts)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out / "summary.json").write_text(json_line(summary, indent=2) + "\n")
     if args.json:
-        print(json.dumps(summary))
+        print(json_line(summary))
     else:
         print(format_summary(summary))
         if args.out:
