@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -69,10 +68,9 @@ def _number(data: dict, key: str, where: str) -> float:
 def sglang_cost(path: str | Path) -> CostModel:
     """A cost model from an SGLang ``SpsCostTable`` or ``SpsAdditiveCostTable`` JSON."""
     where = str(path)
-    try:
-        data = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON ({exc.msg}, line {exc.lineno})", where=where) from None
+    from profiles.documents import parse_json
+
+    data = parse_json(read_text(path), where)
     if not isinstance(data, dict):
         raise InputError(
             "expected a JSON object (SpsCostTable or SpsAdditiveCostTable)", where=where

@@ -12,12 +12,9 @@ adaptive ladder (integer-string batch-size keys with ``candidate_steps``). Probl
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from profiles.errors import InputError
 
@@ -58,10 +55,10 @@ def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError("missing export file", where=str(path))
     text = path.read_text(encoding="utf-8")
-    try:
-        doc = yaml.safe_load(text) if path.suffix == ".yaml" else json.loads(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"cannot parse ({str(exc).splitlines()[0]})", where=str(path)) from None
+    from profiles.documents import parse_json, parse_yaml
+
+    where = str(path)
+    doc = parse_yaml(text, where) if path.suffix == ".yaml" else parse_json(text, where)
     if not isinstance(doc, dict):
         raise InputError("expected an object at the top level", where=str(path))
     return doc

@@ -138,8 +138,9 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_force(p) -> None:
-    p.add_argument("--force", action="store_true",
-                   help="replace existing output files, write into a foreign directory")  # fmt: skip
+    p.add_argument(
+        "--force", action="store_true", help="replace output files, write into any directory"
+    )
 
 
 def workload_from_args(args: argparse.Namespace) -> Workload:

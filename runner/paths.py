@@ -109,8 +109,10 @@ def hold(directory: Path) -> Iterator[None]:
         except FileExistsError:
             pid = _pid_in(lock)
             if pid is not None and _alive(pid):
-                raise InputError(f"{directory} is in use by another spectune run (pid {pid}); "
-                                 f"wait for it, or remove {lock} if that process is gone") from None  # fmt: skip
+                raise InputError(
+                    f"{directory} is in use by another spectune run (pid {pid}); "
+                    f"wait for it, or remove {lock} if that process is gone"
+                ) from None
             lock.unlink(missing_ok=True)
     else:
         raise InputError(f"cannot take the lock {lock}")
