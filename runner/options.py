@@ -59,6 +59,8 @@ def bounded_float(low: float, high: float, *, inclusive: bool = True, why: str =
 
 
 seed_int = bounded_int(0, MAX_SEED)
+temperature_float = bounded_float(0.0, 100.0)  # sampling temperature; 0 = greedy
+MAX_SLOTS = 256  # engine slots: each holds a full-context KV cache (100,000 would need ~100 GB)
 workers_int = bounded_int(1, CPUS, f"this machine has {CPUS} CPUs")
 threads_int = bounded_int(1, CPUS, f"this machine has {CPUS} CPUs")
 

@@ -66,6 +66,7 @@ def out_dir(
     *,
     force: bool = False,
     known: tuple[str, ...] = (),
+    mark: bool = True,
 ) -> Path:
     """Check and claim a results directory of ``command`` (see the module docstring)."""
     path = _nonempty(text, option)
@@ -81,7 +82,7 @@ def out_dir(
                              "(files of the same name are replaced)")  # fmt: skip
     path.mkdir(parents=True, exist_ok=True)
     marker = path / MARKER
-    if not marker.exists():
+    if mark and not marker.exists():
         marker.write_text(f"{command}\n", encoding="utf-8")
     return path
 
