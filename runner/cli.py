@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # the machine said no: full disk, read-only, permissions, ...
         if exc.errno not in USER_ERRNOS:
             raise
-        where = exc.filename or ""
+        where = exc.filename or "output"
         return _error(f"{where}: {exc.strerror or exc}" if where else (exc.strerror or str(exc)))
     except KeyboardInterrupt:
         sys.stderr.write("spectune: interrupted\n")

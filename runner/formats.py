@@ -58,7 +58,11 @@ def _read(path: Path) -> dict[str, Any]:
     from profiles.documents import parse_json, parse_yaml
 
     where = str(path)
-    doc = parse_yaml(text, where) if path.suffix == ".yaml" else parse_json(text, where)
+    try:
+        doc = parse_yaml(text, where) if path.suffix == ".yaml" else parse_json(text, where)
+    except InputError as exc:
+        problem = str(exc).removeprefix(f"{where}: ")
+        raise InputError(f"cannot parse ({problem})", where=where) from None
     if not isinstance(doc, dict):
         raise InputError("expected an object at the top level", where=str(path))
     return doc
