@@ -148,6 +148,17 @@ def build_world(d: Path) -> None:
     recs = synthesize(model, 6, 8, 0)
     write_records(d / "records.npz", recs)
     (d / "records_bad.npz").write_bytes(b"PK\x03\x04 not a zip at all")
+    import numpy as np
+
+    with np.load(d / "records.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    for name, change in (("gamma", {"gamma": True}), ("temp", {"temperature": float("nan")}),
+                         ("source", {"source": [1, 2]})):  # fmt: skip
+        bad = {**arrays, "meta": np.array(json.dumps({**meta, **change}))}
+        np.savez(d / f"records_meta_{name}.npz", **bad)
+    bad = {**arrays, "meta": np.array('{"a": ' * 5000 + "1" + "}" * 5000)}
+    np.savez(d / "records_meta_deep.npz", **bad)
     (d / "deep.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
     (d / "bignum.json").write_text('{"x": 1' + "0" * 5000 + "}", encoding="utf-8")
     (d / "nan.json").write_text('{"x": NaN}', encoding="utf-8")
@@ -340,6 +351,16 @@ CASES: list[tuple[str, list[str]]] = [
         "calibrate --records bad",
         ["calibrate", "--records", "{d}/records_bad.npz", "--out", "{o}/c.yaml"],
     ),
+    *[
+        (f"calibrate --records meta {n}",
+         ["calibrate", "--records", f"{{d}}/records_meta_{n}.npz", "--out", "{o}/c.yaml"])
+        for n in ("gamma", "temp", "source", "deep")
+    ],  # fmt: skip
+    *[
+        (f"replay --acceptance records meta {n}",
+         [*RT, "--acceptance", f"records:{{d}}/records_meta_{n}.npz"])
+        for n in ("gamma", "temp", "source", "deep")
+    ],  # fmt: skip
     (
         "calibrate --records yaml",
         ["calibrate", "--records", "{d}/laughs.yaml", "--out", "{o}/c.yaml"],
