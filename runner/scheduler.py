@@ -345,7 +345,10 @@ def _exportable(name: str, where: str) -> None:
     """Only a registered lossless policy may be tuned into, exported from or run by a document."""
     from policies import policy_class
 
-    cls = policy_class(name)
+    try:
+        cls = policy_class(name)
+    except InputError as exc:
+        raise InputError(str(exc), where=where) from None
     if cls.lossless is not True:
         why = ("reads realized outcomes: a simulator-only reference" if cls.lossless is None
                else "changes the output distribution (not lossless)")  # fmt: skip
