@@ -6,6 +6,10 @@ when chosen, so ``spectune replay`` never imports torch.
 
 Exit codes: 0 success, 2 user error (one line ``spectune: error: ...`` on stderr), 1 internal
 error (traceback), other codes as a command documents (``audit`` uses 3 for "not lossless").
+Outputs are checked before any long work (``runner/paths.py``): an existing file is replaced,
+and a foreign non-empty directory written into, only with ``--force``. An empty option value
+never means "default"; OS errors a user's machine causes (full disk, read-only, permissions)
+and a missing ``engine`` extra are one line and exit 2 here, at the boundary.
 """
 
 from __future__ import annotations

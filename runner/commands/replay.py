@@ -51,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
     from policies import make_policy
     from simulator.run import simulate
 
-    out = out_dir(args.out, NAME, force=args.force) if args.out else None
     policy = make_policy(args.policy)
     if args.backend == "live":
         from runner.live import clamp_to_context, engine_context
@@ -74,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         temps = tuned.sts.temperatures if tuned is not None else None
         backend, gamma = build_live_backend(args, policy, cost, temps)
     check_gamma(policy, gamma, "--config" if tuned else "--policy")
+    out = out_dir(args.out, NAME, force=args.force) if args.out else None  # before the work
     config = server_from_args(args, gamma)
     bar = _progress(args, workload)
     try:

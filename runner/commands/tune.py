@@ -95,8 +95,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from runner.paths import hold
 
+    cfg, cost, acceptance, label = config_from_args(args)  # quick checks, no simulation
     out = claim_out(args.out, args.resume, args.force)
-    cfg, cost, acceptance, label = config_from_args(args)
     with hold(out):
         summary = execute(cfg, cost, acceptance, label, out, backend=args.backend,
                           workers=args.workers, address=args.address, resume=args.resume,
