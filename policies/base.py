@@ -51,6 +51,8 @@ class Policy:
     lossless: ClassVar[bool | None] = True
     reads: ClassVar[frozenset[str]] = frozenset({"conf"})
     summary: ClassVar[str] = ""
+    # fields that count drafts per request, each at most γ (names a policy lacks are skipped)
+    draft_lengths: ClassVar[tuple[str, ...]] = ("k", "min_verify_len", "max_verify_len")
 
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         """Verify lengths ``int64 [R]`` for confidences ``conf [R, γ]`` (trusted inputs).

@@ -8,6 +8,7 @@ the first time the registry is read. CLI specs are ``name`` or ``name:key=value,
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from importlib.metadata import entry_points
 from typing import Any
@@ -98,10 +99,21 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise InputError(f"policy spec {spec!r}: expected key=value, got {item!r}")
+        if key.strip() in params:
+            raise InputError(f"policy spec {spec!r}: parameter {key.strip()!r} given twice")
         params[key.strip()] = value.strip()
     if not name:
         raise InputError(f"policy spec {spec!r} has no policy name")
     return name, params
+
+
+def check_gamma(policy: Policy, gamma: int, option: str = "policy") -> None:
+    """Refuse a draft-length parameter beyond ``gamma`` (never a silent clamp)."""
+    for key in type(policy).draft_lengths:
+        value = getattr(policy, key, None)
+        if isinstance(value, int) and value > gamma:
+            raise InputError(f"{option} {policy.spec}: {key}={value} exceeds gamma {gamma} "
+                             "(drafts proposed per step)")  # fmt: skip
 
 
 def _convert(policy: str, key: str, raw: str, typ: Any) -> Any:
@@ -112,7 +124,10 @@ def _convert(policy: str, key: str, raw: str, typ: Any) -> Any:
                 raise ValueError
             return raw.lower() in ("true", "1", "yes")
         if typ in (int, float, str):
-            return typ(raw)
+            value = typ(raw)
+            if typ is float and not math.isfinite(value):
+                raise ValueError
+            return value
         if typing.get_origin(typ) is tuple:
             inner = typing.get_args(typ)[0]
             return tuple(inner(v) for v in raw.split(";") if v)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -99,10 +98,9 @@ def sglang_cost(path: str | Path, lookup: str = "sglang") -> CostModel:
     SGLang reads it (``lookup="sglang"``: floor probe for 1D tables, clamped beyond the probes
     of additive ones) or interpolated and extrapolated linearly (``lookup="linear"``)."""
     where = str(path)
-    try:
-        data = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON ({exc.msg}, line {exc.lineno})", where=where) from None
+    from profiles.documents import parse_json
+
+    data = parse_json(read_text(path), where)
     if not isinstance(data, dict):
         raise InputError(
             "expected a JSON object (SpsCostTable or SpsAdditiveCostTable)", where=where

@@ -151,6 +151,24 @@ def _validate(r: Records, where: str) -> None:
     object.__setattr__(r, "accepted", acc.astype(np.int16))
 
 
+# Fields of the meta object that code reads: each checked for its type and range.
+_META_TEXT = ("source", "drafter", "target", "policy")
+
+
+def _check_meta(meta: dict, where: str) -> None:
+    gamma = meta.get("gamma")
+    if gamma is not None and (type(gamma) is not int or not 1 <= gamma <= 64):
+        raise InputError(f"field 'gamma' must be a whole number in [1, 64], not {gamma!r}",
+                         where=where)  # fmt: skip
+    t = meta.get("temperature")
+    if t is not None and (type(t) not in (int, float) or not 0 <= t <= 100):
+        raise InputError(f"field 'temperature' must be a number in [0, 100], not {t!r}",
+                         where=where)  # fmt: skip
+    for key in _META_TEXT:
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise InputError(f"field {key!r} must be text, not {meta[key]!r}", where=where)
+
+
 def read_records(path: str | Path) -> Records:
     """Records from an ``.npz`` file; any problem is one InputError naming the file and array."""
     p = Path(path)
@@ -178,12 +196,12 @@ def read_records(path: str | Path) -> Records:
     meta = arrays.pop("meta")
     if meta.shape != () or meta.dtype.kind != "U":
         raise InputError("array 'meta': must be a 0-d unicode array", where=where)
-    try:
-        meta = json.loads(str(meta))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"array 'meta': invalid JSON ({exc.msg})", where=where) from None
+    from profiles.documents import parse_json
+
+    meta = parse_json(str(meta), f"{where}: array 'meta'")
     if not isinstance(meta, dict):
         raise InputError("array 'meta': must hold a JSON object", where=where)
+    _check_meta(meta, f"{where}: array 'meta'")
     try:
         return Records(**arrays, meta=meta)
     except InputError as exc:

@@ -1,4 +1,4 @@
-"""Reading and writing profiles as YAML (``yaml.safe_load`` / ``safe_dump`` only).
+"""Reading and writing profiles as YAML (bounded safe_load, profiles.documents; safe_dump).
 
 Cost profile (``schema: spectune.cost/v1``)::
 
@@ -27,6 +27,7 @@ per-position conditional acceptance), ``request_sigma``, ``token_sigma``, ``conf
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ import yaml
 
 from profiles.acceptance import ParametricAcceptance
 from profiles.cost import CONTEXT_BASES, CostModel, Curve
+from profiles.documents import parse_yaml
 from profiles.errors import InputError
 
 COST_SCHEMA = "spectune.cost/v1"
@@ -47,13 +49,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise InputError("no such file" if not p.exists() else "not a file", where=str(p))
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark else str(p)
-        raise InputError(
-            f"invalid YAML ({getattr(exc, 'problem', None) or exc})", where=where
-        ) from None
+        data = parse_yaml(p.read_text(encoding="utf-8"), str(p))
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read ({exc})", where=str(p)) from None
     if not isinstance(data, dict):
@@ -70,12 +66,36 @@ def _field(data: dict, key: str, where: str, kind: type | tuple = (list, tuple))
     return value
 
 
+ABSURD = 1e9  # no count, rate or duration in a profile comes near this: such a value is corrupt
+_POSITIVE = ("sample_batch_tokens", "sample_steps_per_sec", "requests", "tokens", "bs_probes",
+             "m_probes")  # fields that must be > 0 (the rest may be 0)
+_SIGNED = ("seconds", "seconds_one_query")  # fitted curves may dip below 0 at small sizes
+
+
 def _numbers(data: dict, key: str, where: str) -> list[float]:
+    """A list field of finite numbers in [0, ABSURD] (> 0 for axes and speeds)."""
     values = _field(data, key, where)
-    try:
-        return [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise InputError(f"field {key!r} must be a list of numbers", where=where) from None
+    if len(values) > 100_000:
+        raise InputError(f"field {key!r} has {len(values):,} entries (at most 100,000)",
+                         where=where)  # fmt: skip
+    low = "> 0" if key in _POSITIVE else f">= {-ABSURD:g}" if key in _SIGNED else ">= 0"
+    floor = -ABSURD if key in _SIGNED else 0.0
+    for i, v in enumerate(values):
+        ok = type(v) in (int, float) and math.isfinite(v) and floor <= v <= ABSURD
+        if not ok or (key in _POSITIVE and v == 0):
+            raise InputError(f"field {key!r} must hold numbers {low} and <= {ABSURD:g}; [{i}] is "
+                             f"{v!r}", where=where)  # fmt: skip
+    return [float(v) for v in values]
+
+
+def _scalar(data: dict, key: str, where: str, low: float = 0.0, high: float = ABSURD) -> float:
+    if key not in data:
+        raise InputError(f"missing field {key!r}", where=where)
+    value = data[key]
+    if type(value) not in (int, float) or not (math.isfinite(value) and low <= value <= high):
+        raise InputError(f"field {key!r} must be a number in [{low:g}, {high:g}], not {value!r}",
+                         where=where)  # fmt: skip
+    return float(value)
 
 
 def cost_from_dict(
@@ -98,7 +118,7 @@ def cost_from_dict(
             return CostModel.from_sps_table(
                 _numbers(t, "sample_batch_tokens", f"{where}: sps"),
                 _numbers(t, "sample_steps_per_sec", f"{where}: sps"),
-                max_batch_tokens=int(t.get("max_batch_tokens", 0) or 0),
+                max_batch_tokens=_count(t, "max_batch_tokens", f"{where}: {form}"),
                 source=source,
                 **extra,
             )
@@ -107,12 +127,12 @@ def cost_from_dict(
             w = f"{where}: additive"
             source = str(t.get("source", source))  # a block's own label, when it has one
             return CostModel.additive(
-                float(_field(t, "bias_seconds", w, (int, float))),
+                _scalar(t, "bias_seconds", w),
                 _numbers(t, "bs_probes", w),
                 _numbers(t, "alpha_seconds", w),
                 _numbers(t, "m_probes", w),
                 _numbers(t, "theta_seconds", w),
-                max_batch_tokens=int(t.get("max_batch_tokens", 0) or 0),
+                max_batch_tokens=_count(t, "max_batch_tokens", f"{where}: {form}"),
                 source=source,
                 padding_s=_padding(t, "padding_seconds_per_token", w),
                 ragged_s=_padding(t, "ragged_seconds", w),
@@ -125,9 +145,16 @@ def cost_from_dict(
     raise InputError(f"unknown cost form {form!r} (expected sps or additive)", where=where)
 
 
+def _count(block: dict, key: str, where: str) -> int:
+    value = block.get(key, 0) or 0
+    if type(value) not in (int, float) or not (0 <= value <= ABSURD) or value != int(value):
+        raise InputError(f"field {key!r} must be a whole number >= 0, not {value!r}", where=where)
+    return int(value)
+
+
 def _padding(block: dict, key: str, where: str) -> float:
     value = block.get(key, 0.0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+    if type(value) not in (int, float) or not 0 <= value <= ABSURD:
         raise InputError(f"field {key!r} must be a number >= 0, not {value!r}", where=where)
     return float(value)
 
@@ -214,7 +241,7 @@ def read_acceptance(path: str | Path) -> ParametricAcceptance:
     kwargs = {}
     for key in ("request_sigma", "token_sigma", "conf_sigma"):
         if key in data:
-            kwargs[key] = float(_field(data, key, where, (int, float)))
+            kwargs[key] = _scalar(data, key, where, 0.0, 10.0)
     try:
         return ParametricAcceptance(parsed, source=str(data.get("source", where)), **kwargs)
     except InputError as exc:

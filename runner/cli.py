@@ -6,11 +6,16 @@ when chosen, so ``spectune replay`` never imports torch.
 
 Exit codes: 0 success, 2 user error (one line ``spectune: error: ...`` on stderr), 1 internal
 error (traceback), other codes as a command documents (``audit`` uses 3 for "not lossless").
+Outputs are checked before any long work (``runner/paths.py``): an existing file is replaced,
+and a foreign non-empty directory written into, only with ``--force``. An empty option value
+never means "default"; OS errors a user's machine causes (full disk, read-only, permissions)
+and a missing ``engine`` extra are one line and exit 2 here, at the boundary.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
 import pkgutil
@@ -19,6 +24,13 @@ from collections.abc import Sequence
 
 import runner.commands
 from profiles.errors import InputError
+
+ENGINE_EXTRA = ("torch", "safetensors")  # modules of the `engine` extra (pyproject)
+# OS errors a user's environment causes (not bugs): one line and exit 2.
+USER_ERRNOS = frozenset(getattr(errno, n) for n in (
+    "ENOSPC", "EROFS", "EDQUOT", "EACCES", "EPERM", "ENOENT", "EISDIR", "ENOTDIR", "EEXIST",
+    "EFBIG", "ENAMETOOLONG", "ELOOP", "EMFILE", "ENFILE", "ENXIO", "ETXTBSY", "EIO",
+) if hasattr(errno, n))  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,20 +90,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return 2
+    for key, value in vars(args).items():  # an empty value never silently means "default"
+        if value == "" or (isinstance(value, list) and "" in value):
+            return _error(f"argument --{key.replace('_', '-')}: empty value")
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # a full disk under stdout fails here, not at interpreter exit
+        return code
     except InputError as exc:
-        sys.stderr.write(f"spectune: error: {_one_line(str(exc))}\n")
-        return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        where = exc.filename or ""
-        sys.stderr.write(f"spectune: error: {where}: {exc.strerror or exc}\n")
-        return 2
+        return _error(str(exc))
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in ENGINE_EXTRA:
+            raise
+        return _error(f"{args.command} needs the engine extra: pip install -e '.[engine]' "
+                      f"(no module {exc.name!r})")  # fmt: skip
+    except BrokenPipeError:
+        return 0
+    except OSError as exc:  # the machine said no: full disk, read-only, permissions, ...
+        if exc.errno not in USER_ERRNOS:
+            raise
+        where = exc.filename or "output"
+        return _error(f"{where}: {exc.strerror or exc}" if where else (exc.strerror or str(exc)))
     except KeyboardInterrupt:
         sys.stderr.write("spectune: interrupted\n")
         return 130
-    except BrokenPipeError:
-        return 0
+
+
+def _error(message: str) -> int:
+    sys.stderr.write(f"spectune: error: {_one_line(message)}\n")
+    return 2
 
 
 def _one_line(text: str) -> str:

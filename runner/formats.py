@@ -21,13 +21,10 @@ Problems raise ``InputError`` naming the file and field.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from profiles.errors import InputError
 
@@ -75,10 +72,14 @@ def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError("missing export file", where=str(path))
     text = path.read_text(encoding="utf-8")
+    from profiles.documents import parse_json, parse_yaml
+
+    where = str(path)
     try:
-        doc = yaml.safe_load(text) if path.suffix == ".yaml" else json.loads(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"cannot parse ({str(exc).splitlines()[0]})", where=str(path)) from None
+        doc = parse_yaml(text, where) if path.suffix == ".yaml" else parse_json(text, where)
+    except InputError as exc:
+        problem = str(exc).removeprefix(f"{where}: ")
+        raise InputError(f"cannot parse ({problem})", where=where) from None
     if not isinstance(doc, dict):
         raise InputError("expected an object at the top level", where=str(path))
     return doc

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from profiles.errors import InputError
+from runner.options import temperature_float, threads_int
 
 ENGINES = {"builtin:tiny": "target"}  # engine name -> target checkpoint name
 
@@ -20,11 +21,11 @@ def add_live_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--engine", default="builtin:tiny", help="engine (default builtin:tiny)")
     g.add_argument("--drafter", default="dspark", help="drafter checkpoint (default dspark)")
     g.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
-    g.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    g.add_argument("--threads", type=threads_int, default=1, help="torch CPU threads (default 1)")
     g.add_argument("--live-timing", choices=("measured", "cost"), default="measured",
                    help="advance time by measured engine wall time (default) or by the cost "
                    "model for the same steps")  # fmt: skip
-    g.add_argument("--temperature", type=float, default=1.0,
+    g.add_argument("--temperature", type=temperature_float, default=1.0,
                    help="live sampling temperature (default 1; 0 = greedy)")  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from typing import Any
 
 from profiles.builtin import DEFAULT_ACCEPTANCE, DEFAULT_COST, load_acceptance, load_cost
@@ -18,7 +19,16 @@ from simulator.workload import Workload, WorkloadSpec, open_workload, parse_doma
 DEFAULT_WORKLOAD = "builtin:azure-conv-like"
 
 
-def _number(kind: type, *, low: float, inclusive: bool = True, allow_inf: bool = False):
+CPUS = os.cpu_count() or 1
+MAX_CONCURRENCY = 100_000  # the simulator preallocates per-slot state; far above any server
+MAX_REQUESTS = 10_000_000  # requests simulated in one run (each is held in the recorder)
+MAX_SEED = 2**63 - 1
+
+
+def _number(kind: type, *, low: float, inclusive: bool = True, allow_inf: bool = False,
+            high: float | None = None, why: str = ""):  # fmt: skip
+    """An argparse ``type``: ``kind`` in [low, high]; NaN, and ±inf unless allowed, refused."""
+
     def parse(text: str) -> Any:
         try:
             value = kind(text)
@@ -31,9 +41,27 @@ def _number(kind: type, *, low: float, inclusive: bool = True, allow_inf: bool =
         if value < low or (value == low and not inclusive):
             bound = ">=" if inclusive else ">"
             raise argparse.ArgumentTypeError(f"must be {bound} {low:g}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high:g}{why}, got {text}")
         return value
 
     return parse
+
+
+def bounded_int(low: int, high: int, why: str = ""):
+    """An argparse ``type`` for an int in [low, high]; ``why`` says where ``high`` comes from."""
+    return _number(int, low=low, high=high, why=f" ({why})" if why else "")
+
+
+def bounded_float(low: float, high: float, *, inclusive: bool = True, why: str = ""):
+    return _number(float, low=low, inclusive=inclusive, high=high, why=f" ({why})" if why else "")
+
+
+seed_int = bounded_int(0, MAX_SEED)
+temperature_float = bounded_float(0.0, 100.0)  # sampling temperature; 0 = greedy
+MAX_SLOTS = 256  # engine slots: each holds a full-context KV cache (100,000 would need ~100 GB)
+workers_int = bounded_int(1, CPUS, f"this machine has {CPUS} CPUs")
+threads_int = bounded_int(1, CPUS, f"this machine has {CPUS} CPUs")
 
 
 positive_int = _number(int, low=1)
@@ -71,7 +99,8 @@ def add_workload_args(p: argparse.ArgumentParser) -> None:
                    help="synthetic: requests/s (inf = all at once)")  # fmt: skip
     g.add_argument("--burstiness", type=positive_float,
                    help="synthetic: gamma shape of inter-arrivals (1 = Poisson)")  # fmt: skip
-    g.add_argument("--num-requests", type=positive_int, help="synthetic: number of requests")
+    g.add_argument("--num-requests", type=bounded_int(1, MAX_REQUESTS),
+                   help="synthetic: number of requests")  # fmt: skip
 
 
 def add_model_args(p: argparse.ArgumentParser, *, policy_default: str | None = "fixed:k=1") -> None:
@@ -86,19 +115,19 @@ def add_model_args(p: argparse.ArgumentParser, *, policy_default: str | None = "
     g.add_argument("--acceptance", default=DEFAULT_ACCEPTANCE, metavar="SPEC",
                    help="paper:NAME, records:FILE.npz[?temps=CAL] or FILE.yaml "
                    f"(default {DEFAULT_ACCEPTANCE})")  # fmt: skip
-    g.add_argument("--gamma", type=positive_int, default=None,
+    g.add_argument("--gamma", type=bounded_int(1, 64), default=None,
                    help="draft tokens per step (default: the acceptance model's)")  # fmt: skip
 
 
 def add_server_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("server")
-    g.add_argument("--max-concurrency", type=positive_int, default=64,
+    g.add_argument("--max-concurrency", type=bounded_int(1, MAX_CONCURRENCY), default=64,
                    help="running requests at most (default 64)")  # fmt: skip
-    g.add_argument("--kv-capacity-tokens", type=nonneg_int, default=0,
+    g.add_argument("--kv-capacity-tokens", type=bounded_int(0, 10**12), default=0,
                    help="KV cache capacity in tokens; 0 = unlimited (default)")  # fmt: skip
     g.add_argument("--max-prefill-tokens", type=positive_int, default=2048,
                    help="chunked prefill: prompt tokens per step (default 2048)")  # fmt: skip
-    g.add_argument("--seed", type=nonneg_int, default=0, help="the one seed (default 0)")
+    g.add_argument("--seed", type=seed_int, default=0, help="the one seed (default 0)")
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:
@@ -107,7 +136,14 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--out", metavar="DIR", help="write requests.csv and summary.json (live: texts.jsonl)"
     )
+    add_force(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_force(p) -> None:
+    p.add_argument(
+        "--force", action="store_true", help="replace output files, write into any directory"
+    )
 
 
 def workload_from_args(args: argparse.Namespace) -> Workload:
@@ -136,6 +172,16 @@ def models_from_args(args: argparse.Namespace):
     cost = load_cost(args.profile)
     acceptance = load_acceptance(args.acceptance)
     return cost, acceptance, args.gamma or acceptance.gamma
+
+
+def policy_for(spec: str, gamma: int, option: str = "--policy"):
+    """The policy of ``spec``, refused if one of its draft-length parameters exceeds ``gamma``."""
+    from policies import make_policy
+    from policies.registry import check_gamma
+
+    policy = make_policy(spec)
+    check_gamma(policy, gamma, option)
+    return policy
 
 
 def server_from_args(args: argparse.Namespace, gamma: int) -> ServerConfig:

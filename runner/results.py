@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from profiles.documents import json_line, parse_json, parse_yaml
 from profiles.errors import InputError
 from runner.sweep import METRICS
 
@@ -40,7 +41,7 @@ class PointStore:
         out.mkdir(parents=True, exist_ok=True)
         path, run = out / POINTS, out / RUN
         if resume:
-            old = yaml.safe_load(run.read_text(encoding="utf-8")) if run.exists() else run_doc
+            old = parse_yaml(run.read_text(encoding="utf-8"), str(run)) if run.exists() else run_doc
             diff = sorted(k for k in set(old or {}) | set(run_doc)
                           if (old or {}).get(k) != run_doc.get(k))  # fmt: skip
             if diff:
@@ -78,7 +79,7 @@ class PointStore:
     def add(self, key: str, result: dict[str, Any]) -> None:
         point = {"key": key, **result}
         self.points[key] = point
-        self._file.write(json.dumps(point) + "\n")
+        self._file.write(json_line(point) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
 
@@ -248,7 +249,10 @@ def sts_for(spec: str, acceptance, gamma: int):
         _, variant = read_temperatures(query["temps"])
         path = Path(query["temps"])
         text = path.read_text(encoding="utf-8")
-        meta = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        parse = parse_json if path.suffix.lower() == ".json" else parse_yaml
+        meta = parse(text, str(path))
+        if not isinstance(meta, dict):
+            raise InputError("expected a mapping at the top level", where=str(path))
         meta["variant"] = variant
 
     def floats(key: str) -> tuple[float, ...]:

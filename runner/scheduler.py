@@ -267,6 +267,7 @@ def _plain(value: Any) -> Any:
 
 # -- reading and writing -----------------------------------------------------------------------
 def write_scheduler(path: str | Path, cfg: SchedulerConfig) -> None:
+    _exportable(cfg.policy_name, str(path))
     text = yaml.safe_dump(
         cfg.to_dict(), sort_keys=False, allow_unicode=True, width=100, default_flow_style=None
     )
@@ -283,8 +284,11 @@ def scheduler_from_dict(data: dict[str, Any], where: str = "scheduler config") -
         raise InputError(f"schema is {data.get('schema')!r}, expected {SCHEMA!r}", where=where)
     pol = _get(data, "policy", dict, where)
     name = _get(pol, "name", str, f"{where}: policy")
+    _exportable(name, f"{where}: policy")
     params = _get(pol, "params", dict, f"{where}: policy") if "params" in pol else {}
     gamma = _get(data, "gamma", int, where)
+    if not 1 <= gamma <= 64:
+        raise InputError(f"field 'gamma' must be in [1, 64], got {gamma}", where=where)
     cost = cost_from_dict(_get(data, "cost", dict, where), where=f"{where}: cost")
     sts_d = _get(data, "sts", dict, where) if "sts" in data else {}
     server = _get(data, "server", dict, where) if "server" in data else {}
@@ -309,9 +313,9 @@ def scheduler_from_dict(data: dict[str, Any], where: str = "scheduler config") -
             gamma=gamma,
             cost=cost,
             sts=sts,
-            max_concurrency=int(server.get("max_concurrency", 64)),
-            kv_capacity_tokens=int(server.get("kv_capacity_tokens", 0)),
-            max_prefill_tokens=int(server.get("max_prefill_tokens", 2048)),
+            max_concurrency=_whole(server, "max_concurrency", 64, 1, 100_000, where),
+            kv_capacity_tokens=_whole(server, "kv_capacity_tokens", 0, 0, 10**12, where),
+            max_prefill_tokens=_whole(server, "max_prefill_tokens", 2048, 1, 10**9, where),
             sla=sla,
             tuned=dict(data.get("tuned") or {}),
             baselines=dict(data.get("baselines") or {}),
@@ -321,6 +325,13 @@ def scheduler_from_dict(data: dict[str, Any], where: str = "scheduler config") -
         if isinstance(exc, InputError) and exc.where:
             raise
         raise InputError(str(exc), where=where) from None
+    bad = [t for t in cfg.sts.temperatures if not (math.isfinite(t) and 0 < t <= 1e6)]
+    if bad:
+        raise InputError(f"field 'sts.temperatures' must hold finite numbers > 0, got {bad[0]}",
+                         where=where)  # fmt: skip
+    from policies.registry import check_gamma
+
+    check_gamma(cfg.policy(), gamma, f"{where}: policy")
     if "verify" in data:
         stated = _get(data, "verify", dict, where)
         for key, value in cfg.verify.items():
@@ -328,6 +339,31 @@ def scheduler_from_dict(data: dict[str, Any], where: str = "scheduler config") -
                 raise InputError(f"verify.{key} is {stated[key]!r} but the policy parameters "
                                  f"give {value!r}", where=where)  # fmt: skip
     return cfg
+
+
+def _exportable(name: str, where: str) -> None:
+    """Only a registered lossless policy may be tuned into, exported from or run by a document."""
+    from policies import policy_class
+
+    try:
+        cls = policy_class(name)
+    except InputError as exc:
+        raise InputError(str(exc), where=where) from None
+    if cls.lossless is not True:
+        why = ("reads realized outcomes: a simulator-only reference" if cls.lossless is None
+               else "changes the output distribution (not lossless)")  # fmt: skip
+        raise InputError(f"policy {name!r} {why}; it is never exported or run as a tuned "
+                         "scheduler", where=where)  # fmt: skip
+
+
+def _whole(block: dict, key: str, default: int, low: int, high: int, where: str) -> int:
+    value = block.get(key, default)
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is not int or not low <= value <= high:
+        raise InputError(f"field 'server.{key}' must be a whole number in [{low}, {high:g}], "
+                         f"got {value!r}", where=where)  # fmt: skip
+    return value
 
 
 def _get(data: dict, key: str, kind: type, where: str) -> Any:

@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from runner.options import positive_float, positive_int, show_progress
+from runner.options import positive_float, show_progress, workers_int
 
 POLICIES = ("fixed:k=1", "fixed:k=5", "dspark_lagged", "clairvoyant")
 LOADS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -33,7 +33,7 @@ def add_story_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sla", metavar="METRIC>=X", help="SLA (default: moderate, derived)")
     p.add_argument("--sla-fraction", type=positive_float, default=0.6,
                    help="default SLA = this fraction of fixed:k=1's single-user tok/s")  # fmt: skip
-    p.add_argument("--workers", type=positive_int, default=min(2, os.cpu_count() or 1),
+    p.add_argument("--workers", type=workers_int, default=min(2, os.cpu_count() or 1),
                    help="parallel simulations (default %(default)s)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="fewer loads, requests and rounds")
     p.add_argument("--resume", action="store_true", help="reuse points of an earlier story")

@@ -20,13 +20,20 @@ Readers yield ``(time_s, prompt_tokens, output_tokens, domain | None)`` tuples o
 and never hold the file. Every row is checked: parseable numbers, finite non-negative
 non-decreasing time, lengths in ``[1, MAX_TOKENS]``. A bad row raises ``InputError`` naming
 ``path:line``, or with ``skip_bad`` is skipped and counted; a bad header always stops.
+
+A source that is not a regular file (a pipe, ``/dev/stdin``, a FIFO, process substitution) can
+be read only once: ``inspect_trace`` reads it whole (at most ``MAX_STREAM_BYTES``) and every
+pass reads that text, so the header check consumes no rows and a second open never blocks.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -74,13 +81,15 @@ class TraceFile:
     kind: str  # "csv" or "jsonl"
     columns: tuple[str, ...]  # CSV header, or the first JSON object's keys
     has_domain: bool  # rows carry their own domain label (a "domain" column or key)
+    text: str | None = None  # the whole stream, read once, when the source is not a regular file
 
 
 def inspect_trace(path: str, fmt: str | None = None) -> TraceFile:
     """Open ``path``, read its header or first object, and resolve its format (eager checks)."""
     if fmt is not None and fmt not in FORMATS:
         raise InputError(f"unknown trace format {fmt!r} (known: {', '.join(FORMATS)})")
-    first, line = _first_line(path)
+    text = _slurp(path) if not _regular(path) else None
+    first, line = _first_line(path, text)
     kind = "jsonl" if first.lstrip().startswith("{") else "csv"
     if kind == "csv" and Path(path).suffix.lower() in _JSON_SUFFIXES:
         raise InputError("expected a JSON object on the first line", where=f"{path}:{line}")
@@ -92,7 +101,7 @@ def inspect_trace(path: str, fmt: str | None = None) -> TraceFile:
         keys = _csv_header(first, path, line)
         fmt = fmt or _match(_CSV_COLUMNS, keys, path, line)
         _require(_CSV_COLUMNS, fmt, keys, "column", path, line)
-    return TraceFile(path, fmt, kind, keys, "domain" in keys)
+    return TraceFile(path, fmt, kind, keys, "domain" in keys, text)
 
 
 def read_trace(trace: TraceFile, stats: WorkloadStats, skip_bad: bool = False) -> Iterator[Row]:
@@ -161,7 +170,7 @@ def _csv_rows(trace: TraceFile) -> Iterator[tuple[int, Row | str]]:
     idom = trace.columns.index("domain") if trace.has_domain else None
     width = len(trace.columns)
     time_of = _wallclock() if trace.format == "azure" else float
-    with _open(trace.path) as f:
+    with _open(trace.path, trace.text) as f:
         reader = csv.reader(f)
         for header in reader:  # the first non-blank row, checked by inspect_trace
             if header:
@@ -278,13 +287,13 @@ def _jsonl_rows(trace: TraceFile) -> Iterator[tuple[int, Row | str]]:
     """``(line, row or problem)`` for each non-blank line of a JSON-lines trace."""
     kt, kp, ko = _JSON_KEYS[trace.format]
     scale = 1e-3 if trace.format == "mooncake" else 1.0  # Mooncake timestamps are ms
-    with _open(trace.path) as f:
+    with _open(trace.path, trace.text) as f:
         try:
             for line, text in enumerate(f, 1):
                 if not text.strip():
                     continue
                 try:
-                    obj = json.loads(text)
+                    obj = _json_loads(text)
                 except ValueError as exc:
                     yield line, f"bad JSON: {exc.msg} (column {exc.colno})"
                     continue
@@ -317,7 +326,7 @@ def _json_row(obj: dict, keys: tuple[str, str, str], scale: float, has_domain: b
 
 def _json_object(text: str, path: str, line: int) -> dict:
     try:
-        obj = json.loads(text)
+        obj = _json_loads(text)
     except ValueError as exc:
         raise InputError(f"bad JSON: {exc.msg}", where=f"{path}:{line}") from None
     if not isinstance(obj, dict):
@@ -328,16 +337,59 @@ def _json_object(text: str, path: str, line: int) -> dict:
 # ---- header checks --------------------------------------------------------------------------
 
 
-def _open(path: str) -> TextIO:
+MAX_STREAM_BYTES = 1 << 30  # a trace piped in is held in memory: 1 GiB at most
+
+
+def _regular(path: str) -> bool:
+    """True for a regular file (re-openable); False for pipes, FIFOs, /dev/stdin, sockets."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True  # let the open report it
+
+
+def _slurp(path: str) -> str:
+    """Read a non-regular source (pipe, FIFO, process substitution) once, whole."""
+    with _open(path) as f:
+        try:
+            text = f.read(MAX_STREAM_BYTES + 1)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not UTF-8 text ({exc.reason})", where=path) from None
+        except OSError as exc:
+            raise InputError(f"cannot read trace: {exc.strerror or exc}", where=path) from None
+    if len(text) > MAX_STREAM_BYTES:
+        raise InputError(f"more than {MAX_STREAM_BYTES >> 20} MiB from a stream; save the "
+                         "trace to a file and pass its path", where=path)  # fmt: skip
+    return text
+
+
+def _open(path: str, text: str | None = None) -> TextIO:
+    """The trace's text: the stream read once (``text``), or the file opened afresh."""
+    if text is not None:
+        return io.StringIO(text, newline="")
     try:
         return open(path, encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise InputError(f"cannot read trace: {exc.strerror or exc}", where=path) from None
 
 
-def _first_line(path: str) -> tuple[str, int]:
+def _json_loads(text: str):
+    """``json.loads`` of one line; numbers too long or too deep raise ValueError (a bad row)."""
+    if len(text) > 1_000_000:
+        raise json.JSONDecodeError("line longer than 1,000,000 characters", text[:40], 0)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nesting too deep", text[:40], 0) from None
+    except ValueError as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            raise
+        raise json.JSONDecodeError(str(exc), text[:40], 0) from None
+
+
+def _first_line(path: str, text: str | None = None) -> tuple[str, int]:
     """The first non-blank line of the file and its number; an empty file is an error."""
-    with _open(path) as f:
+    with _open(path, text) as f:
         try:
             for line, text in enumerate(f, 1):
                 if text.strip():

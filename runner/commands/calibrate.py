@@ -15,10 +15,11 @@ reliability diagram (--plot, the paper's Figure 6 analog). Use the result with
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
+
+from profiles.documents import json_line
 
 NAME = "calibrate"
 HELP = "fit STS temperatures on recorded rounds; report held-out ECE/AUC/Brier and a diagram"
@@ -51,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=nonneg_int, default=0, help="split seed (default 0)")
     p.add_argument("--json", action="store_true", help="print the YAML document as JSON")
+    from runner.options import add_force
+
+    add_force(p)
 
 
 def _fraction(text: str) -> float:
@@ -68,7 +72,13 @@ def run(args: argparse.Namespace) -> int:
     from profiles.errors import InputError
     from profiles.records import read_records, split
     from profiles.store import write_yaml
+    from runner.paths import out_file
 
+    out = out_file(args.out, force=args.force)
+    sglang = out_file(args.sglang_out or out.with_suffix(".sglang.json"), "--sglang-out",
+                      force=args.force)  # fmt: skip
+    png = None if args.no_plot else out_file(args.plot or out.with_suffix(".png"), "--plot",
+                                              force=args.force)  # fmt: skip
     records = read_records(args.records)
     digest = records.digest()
     dataset = Path(args.records).name
@@ -90,17 +100,14 @@ def run(args: argparse.Namespace) -> int:
         split_seed=args.seed,
         fit_fraction=args.fit_fraction,
     )
-    out = Path(args.out)
     doc = cal.to_dict()
     doc["records_meta"] = records.meta
     write_yaml(out, doc)
-    sglang = Path(args.sglang_out) if args.sglang_out else out.with_suffix(".sglang.json")
-    sglang.write_text(json.dumps(cal.to_sglang(), indent=2) + "\n", encoding="utf-8")
+    sglang.write_text(json_line(cal.to_sglang(), indent=2) + "\n", encoding="utf-8")
     written = [str(out), str(sglang)]
-    if not args.no_plot:
+    if png is not None:
         from runner.plots_calibration import reliability_png
 
-        png = Path(args.plot) if args.plot else out.with_suffix(".png")
         reliability_png(
             png,
             report.logits,
@@ -110,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         )
         written.append(str(png))
     if args.json:
-        print(json.dumps(doc))
+        print(json_line(doc))
         return 0
     print(
         f"STS {args.variant} on {dataset}: fitted on {fit.rounds} rounds of {fit.requests} "

@@ -9,9 +9,10 @@ mean_accepted_len and steps.
 from __future__ import annotations
 
 import argparse
-import json
 
+from profiles.documents import json_line
 from profiles.errors import InputError
+from runner.options import bounded_int, seed_int, temperature_float, threads_int
 
 NAME = "decode"
 HELP = "decode a prompt with the engine (speculative or plain), greedy or sampled"
@@ -25,13 +26,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a tuned scheduler (spectune.scheduler/v1): its policy, cost table "
                         "and STS temperatures replace --policy and --cost")  # fmt: skip
     parser.add_argument("--cost", help="cost profile YAML for policies that read a cost model")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    parser.add_argument("--temperature", type=temperature_float, default=1.0,
+                        help="sampling temperature")  # fmt: skip
     parser.add_argument("--greedy", action="store_true", help="temperature 0 (argmax)")
-    parser.add_argument("--max-new-tokens", type=int, default=128, help="tokens to generate")
-    parser.add_argument("--seed", type=int, default=0, help="the one seed of the run")
+    parser.add_argument("--max-new-tokens", type=bounded_int(1, 1 << 20), default=128,
+                        help="tokens to generate")  # fmt: skip
+    parser.add_argument("--seed", type=seed_int, default=0, help="the one seed of the run")
     parser.add_argument("--target", default="target", help="target checkpoint (name or path)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=threads_int, default=1, help="torch CPU threads")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -44,6 +47,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--temperature must be >= 0, got {args.temperature}")
     if not args.prompt:
         raise InputError("--prompt is empty")
+    try:
+        prompt = list(args.prompt.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # bytes the terminal's locale could not decode
+        raise InputError(f"--prompt is not valid UTF-8 (position {exc.start})") from None
+    cost_given = None
+    if args.cost:  # read now, so a bad --cost fails before the engine loads
+        from profiles.store import read_cost
+
+        cost_given = read_cost(args.cost)
     temperature = 0.0 if args.greedy else args.temperature
     tuned = None
     if args.config:  # the closed loop: run exactly what was tuned
@@ -55,23 +67,24 @@ def run(args: argparse.Namespace) -> int:
     engine, policy = build_engine(
         args.target, args.drafter, args.policy, device=device, temperature=temperature, slots=1
     )
+    if policy is not None:
+        from policies.registry import check_gamma
+
+        check_gamma(policy, engine.gamma)
     cost = None
     if tuned is not None:
         if engine.gamma != tuned.gamma:
             raise InputError(f"{args.config}: tuned for gamma {tuned.gamma}, the {args.drafter} "
                              f"drafter proposes {engine.gamma}")  # fmt: skip
         cost = tuned.cost_model()
-    elif policy is not None and "cost" in policy.reads and args.cost:
-        from profiles.store import read_cost
-
-        cost = read_cost(args.cost)
+    elif policy is not None and "cost" in policy.reads and cost_given is not None:
+        cost = cost_given
     elif policy is not None and "cost" in policy.reads:
         from engine.decode import measure_cost
 
         cost = measure_cost(engine)
     from engine.decode import generate
 
-    prompt = list(args.prompt.encode())
     room = engine.max_len - engine.gamma - 2
     if len(prompt) + args.max_new_tokens > room:
         raise InputError(f"--prompt plus --max-new-tokens exceeds the context ({room} bytes)")
@@ -102,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
                             "cost_sha256": cost_hash(cost),
                             "sts_temperatures": list(temps or ())}  # fmt: skip
     if args.json:
-        print(json.dumps(result))
+        print(json_line(result))
     else:
         print(text)
         print(

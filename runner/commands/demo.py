@@ -15,16 +15,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from profiles.documents import json_line
 from runner import progress
 from runner.options import (
     DEFAULT_WORKLOAD,
+    MAX_REQUESTS,
+    add_force,
     add_model_args,
     add_server_args,
+    bounded_int,
     models_from_args,
-    nonneg_int,
     positive_float,
     server_from_args,
 )
@@ -34,30 +36,40 @@ NAME = "demo"
 HELP = "compare verification policies on the embedded default workload"
 
 POLICIES = ("none", "fixed:k=1", "fixed:k=5", "dspark", "dspark_lagged")
+DEFAULT_POLICIES = ",".join(POLICIES)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--policies", default=",".join(POLICIES),
+    p.add_argument("--policies", default=DEFAULT_POLICIES,
                    help="comma-separated policy specs (default: %(default)s)")  # fmt: skip
     p.add_argument("--loads", default="0.5,0.9", metavar="LIST",
                    help="loads as fractions of capacity (default 0.5,0.9)")  # fmt: skip
-    p.add_argument("--num-requests", type=nonneg_int, default=1000,
+    p.add_argument("--num-requests", type=bounded_int(0, MAX_REQUESTS), default=1000,
                    help="requests per run (default 1000)")  # fmt: skip
     add_model_args(p, policy_default=None)
     add_server_args(p)
     p.add_argument("--json", action="store_true", help="print step 1 as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     add_story_args(p)
+    add_force(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from policies import available, make_policy, parse_spec
     from profiles.errors import InputError
+    from runner.paths import out_dir
     from simulator.run import simulate
     from simulator.workload import WorkloadSpec, open_workload
 
+    if not args.no_tune:  # checked before any simulation
+        out_dir(args.out, NAME, force=args.force, known=("tune", "export"))
     known = available()
-    specs = [s.strip() for s in args.policies.split(",") if s.strip()]
+    specs = [s.strip() for s in args.policies.split(",")]
+    if "" in specs:
+        raise InputError(f"--policies: empty entry in {args.policies!r}")
+    if args.policies != DEFAULT_POLICIES:  # the user's own list: every name must exist
+        for s in specs:
+            make_policy(s)
     missing = [s for s in specs if parse_spec(s)[0] not in known]
     specs = [s for s in specs if s not in missing]
     policies = [make_policy(s) for s in specs]
@@ -81,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
                 rows.append({"load": load, "rate_req_s": rate, "label": label, **s})
                 bar.update(1)
     if args.json:
-        print(json.dumps({"workload": workload.label, "skipped_unregistered": missing,
+        print(json_line({"workload": workload.label, "skipped_unregistered": missing,
                           "runs": rows}))  # fmt: skip
         return 0
     print(f"profile     {cost.source}")

@@ -8,10 +8,11 @@ Prints a table (or ``--json``: ``results[drafter][domain]`` with ``tau``, ``cond
 from __future__ import annotations
 
 import argparse
-import json
 
+from profiles.documents import json_line
 from profiles.errors import InputError
 from runner import progress
+from runner.options import add_force, bounded_int, seed_int, temperature_float, threads_int
 
 NAME = "evaluate"
 HELP = "drafter accepted length per domain (Table 1) and per-position acceptance (Figure 2)"
@@ -22,14 +23,19 @@ DOMAINS = ("code", "chat", "math")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drafters", default="dspark,dflash,ar,mtp1", help="comma-separated")
     parser.add_argument("--domains", default="code,chat,math", help="comma-separated")
-    parser.add_argument("--gamma", type=int, default=7, help="drafts verified per step")
-    parser.add_argument("--prompts", type=int, default=16, help="held-out prompts per domain")
-    parser.add_argument("--new-tokens", type=int, default=128, help="tokens per prompt")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
-    parser.add_argument("--seed", type=int, default=0, help="prompt choice and sampling seed")
+    parser.add_argument("--gamma", type=bounded_int(1, 64), default=7,
+                        help="drafts verified per step")  # fmt: skip
+    parser.add_argument("--prompts", type=bounded_int(1, 1000, "held-out prompts are decoded "
+                        "together"), default=16, help="held-out prompts per domain")  # fmt: skip
+    parser.add_argument("--new-tokens", type=bounded_int(1, 1 << 20), default=128,
+                        help="tokens per prompt")  # fmt: skip
+    parser.add_argument("--temperature", type=temperature_float, default=1.0,
+                        help="sampling temperature")  # fmt: skip
+    parser.add_argument("--seed", type=seed_int, default=0, help="prompt choice and sampling seed")
     parser.add_argument("--target", default="target", help="target checkpoint (name or path)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=threads_int, default=1, help="torch CPU threads")
+    add_force(parser)
     parser.add_argument("--plot", help="write the per-position acceptance plot (PNG) here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -50,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
     from engine.evaluate import EvalConfig, evaluate, plot, table
     from engine.load import resolve_device
 
+    if args.plot:
+        from runner.paths import out_file
+
+        out_file(args.plot, "--plot", force=args.force)
     drafters = _names(args.drafters, None, "drafters")
     domains = _names(args.domains, DOMAINS, "domains")
     for n in drafters:
@@ -61,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
     if args.temperature < 0:
         raise InputError("--temperature must be >= 0")
     device = resolve_device(args.device, args.threads)
+    from engine.model import TargetConfig
+
+    room = TargetConfig().max_len // 2
+    if args.new_tokens > room:
+        raise InputError(f"--new-tokens must be <= {room} (half the engine's context)")
     cfg = EvalConfig(
         gamma=args.gamma,
         prompts=args.prompts,
@@ -74,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         plot(results, args.plot)
     if args.json:
-        print(json.dumps({"config": cfg.__dict__, "results": results}))
+        print(json_line({"config": cfg.__dict__, "results": results}))
     else:
         print(f"accepted length tau per step (gamma {args.gamma}, temperature {args.temperature})")
         print(table(results))

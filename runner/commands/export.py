@@ -18,8 +18,10 @@ reporting success; ``tests/engines/`` checks them with the engines' own code. Se
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from profiles.documents import json_line
+from runner.options import add_force
 
 NAME = "export"
 HELP = "export a tuned scheduler config (best.yaml) to spectune, SGLang, vLLM or TensorRT-LLM"
@@ -36,14 +38,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-simulate", action="store_true",
                    help="skip simulating the cost of an approximation")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the manifest(s) as JSON")
+    add_force(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from runner.export import load_export, write_export
+    from runner.paths import out_dir
     from runner.scheduler import load_scheduler
 
+    out = out_dir(args.out, NAME, force=args.force, known=("export.json",))
     cfg = load_scheduler(args.source)
-    out = Path(args.out)
     formats = FORMATS if args.format == "all" else (args.format,)
     manifests = []
     for fmt in formats:
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         load_export(fmt, target)  # what we wrote must pass the engine-side checks
         manifests.append((target, m))
     if args.json:
-        print(json.dumps([m for _, m in manifests]))
+        print(json_line([m for _, m in manifests]))
         return 0
     for target, m in manifests:
         print(describe(target, m))

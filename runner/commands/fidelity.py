@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import shlex
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from profiles.documents import json_line
 from runner import progress
 from runner.live import add_live_args
-from runner.options import add_model_args, positive_int
+from runner.options import MAX_SLOTS, add_force, add_model_args, bounded_int, seed_int
 
 NAME = "fidelity"
 HELP = "measure the profiled simulator's error against the live engine"
@@ -30,11 +30,12 @@ HELP = "measure the profiled simulator's error against the live engine"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="fewer requests (CI-sized, < 2 min)")
-    p.add_argument("--num-requests", type=positive_int, help="requests per cell")
+    p.add_argument("--num-requests", type=bounded_int(1, 100_000), help="requests per cell")
     p.add_argument("--policies", default="fixed:k=1,dspark", help="policies (default %(default)s)")
-    p.add_argument("--max-concurrency", type=positive_int, default=8,
+    p.add_argument("--max-concurrency", type=bounded_int(1, MAX_SLOTS, "engine slots"), default=8,
                    help="server cap, also the engine's slots (default 8)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
+    add_force(p)
     add_model_args(p, policy_default=None)
     add_live_args(p)
     p.add_argument("--no-companion", action="store_true",
@@ -51,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from runner.fidelity import GATED, FidelityConfig, max_errors, report_markdown, run_cells
     from runner.live import build_live_backend, engine_context
     from runner.options import models_from_args
+    from runner.paths import out_dir
 
+    out = out_dir(args.out, NAME, force=args.force) if args.out else None
     cfg = FidelityConfig(policies=tuple(s.strip() for s in args.policies.split(",") if s.strip()),
                          max_concurrency=args.max_concurrency, seed=args.seed)  # fmt: skip
     if args.quick:
@@ -130,14 +133,12 @@ def run(args: argparse.Namespace) -> int:
         for key in ("stored_profile", "companion_fit"):
             errs = max_errors([c[key] for c in cells])
             result[f"{key}_max_rel_error"] = max(errs[m] for m in GATED)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "fidelity.json").write_text(json.dumps(result, indent=2) + "\n")
+    if out is not None:
+        (out / "fidelity.json").write_text(json_line(result, indent=2) + "\n")
         (out / "fidelity.md").write_text(report_markdown(result))
         plot(result, out / "fidelity.png")
     if args.json:
-        print(json.dumps(result))
+        print(json_line(result))
     else:
         print(report_markdown(result))
     return 0

@@ -13,7 +13,9 @@ Every output is labelled "imported: ..." and carries the input file's SHA-256.
 from __future__ import annotations
 
 import argparse
-import json
+
+from profiles.documents import json_line
+from runner.options import add_force
 
 NAME = "import"
 HELP = "import vLLM metrics, SGLang SPS tables or a cost CSV as spectune profiles"
@@ -32,12 +34,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sglang-sps: read the table as SGLang does (floor probe / clamped, the "
                    "default) or interpolate and extrapolate linearly")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
+    add_force(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from profiles.importers import csv_cost, provenance, sglang_cost
     from profiles.store import acceptance_to_dict, cost_to_dict, write_yaml
+    from runner.paths import out_file
 
+    out_file(args.out, force=args.force)
     command = f"spectune import {args.kind} {args.file}"
     if args.kind == "vllm-metrics":
         from profiles.vllm import vllm_acceptance
@@ -89,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     write_yaml(args.out, doc)
     summary["out"] = args.out
     if args.json:
-        print(json.dumps(summary))
+        print(json_line(summary))
         return 0
     print(f"source       {summary['source']}")
     if args.kind == "vllm-metrics":

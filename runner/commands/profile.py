@@ -15,15 +15,23 @@ machine are noisy: run it when the machine is quiet and keep ``--threads`` expli
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
 from pathlib import Path
 
+from profiles.documents import json_line
 from profiles.errors import InputError
 from runner import progress
-from runner.options import positive_int
+from runner.options import (
+    MAX_SLOTS,
+    add_force,
+    bounded_int,
+    positive_int,
+    seed_int,
+    threads_int,
+)
+from runner.paths import out_file
 
 NAME = "profile"
 HELP = "measure the engine's verify/draft/prefill costs into a cost profile (YAML)"
@@ -36,14 +44,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", help="target checkpoint name or path (default: the engine's)")
     p.add_argument("--out", required=True, metavar="FILE.yaml", help="profile to write")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=threads_int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--quick", action="store_true", help="fewer points and repeats (~1 minute)")
-    p.add_argument("--slots", type=positive_int, default=32,
+    p.add_argument("--slots", type=bounded_int(2, MAX_SLOTS, "each slot holds a KV cache"),
+                   default=32,
                    help="largest batch of requests measured (default 32)")  # fmt: skip
     p.add_argument(
         "--repeats", type=positive_int, help="timed repeats per point (default 9, quick 5)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of prompts and measuring order")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of prompts and measuring order")
+    add_force(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
 
@@ -66,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--engine: unknown engine {args.engine!r} (known: {', '.join(ENGINES)})")
     if args.slots < 2:
         raise InputError("--slots must be >= 2 (the largest prefill uses two requests)")
-    out = check_out(args.out)
+    out = out_file(args.out, force=args.force)
     from engine import costfit, profiler, provenance
     from engine.load import build_engine, resolve_device
     from profiles.store import read_cost, write_yaml
@@ -113,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     read_cost(out), read_cost(out, form="additive")  # what we wrote loads
     summary = _summary(out, sps, add, fit, ms, meta)
     if args.json:
-        print(json.dumps(summary))
+        print(json_line(summary))
     else:
         ms_at = ", ".join(f"B={b}: {v:.3g}" for b, v in summary["verify_ms"].items())
         dr_at = ", ".join(f"R={r}: {v:.3g}" for r, v in summary["draft_ms"].items())

@@ -15,15 +15,22 @@ and the cost model that policies reading one saw (``--cost``, default ``builtin:
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
 from pathlib import Path
 
+from profiles.documents import json_line
 from profiles.errors import InputError
 from runner import progress
-from runner.options import positive_int
+from runner.options import (
+    MAX_SLOTS,
+    add_force,
+    bounded_int,
+    seed_int,
+    threads_int,
+)
+from runner.paths import out_file
 
 NAME = "record"
 HELP = "record decoding rounds (confidences, accepted counts) from the engine as .npz records"
@@ -34,31 +41,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="target", help="target checkpoint name or path")
     p.add_argument("--domains", default="code,chat,math", help="comma-separated domains")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="records file to write")
-    p.add_argument("--requests", type=positive_int, default=48, help="prompts per domain")
-    p.add_argument("--prompt-len", type=positive_int, default=128, help="prompt bytes")
-    p.add_argument("--max-new-tokens", type=positive_int, default=128, help="tokens per request")
-    p.add_argument("--slots", type=positive_int, default=8, help="requests decoded together")
+    p.add_argument("--requests", type=bounded_int(1, 10_000), default=48,
+                   help="prompts per domain")  # fmt: skip
+    p.add_argument("--prompt-len", type=bounded_int(1, 1 << 20), default=128,
+                   help="prompt bytes")  # fmt: skip
+    p.add_argument("--max-new-tokens", type=bounded_int(1, 1 << 20), default=128,
+                   help="tokens per request")  # fmt: skip
+    p.add_argument("--slots", type=bounded_int(1, MAX_SLOTS, "each slot holds a KV cache"),
+                   default=8, help="requests decoded together")  # fmt: skip
     p.add_argument("--policy", help="verify-length policy followed (default fixed:k=gamma)")
     p.add_argument("--check", action="append", default=[], metavar="POLICY",
                    help="also decode with POLICY; its means go in the meta")  # fmt: skip
     p.add_argument("--cost", help="cost profile for policies that read one (default: builtin "
                    "cpu-tiny when packaged)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="the one seed of the run")
+    p.add_argument("--seed", type=seed_int, default=0, help="the one seed of the run")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=threads_int, default=1, help="torch CPU threads")
+    add_force(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
 
 
 def run(args: argparse.Namespace) -> int:
     from engine.data import DOMAINS
-    from runner.commands.profile import check_out
 
     domains = tuple(d for d in args.domains.split(",") if d)
     bad = [d for d in domains if d not in DOMAINS]
     if bad or not domains:
         raise InputError(f"--domains: unknown domain(s) {bad} (known: {', '.join(DOMAINS)})")
-    out = check_out(args.out)
+    out = out_file(args.out, force=args.force)
+    given_cost = None
+    if args.cost:  # read now, so a bad --cost fails before any decoding
+        from profiles.builtin import load_cost
+
+        given_cost = load_cost(args.cost)
     if args.drafter == "none":
         raise InputError("--drafter: records need a drafter")
     from engine.load import build_engine, resolve_device
@@ -76,7 +92,11 @@ def run(args: argparse.Namespace) -> int:
                          f"({engine.max_len - engine.gamma - 2} tokens)")  # fmt: skip
     checks = [make_policy(spec) for spec in args.check]
     policies = [policy, *checks]
-    cost = _cost(args.cost, policies)
+    from policies.registry import check_gamma
+
+    for pol in policies:
+        check_gamma(pol, engine.gamma, "--policy/--check")
+    cost = _cost(args.cost, policies, given_cost)
     prompts = {d: prompts_for(d, cfg) for d in domains}
     total = sum(map(len, prompts.values())) * len(policies)
     bar = progress.bar(args, "record", total=total, unit="req")
@@ -133,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         "wall_s": meta["wall_s"],
     }
     if args.json:
-        print(json.dumps(summary))
+        print(json_line(summary))
     else:
         print(f"wrote {out}: {records.rounds} rounds of {records.requests} requests "
               f"({meta['wall_s']:.0f} s)")  # fmt: skip
@@ -149,13 +169,13 @@ def run(args: argparse.Namespace) -> int:
 _DEFAULT_COST = "builtin:cpu-tiny"
 
 
-def _cost(spec: str | None, policies):
+def _cost(spec: str | None, policies, given=None):
     from profiles.builtin import BUILTIN_COSTS, load_cost
 
     if not any("cost" in p.reads for p in policies):
         return None
-    if spec:
-        return load_cost(spec)
+    if given is not None:
+        return given
     if _DEFAULT_COST.partition(":")[2] in BUILTIN_COSTS:
         return load_cost(_DEFAULT_COST)
     raise InputError("a policy reads a cost model: pass --cost PROFILE.yaml")

@@ -14,6 +14,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from policies.registry import check_gamma
+from profiles.documents import json_line
 from runner import progress
 from runner.capacity import overload
 from runner.live import add_live_args
@@ -26,6 +28,7 @@ from runner.options import (
     server_from_args,
     workload_from_args,
 )
+from runner.paths import out_dir
 
 NAME = "replay"
 HELP = "replay a trace or builtin workload through the simulated server"
@@ -72,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
         temps = tuned.sts.temperatures if tuned is not None else None
         backend, gamma = build_live_backend(args, policy, cost, temps)
+    check_gamma(policy, gamma, "--config" if tuned else "--policy")
+    out = out_dir(args.out, NAME, force=args.force) if args.out else None  # before the work
     config = server_from_args(args, gamma)
     with progress.bar(args, "requests arrived", total=workload.expected, unit="req") as bar:
         result = simulate(
@@ -85,15 +90,13 @@ def run(args: argparse.Namespace) -> int:
     summary["wall"] = summary.pop("wall")  # last: everything before it is seed-deterministic
     if over is not None:
         sys.stderr.write(f"spectune: warning: {over.message()}\n")
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         result.recorder.write_csv(out / "requests.csv")
         if backend is not None:
             _write_texts(out / "texts.jsonl", result, backend.texts)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out / "summary.json").write_text(json_line(summary, indent=2) + "\n")
     if args.json:
-        print(json.dumps(summary))
+        print(json_line(summary))
     else:
         print(format_summary(summary))
         if args.out:

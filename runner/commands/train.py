@@ -9,12 +9,12 @@ to ``engine/checkpoints/<name>.safetensors`` (fp16) with a model card ``<name>.m
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
-from pathlib import Path
 
+from profiles.documents import json_line
 from profiles.errors import InputError
+from runner.options import add_force, bounded_float, bounded_int, seed_int, threads_int
 
 NAME = "train"
 HELP = "train the engine's target LM or a drafter on offline corpora"
@@ -27,17 +27,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kind", help="drafter kind(s), comma-separated: dspark,dflash,ar,mtp1 (one run)"
     )
-    parser.add_argument("--steps", type=int, help="optimizer steps (default: per model)")
-    parser.add_argument("--batch", type=int, help="sequences per step")
-    parser.add_argument("--lr", type=float, help="peak learning rate")
-    parser.add_argument("--seed", type=int, default=0, help="the one seed of the run")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--steps", type=bounded_int(1, 10_000_000),
+                        help="optimizer steps (default: per model)")  # fmt: skip
+    parser.add_argument("--batch", type=bounded_int(1, 4096), help="sequences per step")
+    parser.add_argument("--lr", type=bounded_float(0.0, 10.0, inclusive=False),
+                        help="peak learning rate")  # fmt: skip
+    parser.add_argument("--seed", type=seed_int, default=0, help="the one seed of the run")
+    parser.add_argument("--threads", type=threads_int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (drafter training)")
     parser.add_argument("--target", default="target", help="target checkpoint (name or path)")
     parser.add_argument(
         "--out-dir", help="where <name>.safetensors and <name>.md go (default engine/checkpoints)"
     )
     parser.add_argument("--run-dir", help="resumable state (default runs/train/<name>)")
+    add_force(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the training summary as JSON")
 
@@ -45,12 +48,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from runner.paths import out_dir as out_dir_of
+
+    if args.device != "cpu":  # checked before any work (drafter training may use CUDA)
+        from engine.load import resolve_device
+
+        resolve_device(args.device, args.threads)
     import torch
 
     from engine import checkpoint
 
-    if args.threads < 1:
-        raise InputError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     kinds = [k for k in (args.kind or "").split(",") if k]
     if args.what == "drafter" and not kinds:
@@ -59,9 +66,12 @@ def run(args: argparse.Namespace) -> int:
         if k not in KINDS:
             raise InputError(f"--kind: unknown drafter {k!r} (known: {', '.join(KINDS)})")
     name = "target" if args.what == "target" else "+".join(kinds)
-    out_dir = Path(args.out_dir) if args.out_dir else checkpoint.CHECKPOINTS
+    ckpts = tuple(f"{k}.safetensors" for k in ("target", *KINDS))
+    out_dir = out_dir_of(args.out_dir, NAME, "--out-dir", force=args.force, known=ckpts,
+                         mark=False) if args.out_dir else checkpoint.CHECKPOINTS  # fmt: skip
     out = out_dir / "target.safetensors"
-    run_dir = Path(args.run_dir or f"runs/train/{name}")
+    run_dir = out_dir_of(args.run_dir or f"runs/train/{name}", NAME, "--run-dir", force=True,
+                         mark=False)  # fmt: skip
     overrides = {k: getattr(args, k) for k in ("steps", "batch", "lr") if getattr(args, k)}
     for key, value in overrides.items():
         if value <= 0:
@@ -91,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             for k, i in infos.items()
         }
         if args.json:
-            print(json.dumps(summary))
+            print(json_line(summary))
         else:
             for k, i in infos.items():
                 taus = {d: v["expected_tau_teacher_forced"] for d, v in i["heldout"].items()}
@@ -99,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     summary = {k: v for k, v in info.items() if k != "loss_curve"}
     if args.json:
-        print(json.dumps({"checkpoint": str(out), **summary}))
+        print(json_line({"checkpoint": str(out), **summary}))
     else:
         held = info["heldout_bits_per_byte"]
         print(f"wrote {out} ({info['steps_done']} steps); held-out bits/byte: {held}")

@@ -17,18 +17,22 @@ is the simulator-only no-wasted-verification reference and never becomes ``best.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from profiles.documents import json_line
 from runner.options import (
+    CPUS,
     DEFAULT_WORKLOAD,
+    MAX_CONCURRENCY,
+    add_force,
     add_model_args,
     add_server_args,
     add_workload_args,
+    bounded_int,
     positive_float,
-    positive_int,
     show_progress,
+    workers_int,
 )
 
 NAME = "tune"
@@ -58,12 +62,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="open loop, trace files: time compressions")  # fmt: skip
     g.add_argument(
         "--per-user",
-        type=positive_int,
+        type=bounded_int(1, 10_000),
         default=None,
         help="closed loop: requests simulated per concurrent user (default 8)",
     )
-    g.add_argument("--rounds", type=int, default=None, help="refinement rounds (default 2)")
-    g.add_argument("--bisect", type=int, default=None, help="load bisection rounds (default 6)")
+    g.add_argument("--rounds", type=bounded_int(0, 10), default=None,
+                   help="refinement rounds (default 2)")  # fmt: skip
+    g.add_argument("--bisect", type=bounded_int(0, 30), default=None,
+                   help="load bisection rounds (default 6)")  # fmt: skip
     g.add_argument(
         "--quick",
         action="store_true",
@@ -74,7 +80,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_server_args(p)
     r = p.add_argument_group("execution and output")
     r.add_argument("--out", required=True, metavar="DIR", help="results directory")
-    r.add_argument("--workers", type=positive_int, default=1, help="parallel simulations")
+    r.add_argument("--workers", type=workers_int, default=1,
+                   help=f"parallel simulations (at most the {CPUS} CPUs)")  # fmt: skip
+    add_force(r)
     r.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="local process pool (default) or Ray tasks")  # fmt: skip
     r.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: local)")
@@ -85,11 +93,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg, cost, acceptance, label = config_from_args(args)
-    out = Path(args.out)
-    summary = execute(cfg, cost, acceptance, label, out, backend=args.backend,
-                      workers=args.workers, address=args.address, resume=args.resume,
-                      progress=show_progress(args), plots=not args.no_plots)  # fmt: skip
+    from runner.paths import hold
+
+    cfg, cost, acceptance, label = config_from_args(args)  # quick checks, no simulation
+    out = claim_out(args.out, args.resume, args.force)
+    with hold(out):
+        summary = execute(cfg, cost, acceptance, label, out, backend=args.backend,
+                          workers=args.workers, address=args.address, resume=args.resume,
+                          progress=show_progress(args), plots=not args.no_plots)  # fmt: skip
     if summary["overload"] is not None:
         knob = "--request-rates" if cfg.workload.is_synthetic else "--rate-scales"
         o = summary["overload"]
@@ -98,10 +109,27 @@ def run(args: argparse.Namespace) -> int:
                          f" req/s (the best completion rate of any point): {knob} up to "
                          f"{o['load_that_fits']:.2g} would fit\n")  # fmt: skip
     if args.json:
-        print(json.dumps(summary))
+        print(json_line(summary))
     else:
         print(format_report(summary, out))
     return 0
+
+
+def claim_out(text: str, resume: bool, force: bool) -> Path:
+    """The results directory, checked before any simulation: ``--resume`` needs the readable
+    ``run.yaml`` of an earlier tune; otherwise a foreign non-empty directory needs ``--force``."""
+    from profiles.errors import InputError
+    from profiles.store import load_yaml
+    from runner.paths import out_dir
+    from runner.results import POINTS, RUN
+
+    if resume:
+        run = Path(text) / RUN if text else None
+        if run is None or not run.is_file():
+            raise InputError(f"--resume: {run or '--out'} not found; --out must be the "
+                             "directory of an earlier tune run")  # fmt: skip
+        load_yaml(run)  # unreadable or not a mapping: one line naming the file
+    return out_dir(text, NAME, force=force, known=(RUN, POINTS))
 
 
 def execute(cfg, cost, acceptance, label: str, out: Path, *, backend: str = "local",
@@ -141,7 +169,7 @@ def execute(cfg, cost, acceptance, label: str, out: Path, *, backend: str = "loc
     summary["run"] = run_doc  # the resolved config, seed and profile hash behind it all
     summary["points"] = {"total": len(store.points), "reused": store.reused,
                          "simulated": len(store.points) - store.reused}  # fmt: skip
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(json_line(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
 
@@ -165,7 +193,11 @@ def config_from_args(args: argparse.Namespace):
         domain_mix=parse_domain_mix(args.domain_mix) if args.domain_mix else (),
         burstiness=args.burstiness, seed=args.seed,
     )  # fmt: skip
-    label = open_workload(spec).label  # checks the file now (one-line errors)
+    workload = open_workload(spec)  # checks the file now (one-line errors)
+    if workload._trace is not None and workload._trace.text is not None:
+        raise InputError(f"--trace {source}: tune replays the trace once per point and cannot "
+                         "re-read a pipe or FIFO; save it to a file first")  # fmt: skip
+    label = workload.label
     if args.request_rates:
         mode, loads = "rate", _floats(args.request_rates, "--request-rates")
         if not spec.is_synthetic:
@@ -186,6 +218,7 @@ def config_from_args(args: argparse.Namespace):
                           max_prefill_tokens=args.max_prefill_tokens, gamma=gamma)  # fmt: skip
     if gamma > acceptance.gamma:
         raise InputError(f"--gamma {gamma} exceeds the acceptance model's {acceptance.gamma}")
+    from policies.registry import check_gamma
     known = METRICS
     pick = lambda key, full: QUICK[key] if args.quick else full  # noqa: E731
     cfg = TuneConfig(
@@ -201,7 +234,9 @@ def config_from_args(args: argparse.Namespace):
     for entry in cfg.policies:  # unknown names and bad parameters fail before any simulation
         from policies import make_policy
 
-        make_policy(entry)
+        check_gamma(make_policy(entry), gamma, "--policies")
+    if not cfg.policies:
+        raise InputError("--policies: no policy given")
     return cfg, cost, acceptance, label
 
 
@@ -221,10 +256,16 @@ def split_policies(text: str) -> list[str]:
 def _floats(text: str, option: str) -> list[float]:
     from profiles.errors import InputError
 
+    pieces = [x.strip() for x in text.split(",")]
+    if not any(pieces) or "" in pieces:
+        raise InputError(f"{option}: empty entry in {text!r}")
     try:
-        return [positive_float(x.strip()) for x in text.split(",") if x.strip()]
+        values = [positive_float(x) for x in pieces]
     except argparse.ArgumentTypeError as exc:
         raise InputError(f"{option}: {exc}") from None
+    if option == "--concurrency" and max(values) > MAX_CONCURRENCY:
+        raise InputError(f"{option}: at most {MAX_CONCURRENCY:,} concurrent requests")
+    return values
 
 
 def _profile_hash(cost) -> str:
