@@ -214,6 +214,57 @@ class CostModel:
             t += self.padding_s * (requests * longest - tokens) + self.ragged_s
         return max(t, 0.0)
 
+    def step_seconds(
+        self,
+        requests: int,
+        batch_tokens: int,
+        *,
+        kv_tokens: int = 0,
+        longest: int = 0,
+        prefill_tokens: int = 0,
+    ) -> float:
+        """Seconds of one whole engine step as the simulator prices it: draft(R) + verify(R, B)
+        + context at ``kv_tokens`` (on ``context_basis``) + padding to ``longest`` (+ prefill).
+        The public name of :meth:`step_time` for exports and plans (keyword arguments)."""
+        return self.step_time(requests, batch_tokens, kv_tokens, prefill_tokens, longest)
+
+    def decode_seconds(
+        self, requests: int, start: int, stop: int, kv_tokens: int = 0
+    ) -> np.ndarray:
+        """Seconds of a whole decode step (draft + verify + context, no prefill, no padding)
+        for each verify batch size B = start..stop-1 of ``requests`` requests at ``kv_tokens``
+        attended KV tokens (on ``context_basis``): what a candidate batch costs the engine.
+        Float array ``[stop - start]``."""
+        if start < 0 or stop > _DENSE_LIMIT:
+            b = np.arange(start, stop, dtype=float)
+            t = np.maximum(self.verify(b), 0.0) + (self.bias_s if self.kind == "additive" else 0.0)
+        else:
+            t = self._verify_dense[start:stop].copy()
+        n = min(requests, _DENSE_LIMIT - 1)
+        if self.kind == "additive":
+            t += self._alpha_dense[n]
+        t += self._draft_dense[n]
+        if self._has_context and requests:
+            t += self._context_over(kv_tokens, requests, start, stop)
+        return np.maximum(t, 1e-12, out=t)
+
+    def plan_sps(self, requests: int, start: int, stop: int, kv_tokens: int = 0) -> np.ndarray:
+        """Whole decode steps per second for B = start..stop-1: ``1 / decode_seconds`` (the
+        SPS(B) DSpark-family policies plan with by default, paper Eq. 1)."""
+        return 1.0 / self.decode_seconds(requests, start, stop, kv_tokens)
+
+    def _context_over(self, kv_tokens: int, requests: int, start: int, stop: int) -> np.ndarray:
+        """:meth:`context_time` for B = start..stop-1 with the mean B/R queries per request."""
+        if not self.context_base:
+            return np.full(stop - start, max(self.context.at(kv_tokens), 0.0))
+        base = requests * self.context_base
+        extra = self.context.at(kv_tokens) - self.context.at(base)
+        if not self.context_queries:
+            return np.full(stop - start, extra)
+        one = self.context_one.at(kv_tokens) - self.context_one.at(base)
+        w = (np.arange(start, stop) / requests - 1.0) / (self.context_queries - 1.0)
+        return one + w * (extra - one)
+
     def sps(self, requests: int, tokens: np.ndarray) -> np.ndarray:
         """Steps per second for each verify batch size in ``tokens`` (int array) at ``requests``.
 
