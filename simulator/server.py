@@ -85,6 +85,7 @@ class Server:
         # prompt + output tokens (its KV length is this minus the tokens left).
         self._run = [np.zeros(0, dtype=np.int64) for _ in range(5)]
         self._kv_running = 0  # Σ KV length over the decode batch
+        self._tokens = 0  # decode tokens generated so far (the running rate's numerator)
         # How the step's attended KV tokens are counted (see profiles/cost.py): the sum over the
         # batch, or requests × the longest context for engines that pad to it.
         self._padded = getattr(backend, "context_basis", "total") == "padded"
@@ -220,12 +221,15 @@ class Server:
         r = slots.size
         if not r:
             return backend.step_time(0, 0, 0, prefill_tokens), None
-        conf = backend.draft(slots)  # [R, γ]
-        lengths = self.policy.decide(conf, None, self._context(slots, conf))  # [R]
-        gained = backend.verify(slots, lengths)  # [R] = min(A, ℓ) + 1
-        verified = int(lengths.sum())
         left, ver, gain, _, size = self._run  # aligned with self._running
         kv = r * int((size - left).max()) if self._padded else self._kv_running
+        ctx = self._context(slots, conf := backend.draft(slots))  # conf [R, γ]
+        ctx.kv_tokens, ctx.prefill_tokens = kv, prefill_tokens
+        busy = self.recorder.busy_s
+        ctx.rate = self._tokens / busy if busy > 0 else 0.0  # running tokens per busy second
+        lengths = self.policy.decide(conf, None, ctx)  # [R]
+        gained = backend.verify(slots, lengths)  # [R] = min(A, ℓ) + 1
+        verified = int(lengths.sum())
         dt = backend.step_time(r, r + verified, kv, prefill_tokens, int(lengths.max()) + 1)
         self.recorder.step(r, r + verified, verified, int(gained.sum()))
         take = np.minimum(gained, left)
@@ -233,6 +237,7 @@ class Server:
         ver += lengths
         gain += gained
         self._kv_running += int(take.sum())
+        self._tokens += int(take.sum())
         return dt, left
 
     def _context(self, slots: np.ndarray, conf: np.ndarray) -> StepContext:
