@@ -40,7 +40,7 @@ class StepContext:
     accepted: np.ndarray | None = None  # [R] int realized accepted count A (oracles only)
     accepted_total: np.ndarray | None = None  # [R] int drafts accepted so far per request
     verified_total: np.ndarray | None = None  # [R] int drafts verified so far per request
-    kv_tokens: int = 0  # KV tokens the step's attention reads (on the cost's context_basis)
+    kv_tokens: int | None = None  # KV tokens attention reads (cost's context_basis); None: unknown
     prefill_tokens: int = 0  # prompt tokens co-batched into this step (chunked prefill)
     rate: float = 0.0  # the server's running output tokens per busy second so far (0: none yet)
     rng: np.random.Generator | None = None  # the only source of randomness a policy may use
@@ -75,7 +75,7 @@ class Policy:
         accepted_total: np.ndarray | None = None,
         verified_total: np.ndarray | None = None,
         step: int = 0,
-        kv_tokens: int = 0,
+        kv_tokens: int | None = None,
         prefill_tokens: int = 0,
         rate: float = 0.0,
         rng: np.random.Generator | None = None,
@@ -102,7 +102,7 @@ class Policy:
             accepted=None if accepted is None else np.asarray(accepted, dtype=np.int64),
             accepted_total=accepted_total,
             verified_total=verified_total,
-            kv_tokens=int(kv_tokens),
+            kv_tokens=None if kv_tokens is None else int(kv_tokens),
             prefill_tokens=int(prefill_tokens),
             rate=float(rate),
             rng=rng if rng is not None else np.random.default_rng(0),

@@ -56,7 +56,7 @@ class Plan:
     (``CostModel.sps_range``, what SGLang does with a verify-only SPS table)."""
 
     cost: Any  # profiles.CostModel
-    kv_tokens: int  # attended KV tokens of this step, on the cost's context_basis
+    kv_tokens: int | None  # attended KV tokens of this step (cost's context_basis); None: unknown
 
     def sps_range(self, r: int, start: int, stop: int) -> np.ndarray:
         return self.cost.plan_sps(r, start, stop, self.kv_tokens)

@@ -41,6 +41,7 @@ class ServerConfig:
     kv_capacity_tokens: int = 0  # KV cache tokens; 0 = unlimited
     max_prefill_tokens: int = 2048  # chunked prefill: prompt tokens prefilled per step at most
     gamma: int = 7  # drafts proposed per request per step
+    clamp_to_context: bool = False  # trim requests longer than the engine's context (counted)
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:

@@ -22,6 +22,7 @@ from runner.options import (
     DEFAULT_WORKLOAD,
     add_model_args,
     add_server_args,
+    fit_default,
     models_from_args,
     nonneg_int,
     positive_float,
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         rate = load * capacity
         spec = WorkloadSpec(DEFAULT_WORKLOAD, request_rate=rate, num_requests=args.num_requests,
                             seed=args.seed)  # fmt: skip
+        spec = fit_default(spec, cost)  # fits a short-context engine (clamps in the label)
         workload = open_workload(spec)
         for label, policy in zip(specs, policies, strict=True):
             if not args.quiet and sys.stderr.isatty():
@@ -137,6 +139,7 @@ def _capacity(cost, acceptance, config, args) -> float:
 
     spec = WorkloadSpec(DEFAULT_WORKLOAD, request_rate=float("inf"), seed=args.seed,
                         num_requests=args.num_requests)  # fmt: skip
+    spec = fit_default(spec, cost)
     s = simulate(open_workload(spec), make_policy("fixed:k=1"), cost, acceptance, config,
                  seed=args.seed).summary  # fmt: skip
     return s["request_throughput_req_s"]
