@@ -285,7 +285,7 @@ class CostModel:
             t += self._alpha_dense[n]
         t += self._draft_dense[n]
         if self._has_context and requests and kv_tokens is not None:
-            t += self._context_over(kv_tokens, requests, start, stop)
+            t += self.context_seconds(kv_tokens, requests, np.arange(start, stop) / requests)
         return np.maximum(t, 1e-12, out=t)
 
     def plan_sps(
@@ -295,18 +295,19 @@ class CostModel:
         SPS(B) DSpark-family policies plan with by default, paper Eq. 1)."""
         return 1.0 / self.decode_seconds(requests, start, stop, kv_tokens)
 
-    def _context_over(self, kv_tokens: int, requests: int, start: int, stop: int) -> np.ndarray:
-        """:meth:`context_time` for B = start..stop-1 with the mean B/R queries per request."""
+    def context_seconds(self, kv_tokens: int, requests: int, queries: np.ndarray) -> np.ndarray:
+        """:meth:`context_time` for each ``queries`` (verify tokens per request, or the longest
+        request's where attention pads to it) at ``kv_tokens``; float array like ``queries``."""
+        queries = np.asarray(queries, float)
         ctx, ctx_one = self._context_m, self._context_one_m
         if not self.context_base:
-            return np.full(stop - start, max(ctx.at(kv_tokens), 0.0))
+            return np.full(queries.shape, max(ctx.at(kv_tokens), 0.0))
         base = requests * self.context_base
         extra = ctx.at(kv_tokens) - ctx.at(base)
         if not self.context_queries:
-            return np.full(stop - start, extra)
+            return np.full(queries.shape, extra)
         one = ctx_one.at(kv_tokens) - ctx_one.at(base)
-        w = (np.arange(start, stop) / requests - 1.0) / (self.context_queries - 1.0)
-        return one + w * (extra - one)
+        return one + (queries - 1.0) / (self.context_queries - 1.0) * (extra - one)
 
     def sps(self, requests: int, tokens: np.ndarray) -> np.ndarray:
         """Steps per second for each verify batch size in ``tokens`` (int array) at ``requests``.
