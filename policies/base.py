@@ -55,6 +55,12 @@ class Policy:
     reads: ClassVar[frozenset[str]] = frozenset({"conf"})
     summary: ClassVar[str] = ""
 
+    def draft_tokens(self, gamma: int) -> int:
+        """Drafts per request this policy needs the drafter to produce each step (γ unless it
+        never verifies more; the cost model prices the draft pass by it, see
+        ``CostModel.draft_scale``)."""
+        return gamma
+
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         """Verify lengths ``int64 [R]`` for confidences ``conf [R, γ]`` (trusted inputs).
 

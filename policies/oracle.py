@@ -148,6 +148,9 @@ class Twin(Policy):
 
         return make_policy(self.of)
 
+    def draft_tokens(self, gamma: int) -> int:
+        return self.inner.draft_tokens(gamma)
+
     @property
     def lag(self) -> int:
         return int(getattr(self.inner, "lag", 0)) if "lagged" in self.inner.reads else 0

@@ -45,6 +45,7 @@ from profiles.errors import InputError
 
 _DENSE_LIMIT = 1 << 16  # integer B / bs covered by the dense lookup tables
 CONTEXT_BASES = ("total", "padded")  # how an engine's attention reads the batch's KV tokens
+DRAFTERS = ("parallel", "autoregressive")  # how draft cost scales with drafts per request
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,12 @@ class CostModel:
     max_batch_tokens: int = 0  # largest B the engine accepts (0 = unbounded)
     monotone: bool = True  # plan and price with running-maximum tables (False: raw, as measured)
     max_context: int = 0  # longest sequence (prompt + output) one request may hold; 0 = unknown
+    # How the draft term scales when a policy drafts fewer than the measured ``draft_positions``
+    # per request (see :meth:`draft_scale`): "parallel" (DSpark/DFlash-style backbone: one pass
+    # yields every position, so any k >= 1 pays the measured pass) or "autoregressive" (k
+    # sequential passes: k / draft_positions of it). Drafting nothing costs nothing either way.
+    drafter: str = "parallel"
+    draft_positions: int = 7  # drafts per request the draft curve was measured (generated) at
     source: str = "unlabelled"  # provenance: "measured: ...", "imported: ...", "analytic: ..."
 
     def __post_init__(self) -> None:
@@ -159,6 +166,8 @@ class CostModel:
             isinstance(self.max_context, int) and self.max_context >= 0
         ):
             raise InputError(f"max context must be a whole number >= 0, got {self.max_context!r}")
+        if self.drafter not in DRAFTERS or not self.draft_positions >= 1:
+            raise InputError(f"drafter must be one of {DRAFTERS} with draft_positions >= 1")
         if self.context_queries and not (1 < self.context_queries < np.inf):
             raise InputError(f"context queries per request must be > 1, got {self.context_queries}")
         grid = np.arange(_DENSE_LIMIT, dtype=float)
@@ -233,20 +242,39 @@ class CostModel:
         t = float(self.verify(float(tokens))) + (self.bias_s if self.kind == "additive" else 0.0)
         return t + (float(self.alpha(float(requests))) if self.kind == "additive" else 0.0)
 
+    def draft_scale(self, drafts: int | None) -> float:
+        """Share of the measured draft pass a policy drafting ``drafts`` per request pays
+        (None: the measured ``draft_positions``): 0 for none, else 1 (parallel drafter) or
+        ``min(drafts, draft_positions) / draft_positions`` (autoregressive)."""
+        if drafts is None:
+            return 1.0
+        if drafts <= 0:
+            return 0.0
+        if self.drafter == "parallel":
+            return 1.0
+        return min(drafts, self.draft_positions) / self.draft_positions
+
     def step_time(
-        self, requests: int, tokens: int, kv_tokens: int, prefill_tokens: int, longest: int = 0
+        self,
+        requests: int,
+        tokens: int,
+        kv_tokens: int,
+        prefill_tokens: int,
+        longest: int = 0,
+        drafts: int | None = None,
     ) -> float:
         """Seconds of one engine step: draft + verify + context (+ prefill chunk); ``kv_tokens``
         counted on the model's ``context_basis``, ``longest`` the most verify tokens of one
-        request (0: unknown)."""
+        request (0: unknown), ``drafts`` per request drafted (None: all measured positions)."""
         t = self.prefill_time(prefill_tokens) if prefill_tokens else 0.0
         if not requests:
             return t
+        scale = 1.0 if drafts is None else self.draft_scale(drafts)
         if tokens < _DENSE_LIMIT and requests < _DENSE_LIMIT:
             verify, alpha, draft = self._step_lists
-            t += verify[tokens] + alpha[requests] + draft[requests]
+            t += verify[tokens] + alpha[requests] + scale * draft[requests]
         else:
-            t += self.verify_time(requests, tokens) + self.draft_time(requests)
+            t += self.verify_time(requests, tokens) + scale * self.draft_time(requests)
         if self._has_context:
             t += self.context_time(kv_tokens, requests, tokens, longest)
         if longest and requests * longest > tokens:  # ragged: padded to the longest
@@ -261,11 +289,13 @@ class CostModel:
         kv_tokens: int = 0,
         longest: int = 0,
         prefill_tokens: int = 0,
+        drafts: int | None = None,
     ) -> float:
         """Seconds of one whole engine step as the simulator prices it: draft(R) + verify(R, B)
-        + context at ``kv_tokens`` (on ``context_basis``) + padding to ``longest`` (+ prefill).
+        + context at ``kv_tokens`` (on ``context_basis``) + padding to ``longest`` (+ prefill);
+        ``drafts`` per request drafted (None: the measured positions; see :meth:`draft_scale`).
         The public name of :meth:`step_time` for exports and plans (keyword arguments)."""
-        return self.step_time(requests, batch_tokens, kv_tokens, prefill_tokens, longest)
+        return self.step_time(requests, batch_tokens, kv_tokens, prefill_tokens, longest, drafts)
 
     def decode_seconds(
         self, requests: int, start: int, stop: int, kv_tokens: int | None = None

@@ -97,6 +97,8 @@ class Server:
             cost=cost,  # the cost model cost-aware policies plan with
             rng=np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,))),
         )
+        if hasattr(backend, "drafts"):  # a profiled backend prices the draft pass the policy needs
+            backend.drafts = policy.draft_tokens(config.gamma)
         self._lag = int(getattr(policy, "lag", 0)) if "lagged" in policy.reads else 0
         if self._lag:
             self._hist = np.zeros((self._lag, cap, config.gamma))  # [lag, slot, γ]

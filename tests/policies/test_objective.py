@@ -75,3 +75,36 @@ def test_marginal_rule_with_prefill_uses_the_running_rate():
 def test_bad_objective_is_an_input_error(name):
     with pytest.raises(InputError, match="objective"):
         make_policy(name, objective="draft")
+
+
+def test_baselines_pay_only_the_draft_they_need():
+    """``none`` drafts nothing; ``fixed:k`` pays the whole pass of a parallel drafter and k/γ
+    of an autoregressive one's."""
+    from dataclasses import replace
+
+    from profiles.builtin import load_acceptance
+    from simulator.request import Request
+    from simulator.run import simulate
+    from simulator.server import ServerConfig
+
+    assert make_policy("none").draft_tokens(7) == 0
+    assert make_policy("fixed:k=3").draft_tokens(7) == 3
+    assert make_policy("dspark").draft_tokens(7) == 7
+    assert make_policy("twin:of=fixed:k=2").draft_tokens(7) == 2
+    full = COST.step_time(4, 8, 0, 0)
+    assert COST.step_time(4, 8, 0, 0, drafts=0) == pytest.approx(full - 0.010)
+    assert COST.step_time(4, 8, 0, 0, drafts=1) == pytest.approx(full)
+    ar = replace(COST, drafter="autoregressive")
+    assert ar.step_time(4, 8, 0, 0, drafts=2) == pytest.approx(full - 0.010 * 5 / 7)
+    with pytest.raises(InputError, match="drafter"):
+        replace(COST, drafter="tree")
+    acc = load_acceptance("paper:qwen3-8b-dspark")
+    reqs = [Request(i, 0.0, 10, 30) for i in range(8)]
+    cfg = ServerConfig(max_concurrency=8)
+    paid = simulate(reqs, make_policy("none"), COST, acc, cfg).recorder.busy_s
+    free = replace(COST, draft=Curve((0.0,), (0.0,)))  # the same engine without a drafter
+    assert paid == pytest.approx(
+        simulate(reqs, make_policy("none"), free, acc, cfg).recorder.busy_s
+    )
+    one = simulate(reqs, make_policy("fixed:k=1"), COST, acc, cfg).recorder
+    assert one.busy_s > simulate(reqs, make_policy("fixed:k=1"), free, acc, cfg).recorder.busy_s
