@@ -14,8 +14,9 @@ requests per point, seed 0, every policy on the same requests and acceptance dra
   (prompts <= 768, outputs <= 256), prefill co-located (chunked, 2,048 tokens per step).
 
 "Tuned" is the best per N over a grid of each DSpark policy's parameters (min_verify_len 0-2 ×
-max_verify_len {0 (= γ), 3, 5}); "best fixed" the best of fixed:k=1..γ per N. The oracle is the
-best response (policies/oracle.py). Prints a markdown table; ``--out`` writes every point.
+max_verify_len {0 (= γ), 3, 5}; ``--small``: min_verify_len 0-2 only); "best fixed" the best
+of fixed:k=1..γ per N. The oracle is the best response (policies/oracle.py). Prints a markdown
+table; ``--out`` writes every point.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ SETTINGS = {
     "cpu": ("builtin:cpu-tiny-additive", "builtin:cpu-tiny-dspark", False),
 }
 LOADS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-GRID = [f"min_verify_len={a},max_verify_len={b}" for a, b in itertools.product((0, 1, 2), (0, 3, 5))]
+GRID = [f"min_verify_len={a},max_verify_len={b}"
+        for a, b in itertools.product((0, 1, 2), (0, 3, 5))]  # fmt: skip
 
 
 def _models(setting: str):
@@ -64,45 +66,52 @@ def _point(job):
     return {"policy": policy, "N": n, **{k: r[k] for k in keep}}
 
 
-def policies(setting: str, gamma: int) -> list[str]:
+def policies(setting: str, gamma: int, small: bool = False) -> list[str]:
+    """Every policy spec of a run (``small``: min_verify_len 0-2 only, no cap)."""
+    grid = GRID[::3] if small else GRID
     out = [f"fixed:k={k}" for k in range(1, gamma + 1)] + ["oracle"]
     family = ("dspark_lagged",) if setting == "h100" else ("dspark", "dspark_lagged")
-    out += [f"{name}:{g}" for name in family for g in GRID]
-    out += [f"{name}:objective=verify,{g}" for name in family for g in GRID[:3]]
+    out += [f"{name}:{g}" for name in family for g in grid]
+    out += [f"{name}:objective=verify,{g}" for name in family for g in grid[: 1 if small else 3]]
     return out
 
 
 def table(points: list[dict], setting: str) -> str:
     by = {(p["policy"], p["N"]): p for p in points}
-    ns = sorted({p["N"] for p in points})
     names = sorted({p["policy"] for p in points})
     head = ["N", "fixed:k=1", "best fixed (k)", "tuned dspark_lagged (1+ℓ)", "vs k=1",
             "vs best fixed", "tuned, objective=verify", "oracle", "share of oracle"]  # fmt: skip
     if setting == "cpu":
         head.insert(5, "tuned dspark (1+ℓ)")
     rows = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
-    for n in ns:
-        tp = lambda p: by[(p, n)]["throughput_tok_s"]  # noqa: E731
-        fixed = max((p for p in names if p.startswith("fixed:")), key=tp)
-
-        def best(prefix: str, verify: bool) -> str:
-            pool = [p for p in names if p.startswith(prefix + ":")
-                    and ("objective=verify" in p) == verify]  # fmt: skip
-            return max(pool, key=tp)
-
-        lag = best("dspark_lagged", False)
-        cells = [str(n), f"{tp('fixed:k=1'):,.0f}", f"{tp(fixed):,.0f} ({fixed[8:]})",
-                 f"{tp(lag):,.0f} ({1 + by[(lag, n)]['mean_verify_len']:.2f})",
-                 f"{tp(lag) / tp('fixed:k=1') - 1:+.1%}", f"{tp(lag) / tp(fixed) - 1:+.1%}"]  # fmt: skip
-        top = tp(lag)
-        if setting == "cpu":
-            ds = best("dspark", False)
-            cells.append(f"{tp(ds):,.0f} ({1 + by[(ds, n)]['mean_verify_len']:.2f})")
-            top = max(top, tp(ds))
-        ver = best("dspark_lagged", True)
-        cells += [f"{tp(ver):,.0f}", f"{tp('oracle'):,.0f}", f"{top / tp('oracle'):.1%}"]
-        rows.append("| " + " | ".join(cells) + " |")
+    for n in sorted({p["N"] for p in points}):
+        rows.append("| " + " | ".join(_row({p: by[(p, n)] for p in names}, setting)) + " |")
     return "\n".join(rows)
+
+
+def _row(at: dict[str, dict], setting: str) -> list[str]:
+    """One N's cells; ``at`` maps each policy spec to its point at that N."""
+
+    def tp(p: str) -> float:
+        return at[p]["throughput_tok_s"]
+
+    def best(prefix: str, verify: bool = False) -> str:
+        pool = [p for p in at if p.startswith(prefix + ":") and ("objective=verify" in p) == verify]
+        return max(pool, key=tp)
+
+    def budget(p: str) -> str:
+        return f"{tp(p):,.0f} ({1 + at[p]['mean_verify_len']:.2f})"
+
+    fixed, lag, one = best("fixed"), best("dspark_lagged"), tp("fixed:k=1")
+    cells = [str(at[lag]["N"]), f"{one:,.0f}", f"{tp(fixed):,.0f} ({fixed[8:]})", budget(lag),
+             f"{tp(lag) / one - 1:+.1%}", f"{tp(lag) / tp(fixed) - 1:+.1%}"]  # fmt: skip
+    top = tp(lag)
+    if setting == "cpu":
+        ds = best("dspark")
+        cells.append(budget(ds))
+        top = max(top, tp(ds))
+    oracle = tp("oracle")
+    return cells + [budget(best("dspark_lagged", True)), f"{oracle:,.0f}", f"{top / oracle:.1%}"]
 
 
 def main() -> int:
@@ -110,11 +119,12 @@ def main() -> int:
     ap.add_argument("--setting", choices=SETTINGS, required=True)
     ap.add_argument("--loads", default=",".join(map(str, LOADS)))
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--small", action="store_true", help="min_verify_len 0-2 only (no cap grid)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     gamma = _models(args.setting)[1].gamma
     loads = [int(x) for x in args.loads.split(",")]
-    jobs = [(args.setting, p, n) for n in loads for p in policies(args.setting, gamma)]
+    jobs = [(args.setting, p, n) for n in loads for p in policies(args.setting, gamma, args.small)]
     with Pool(args.workers) as pool:
         points = pool.map(_point, jobs, chunksize=1)
     if args.out:

@@ -48,7 +48,7 @@ class Clairvoyant(Policy):
     name = "clairvoyant"
     lossless = None
     reads = frozenset({"realized"})
-    summary = "oracle: verifies exactly the drafts that will be accepted (simulator only)"
+    summary = "ℓ = A (simulator only; not a reference under padded or steep costs: see oracle)"
 
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape
