@@ -82,7 +82,7 @@ def table(points: list[dict], setting: str) -> str:
     head = ["N", "fixed:k=1", "best fixed (k)", "tuned dspark_lagged (1+ℓ)", "vs k=1",
             "vs best fixed", "tuned, objective=verify", "oracle", "share of oracle"]  # fmt: skip
     if setting == "cpu":
-        head.insert(5, "tuned dspark (1+ℓ)")
+        head.insert(6, "tuned dspark (1+ℓ)")
     rows = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
     for n in sorted({p["N"] for p in points}):
         rows.append("| " + " | ".join(_row({p: by[(p, n)] for p in names}, setting)) + " |")
