@@ -40,6 +40,9 @@ class StepContext:
     accepted: np.ndarray | None = None  # [R] int realized accepted count A (oracles only)
     accepted_total: np.ndarray | None = None  # [R] int drafts accepted so far per request
     verified_total: np.ndarray | None = None  # [R] int drafts verified so far per request
+    kv_tokens: int | None = None  # KV tokens attention reads (cost's context_basis); None: unknown
+    prefill_tokens: int = 0  # prompt tokens co-batched into this step (chunked prefill)
+    rate: float = 0.0  # the server's running output tokens per busy second so far (0: none yet)
     rng: np.random.Generator | None = None  # the only source of randomness a policy may use
 
 
@@ -53,6 +56,12 @@ class Policy:
     summary: ClassVar[str] = ""
     # fields that count drafts per request, each at most γ (names a policy lacks are skipped)
     draft_lengths: ClassVar[tuple[str, ...]] = ("k", "min_verify_len", "max_verify_len")
+
+    def draft_tokens(self, gamma: int) -> int:
+        """Drafts per request this policy needs the drafter to produce each step (γ unless it
+        never verifies more; the cost model prices the draft pass by it, see
+        ``CostModel.draft_scale``)."""
+        return gamma
 
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         """Verify lengths ``int64 [R]`` for confidences ``conf [R, γ]`` (trusted inputs).
@@ -74,6 +83,9 @@ class Policy:
         accepted_total: np.ndarray | None = None,
         verified_total: np.ndarray | None = None,
         step: int = 0,
+        kv_tokens: int | None = None,
+        prefill_tokens: int = 0,
+        rate: float = 0.0,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """Validate the inputs, then :meth:`decide`. Returns ``int64 [R]``."""
@@ -98,6 +110,9 @@ class Policy:
             accepted=None if accepted is None else np.asarray(accepted, dtype=np.int64),
             accepted_total=accepted_total,
             verified_total=verified_total,
+            kv_tokens=None if kv_tokens is None else int(kv_tokens),
+            prefill_tokens=int(prefill_tokens),
+            rate=float(rate),
             rng=rng if rng is not None else np.random.default_rng(0),
         )
         out = self.decide(conf, valid, ctx)

@@ -1,4 +1,10 @@
-"""Baselines: plain decoding (``none``) and fixed-length verification (``fixed``; k=1 is MTP-1)."""
+"""Baselines: plain decoding (``none``) and fixed-length verification (``fixed``; k=1 is MTP-1).
+
+Neither needs γ drafts: ``none`` drafts nothing and pays no draft pass; ``fixed:k`` needs k, and
+pays what a k-token draft costs where the drafter allows it (``CostModel.draft_scale``): a
+parallel drafter (DSpark, DFlash: one backbone pass yields every position) pays its full pass
+for any k >= 1; an autoregressive one (Eagle-style, a small AR head) k / γ of it.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,9 @@ class NoSpeculation(Policy):
     reads = frozenset()
     summary = "verify nothing: plain autoregressive decoding, 1 token per step"
 
+    def draft_tokens(self, gamma: int) -> int:
+        return 0
+
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         return np.zeros(conf.shape[0], dtype=np.int64)
 
@@ -38,6 +47,9 @@ class Fixed(Policy):
     def __post_init__(self) -> None:
         if self.k < 0:
             raise InputError(f"fixed: k must be >= 0, got {self.k}")
+
+    def draft_tokens(self, gamma: int) -> int:
+        return min(self.k, gamma)
 
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape

@@ -13,7 +13,14 @@ sampled token ``x[r, j]`` (the Markov confidence head). Extensions, as in SGLang
   starts (they depend on nothing realized, so losslessness is kept);
 - ``max_verify_len``: no request verifies more than this many drafts (0 = γ);
 - ``survival_eps``: candidates need ``a > survival_eps`` (0 reproduces the paper's
-  ``E = {(r, j) | a > 0}``).
+  ``E = {(r, j) | a > 0}``);
+- ``objective``: what ``SPS(B)`` is. ``step`` (default): whole decode steps per second at the
+  step's KV size, draft + verify + context + fixed overhead (``CostModel.plan_sps``; the
+  paper's Eq. 1 divides by T_draft + T_verify); a step that co-batches prefill uses the
+  long-run marginal rule instead of its own ratio (``prefix.marginal``). ``verify``: the
+  verify forward alone (``CostModel.sps``), as SGLang plans with a verify-only SPS table —
+  it leaves the draft and context out, raising the admission bar by (D + C + V)/V, so it
+  under-verifies at high load.
 
 ``global_sync`` is the same path without the early stop: it returns the global argmax of Θ over
 the whole path. On a jagged cost curve this looks past a drop, so the admission of draft ``j``
@@ -45,6 +52,7 @@ class DSpark(Policy):
     min_verify_len: int = 0  # drafts every request verifies unconditionally
     max_verify_len: int = 0  # cap on drafts verified per request (0 = γ)
     survival_eps: float = 0.0  # candidates need survival > survival_eps
+    objective: str = "step"  # SPS(B) of the whole decode step ("step") or the verify forward
 
     name = "dspark"
     reads = frozenset({"conf", "cost"})
@@ -52,6 +60,7 @@ class DSpark(Policy):
 
     def __post_init__(self) -> None:
         prefix.check_bounds(self.name, self.min_verify_len, self.max_verify_len, self.survival_eps)
+        prefix.check_objective(self.name, self.objective)
 
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape
@@ -63,10 +72,13 @@ class DSpark(Policy):
         flat, vals = prefix.pool(a_t, lo, hi, self.survival_eps)
         if vals.size == 0:
             return prefix.lengths(base, _NONE, r)
-        if flat is None:  # whole window: survival is largest in the first row, least in the last
-            n, order = self._stop(ctx.cost, r, b0, tau0, vals, a_t[0].max(), a_t[-1].min())
+        plan, lam = prefix.planner(ctx, self.objective), prefix.marginal(ctx, self.objective)
+        if lam:
+            n, order = self._marginal(plan, r, b0, vals, lam)
+        elif flat is None:  # whole window: survival is largest in the first row, least in the last
+            n, order = self._stop(plan, r, b0, tau0, vals, a_t[0].max(), a_t[-1].min())
         else:
-            n, order = self._stop(ctx.cost, r, b0, tau0, vals)
+            n, order = self._stop(plan, r, b0, tau0, vals)
         if n == vals.size:  # every candidate admitted: the order does not matter
             if flat is None:
                 return np.full(r, gamma, dtype=np.int64)
@@ -87,6 +99,10 @@ class DSpark(Policy):
         bottom: Any = None,
     ) -> tuple[int, np.ndarray | None]:
         return prefix.greedy_stop(cost, r, b0, tau0, vals, top, bottom)
+
+    @staticmethod
+    def _marginal(plan: Any, r: int, b0: int, vals: np.ndarray, lam: float):
+        return prefix.marginal_count(plan, r, b0, vals, lam, early_stop=True)
 
 
 @register
@@ -109,3 +125,7 @@ class GlobalSync(DSpark):
         bottom: Any = None,
     ) -> tuple[int, np.ndarray | None]:
         return prefix.best_count(cost, r, b0, tau0, vals)
+
+    @staticmethod
+    def _marginal(plan: Any, r: int, b0: int, vals: np.ndarray, lam: float):
+        return prefix.marginal_count(plan, r, b0, vals, lam, early_stop=False)

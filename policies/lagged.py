@@ -28,6 +28,10 @@ row ``lag`` steps ago is read: ``ctx.lagged[-lag]``. With ``ctx.lagged`` None (o
 ``lag``) every request is stale. The valid mask must be known before the step (it bounds the
 allocated draft slots, like vLLM's scheduled draft counts) — it must not depend on the current
 step's sampled drafts.
+
+``objective`` is DSpark's (policies/dspark.py): ``step`` (default) sizes K on the whole decode
+step at the step's KV size (``ctx.kv_tokens``), and with a co-batched prefill chunk by the
+long-run marginal rule; ``verify`` on the verify forward alone.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class DSparkLagged(Policy):
     min_verify_len: int = 0  # drafts every request verifies unconditionally
     max_verify_len: int = 0  # cap on drafts verified per request (0 = γ)
     survival_eps: float = 0.0  # candidates need survival > survival_eps
+    objective: str = "step"  # SPS(B) of the whole decode step ("step") or the verify forward
 
     name = "dspark_lagged"
     reads = frozenset({"conf", "lagged", "cost"})
@@ -62,6 +67,7 @@ class DSparkLagged(Policy):
         if self.lag not in (1, 2):
             raise InputError(f"{self.name}: lag must be 1 or 2, got {self.lag}")
         prefix.check_bounds(self.name, self.min_verify_len, self.max_verify_len, self.survival_eps)
+        prefix.check_objective(self.name, self.objective)
 
     def capacity(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> int:
         """K: drafts the batch verifies beyond ``min_verify_len``, from stale confidences only."""
@@ -70,7 +76,12 @@ class DSparkLagged(Policy):
         lo, hi = prefix.window(r, gamma, valid, self.min_verify_len, self.max_verify_len)
         _, b0, tau0 = prefix.forced(h_t, lo, r)
         _, vals = prefix.pool(h_t, lo, hi, self.survival_eps)
-        return prefix.best_count(ctx.cost, r, b0, tau0, vals)[0] if vals.size else 0
+        if not vals.size:
+            return 0
+        plan, lam = prefix.planner(ctx, self.objective), prefix.marginal(ctx, self.objective)
+        if lam:
+            return prefix.marginal_count(plan, r, b0, vals, lam, early_stop=False)[0]
+        return prefix.best_count(plan, r, b0, tau0, vals)[0]
 
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape

@@ -1,5 +1,21 @@
-"""The clairvoyant oracle: the no-wasted-verification reference of the simulator, never a real
-policy.
+"""Oracles of the simulator (they read realized outcomes; never real policies).
+
+- ``oracle``, the best response — the reference results report "share of oracle" against.
+  Knowing each request's A (its accepted drafts were all γ verified), it picks ℓ[r] ≤ A[r] to
+  maximise tokens per second under the *true* step cost (``CostModel.step_seconds``: draft,
+  verify, context at the step's KV, padding to the longest request). Every admitted draft is
+  then accepted, so a step of n verified drafts gains R + n tokens whichever requests they
+  come from; for a given n the cheapest allocation is the water-fill (the lowest common cap,
+  which minimises the longest request's padding). n maximises ``(R + n) / T(n)`` (the fixed
+  point of Dinkelbach's iteration on one step) or, with a co-batched prefill chunk, the
+  long-run rule ``(R + n) − λ·T(n)`` with λ the server's running tokens/s (as the DSpark
+  family, policies/prefix.py). Where the engine charges ragged batches (``ragged_s``) it also
+  weighs verifying the same L drafts of every request, accepted or not (no raggedness).
+  O(R·γ) per step. It is a best response over those allocations: on a cost with a padding
+  term a ragged allocation past A can still be cheaper (tests hold it to monotone costs).
+- ``twin``: policy ``of`` with each length cut to the realized ``min(A, ℓ_π)``: the same
+  tokens as π at no more cost on monotone tables (what π would do if it wasted nothing).
+- ``clairvoyant`` (ℓ = A), kept for old results, is *not* a reference:
 
 It knows A[r], how many of request r's drafts the target would accept if all were verified, and
 verifies exactly those: no rejected draft is ever verified, and every step ends with a bonus
@@ -15,10 +31,12 @@ Simulator contract (reads "realized"): ``ctx.accepted[r]`` is A[r] in 0..γ for 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from policies.base import Policy, StepContext, valid_lengths
+from policies import prefix
+from policies.base import READS, Policy, StepContext, valid_lengths
 from policies.registry import register
 
 
@@ -30,9 +48,113 @@ class Clairvoyant(Policy):
     name = "clairvoyant"
     lossless = None
     reads = frozenset({"realized"})
-    summary = "oracle: verifies exactly the drafts that will be accepted (simulator only)"
+    summary = "ℓ = A (simulator only; not a reference under padded or steep costs: see oracle)"
 
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape
         accepted = np.clip(np.asarray(ctx.accepted, dtype=np.int64), 0, gamma)
         return np.minimum(accepted, valid_lengths(valid, r, gamma))
+
+
+@register
+@dataclass(frozen=True)
+class Oracle(Policy):
+    """Best response: ℓ ≤ A maximising tokens per second under the true step cost."""
+
+    name = "oracle"
+    lossless = None
+    reads = frozenset({"realized", "cost"})
+    summary = "best-response oracle: ℓ ≤ A maximising tokens/s under the true step cost"
+
+    def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
+        r, gamma = conf.shape
+        accepted = np.clip(np.asarray(ctx.accepted, dtype=np.int64), 0, gamma)
+        a = np.minimum(accepted, valid_lengths(valid, r, gamma))  # [R]
+        if r == 0 or not a.any():
+            return np.zeros(r, dtype=np.int64)
+        level, n = water_levels(a)  # for n = 0..ΣA drafts: the common cap and the count
+        seconds = true_seconds(ctx.cost, r, n, level, ctx.kv_tokens)  # [ΣA + 1]
+        # Engines that charge ragged batches: verifying L drafts of *every* request (unaccepted
+        # ones included) can cost less than the ragged water-fill of the same tokens.
+        caps = np.arange(gamma + 1)
+        gain = r + np.minimum(a[None, :], caps[:, None]).sum(axis=1)  # [γ + 1]
+        even = ctx.cost.decode_seconds(r, r, r * (gamma + 1) + 1, ctx.kv_tokens)[r * caps]
+        lam = prefix.marginal(ctx, "step")
+        score = (r + n) - lam * seconds if lam else (r + n) / seconds
+        score_even = gain - lam * even if lam else gain / even
+        if score_even.max() > score.max():
+            return np.minimum(np.full(r, int(score_even.argmax())), valid_lengths(valid, r, gamma))
+        return fill(a, int(n[int(score.argmax())]), conf)
+
+
+def water_levels(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every total n = 0..ΣA: the water-fill's longest ℓ (``level``) and n itself."""
+    top = int(a.max())
+    filled = np.minimum(a[None, :], np.arange(top + 1)[:, None]).sum(axis=1)  # Σ min(A, L)
+    n = np.arange(int(a.sum()) + 1)
+    return np.searchsorted(filled, n, side="left"), n
+
+
+def true_seconds(
+    cost, r: int, n: np.ndarray, level: np.ndarray, kv_tokens: int | None
+) -> np.ndarray:
+    """Decode-step seconds for n verified drafts water-filled to ``level``, priced as
+    ``CostModel.step_seconds`` prices the step (context at the longest request, padding)."""
+    t = cost.decode_seconds(r, r, r + int(n[-1]) + 1, None)[n]  # draft + verify
+    if kv_tokens is not None and cost.context.y != (0.0,):
+        t = t + cost.context_seconds(kv_tokens, r, 1.0 + level)
+    pad = r * (1 + level) - (r + n)  # padded query tokens: R · longest − B
+    t = t + cost.padding_s * pad + cost.ragged_s * (pad > 0)
+    return np.maximum(t, 0.0)
+
+
+def fill(a: np.ndarray, n: int, conf: np.ndarray | None = None) -> np.ndarray:
+    """Water-fill n drafts under caps ``a``: the lowest common cap, the remainder to the
+    requests that reach it with the highest confidence product ``Π c[r, :cap]`` (``conf``
+    [R, γ]; ties, or no ``conf``, by request index), so permuting requests permutes the result
+    (int64 [R])."""
+    if n <= 0:
+        return np.zeros(a.size, dtype=np.int64)
+    level, _ = water_levels(a)
+    cap = int(level[n])
+    out = np.minimum(a, cap - 1)
+    extra = n - int(out.sum())
+    room = np.flatnonzero(a >= cap)
+    if conf is not None and extra < room.size:
+        rank = np.prod(conf[room, :cap], axis=1)
+        room = room[np.argsort(-rank, kind="stable")]
+    out[room[:extra]] += 1
+    return out.astype(np.int64)
+
+
+@register
+@dataclass(frozen=True)
+class Twin(Policy):
+    """Policy ``of`` with each verify length cut to the realized accepted count, min(A, ℓ_π)."""
+
+    of: str = "dspark_lagged"  # the policy spec this twin shadows
+
+    name = "twin"
+    lossless = None
+    reads = READS  # whatever ``of`` reads, plus the realized outcome
+    summary = "min(A, ℓ_π) of policy `of`: the same tokens as π without its wasted drafts"
+
+    def __post_init__(self) -> None:
+        _ = self.inner  # an unknown or bad spec fails here (InputError)
+
+    @cached_property
+    def inner(self) -> Policy:
+        from policies.registry import make_policy
+
+        return make_policy(self.of)
+
+    def draft_tokens(self, gamma: int) -> int:
+        return self.inner.draft_tokens(gamma)
+
+    @property
+    def lag(self) -> int:
+        return int(getattr(self.inner, "lag", 0)) if "lagged" in self.inner.reads else 0
+
+    def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
+        ell = self.inner.decide(conf, valid, ctx)
+        return np.minimum(ell, np.asarray(ctx.accepted, dtype=np.int64))

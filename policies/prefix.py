@@ -43,6 +43,60 @@ _CHUNK = 256  # first chunk of the early-stop path; later chunks grow fourfold
 _MARGIN = 1e-11  # relative slack of the "Θ rises throughout" certificate (≫ N·ulp, N ≤ 65536)
 
 
+OBJECTIVES = ("step", "verify")  # what SPS(B) the DSpark family plans with (see Plan)
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """The ``SPS(B)`` a DSpark-family policy plans with under the ``step`` objective: whole
+    decode steps per second at the step's KV size, ``1 / (draft(R) + verify(R, B) +
+    context(KV) + fixed overhead)`` (``CostModel.plan_sps``) — the paper's Eq. 1 latency
+    (T_draft + T_verify)/τ, vLLM's ``draft_cost[R] + verify_cost[tokens]``, SGLang's recorded
+    wall-clock decode steps. The ``verify`` objective plans with the verify forward alone
+    (``CostModel.sps_range``, what SGLang does with a verify-only SPS table)."""
+
+    cost: Any  # profiles.CostModel
+    kv_tokens: int | None  # attended KV tokens of this step (cost's context_basis); None: unknown
+
+    def sps_range(self, r: int, start: int, stop: int) -> np.ndarray:
+        return self.cost.plan_sps(r, start, stop, self.kv_tokens)
+
+    def sps(self, r: int, tokens: np.ndarray) -> np.ndarray:
+        tokens = np.asarray(tokens)
+        lo = int(tokens.min()) if tokens.size else 0
+        table = self.sps_range(r, lo, int(tokens.max()) + 1 if tokens.size else 0)
+        return table[tokens - lo]
+
+
+def check_objective(name: str, objective: str) -> None:
+    if objective not in OBJECTIVES:
+        raise InputError(f"{name}: objective must be 'step' or 'verify', got {objective!r}")
+
+
+def planner(ctx: Any, objective: str) -> Any:
+    """What the policy's ``SPS(B)`` comes from this step: a :class:`Plan` of the whole decode
+    step (``objective="step"``, for cost models with ``plan_sps``) or the cost model itself
+    (``"verify"``, or duck-typed costs with only ``sps``)."""
+    cost = ctx.cost
+    if objective == "step" and hasattr(cost, "plan_sps"):
+        return Plan(cost, ctx.kv_tokens)
+    return cost
+
+
+def marginal(ctx: Any, objective: str) -> float:
+    """λ of the long-run marginal rule, or 0 where the step is planned by its own ratio.
+
+    A step that co-batches a prefill chunk pays the chunk whatever the policy verifies, so
+    putting it in the per-step ratio ``τ / (T + prefill)`` lowers the bar and over-verifies.
+    Long-run tokens per second is maximised (Dinkelbach) by maximising ``τ − λ·T(B)`` per step
+    with λ the long-run rate: admit a candidate while its survival exceeds ``λ · ΔT``, with λ
+    the server's running tokens per busy second (``ctx.rate``). Steps without prefill keep
+    Algorithm 1's own ratio (in steady state the two coincide)."""
+    if objective != "step" or not ctx.prefill_tokens or ctx.rate <= 0:
+        return 0.0
+    return float(ctx.rate)
+
+
 def check_bounds(name: str, min_verify_len: int, max_verify_len: int, eps: float) -> None:
     """Validate the DSpark-family hyperparameters (InputError naming the policy)."""
     if min_verify_len < 0 or max_verify_len < 0:
@@ -264,3 +318,20 @@ def lengths(base: np.ndarray | int, rows: np.ndarray, r: int) -> np.ndarray:
     out = np.bincount(rows, minlength=r) if rows.size else np.zeros(r, dtype=np.int64)
     out = out + base
     return out.astype(np.int64, copy=False)
+
+
+def marginal_count(
+    plan: Any, r: int, b0: int, vals: np.ndarray, lam: float, early_stop: bool
+) -> tuple[int, np.ndarray | None]:
+    """Admissions under the long-run marginal rule (see :func:`marginal`): along the ranked
+    candidates, candidate i gains ``a_i − λ · (T(B0+i+1) − T(B0+i))``; with ``early_stop`` the
+    count is the first non-positive gain (Algorithm 1's stop, lossless), else the argmax of the
+    cumulative gain (the capacity of the lagged production variant)."""
+    order = descending(vals)
+    seconds = 1.0 / sps_range(plan, r, b0, b0 + vals.size + 1)
+    gain = vals[order] - lam * np.diff(seconds)
+    if early_stop:
+        bad = np.flatnonzero(gain <= 0.0)
+        return (int(bad[0]) if bad.size else vals.size), order
+    path = np.concatenate([[0.0], np.cumsum(gain)])
+    return int(path.argmax()), order

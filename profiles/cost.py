@@ -22,6 +22,15 @@ the lookup in ``extrapolated`` so results can flag it. Every cost model carries 
 label saying where its numbers come from (measured, imported, analytic).
 
 Lookups on the simulator's hot path go through dense per-integer tables built once.
+
+**Monotone for planning and pricing.** Measured tables dip within the profiler's spread (a
+larger batch timed faster than a smaller one); Algorithm 1 would stop on such noise and pricing
+would reward verifying more. So every lookup (verify, alpha, draft, prefill, context) reads the
+*running maximum* of its curve over its axis — dips are lifted to the level before them, real
+steps up (padding buckets, CUDA-graph sizes) are kept — as vLLM forces its tables monotone. The
+raw probes stay in the fields (and in the profile files); :meth:`CostModel.repaired` counts the
+probes the repair lifted, per term; ``monotone=False`` reads the raw curves (an engine that
+plans on its table as measured, e.g. to replay records made before the repair).
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from profiles.errors import InputError
 
 _DENSE_LIMIT = 1 << 16  # integer B / bs covered by the dense lookup tables
 CONTEXT_BASES = ("total", "padded")  # how an engine's attention reads the batch's KV tokens
+DRAFTERS = ("parallel", "autoregressive")  # how draft cost scales with drafts per request
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,26 @@ class Curve:
     def hi(self) -> float:
         return self.x[-1]
 
+    @property
+    def lo(self) -> float:
+        return self.x[0]
+
+    def monotone(self) -> Curve:
+        """This curve with each probe raised to the running maximum of the probes before it."""
+        return Curve(self.x, tuple(np.maximum.accumulate(np.asarray(self.y, float)).tolist()))
+
+    def dips(self) -> int:
+        """Probes below an earlier probe (what :meth:`monotone` lifts)."""
+        y = np.asarray(self.y, float)
+        return int((y < np.maximum.accumulate(y)).sum())
+
+
+def _rising(seconds: np.ndarray) -> np.ndarray:
+    """A dense table made non-negative and non-decreasing from index 1 on (running maximum)."""
+    out = np.maximum(seconds, 0.0)
+    out[1:] = np.maximum.accumulate(out[1:])
+    return out
+
 
 def _zero() -> Curve:
     return Curve((0.0,), (0.0,))
@@ -111,6 +141,14 @@ class CostModel:
     padding_s: float = 0.0
     ragged_s: float = 0.0  # seconds a ragged batch (some request shorter than the longest) adds
     max_batch_tokens: int = 0  # largest B the engine accepts (0 = unbounded)
+    monotone: bool = True  # plan and price with running-maximum tables (False: raw, as measured)
+    max_context: int = 0  # longest sequence (prompt + output) one request may hold; 0 = unknown
+    # How the draft term scales when a policy drafts fewer than the measured ``draft_positions``
+    # per request (see :meth:`draft_scale`): "parallel" (DSpark/DFlash-style backbone: one pass
+    # yields every position, so any k >= 1 pays the measured pass) or "autoregressive" (k
+    # sequential passes: k / draft_positions of it). Drafting nothing costs nothing either way.
+    drafter: str = "parallel"
+    draft_positions: int = 7  # drafts per request the draft curve was measured (generated) at
     source: str = "unlabelled"  # provenance: "measured: ...", "imported: ...", "analytic: ..."
 
     def __post_init__(self) -> None:
@@ -124,15 +162,25 @@ class CostModel:
             raise InputError(f"context base must be >= 0 tokens, got {self.context_base}")
         if not all(x >= 0 and np.isfinite(x) for x in (self.padding_s, self.ragged_s)):
             raise InputError("padding seconds must be finite numbers >= 0")
+        if isinstance(self.max_context, bool) or not (
+            isinstance(self.max_context, int) and self.max_context >= 0
+        ):
+            raise InputError(f"max context must be a whole number >= 0, got {self.max_context!r}")
+        if self.drafter not in DRAFTERS or not self.draft_positions >= 1:
+            raise InputError(f"drafter must be one of {DRAFTERS} with draft_positions >= 1")
         if self.context_queries and not (1 < self.context_queries < np.inf):
             raise InputError(f"context queries per request must be > 1, got {self.context_queries}")
         grid = np.arange(_DENSE_LIMIT, dtype=float)
-        verify = np.maximum(self.verify(grid), 0.0)
+        rising = _rising if self.monotone else (lambda t: np.maximum(t, 0.0))
+        verify = rising(self.verify(grid))
         if self.kind == "additive":
             verify = verify + self.bias_s
         object.__setattr__(self, "_verify_dense", verify)  # seconds at B = index (plus bias)
-        object.__setattr__(self, "_alpha_dense", np.maximum(self.alpha(grid), 0.0))
-        object.__setattr__(self, "_draft_dense", np.maximum(self.draft(grid), 0.0))
+        object.__setattr__(self, "_alpha_dense", rising(self.alpha(grid)))
+        object.__setattr__(self, "_draft_dense", rising(self.draft(grid)))
+        for name in ("prefill", "context", "context_one"):  # monotone copies for scalar lookups
+            curve = getattr(self, name)
+            object.__setattr__(self, f"_{name}_m", curve.monotone() if self.monotone else curve)
         # Python-list copies for the simulator's scalar per-step lookups (faster than numpy items).
         bias_alpha = self._alpha_dense if self.kind == "additive" else np.zeros_like(grid)
         object.__setattr__(self, "_step_lists", (verify.tolist(), bias_alpha.tolist(),
@@ -194,25 +242,102 @@ class CostModel:
         t = float(self.verify(float(tokens))) + (self.bias_s if self.kind == "additive" else 0.0)
         return t + (float(self.alpha(float(requests))) if self.kind == "additive" else 0.0)
 
+    def draft_scale(self, drafts: int | None) -> float:
+        """Share of the measured draft pass a policy drafting ``drafts`` per request pays
+        (None: the measured ``draft_positions``): 0 for none, else 1 (parallel drafter) or
+        ``min(drafts, draft_positions) / draft_positions`` (autoregressive)."""
+        if drafts is None:
+            return 1.0
+        if drafts <= 0:
+            return 0.0
+        if self.drafter == "parallel":
+            return 1.0
+        return min(drafts, self.draft_positions) / self.draft_positions
+
     def step_time(
-        self, requests: int, tokens: int, kv_tokens: int, prefill_tokens: int, longest: int = 0
+        self,
+        requests: int,
+        tokens: int,
+        kv_tokens: int,
+        prefill_tokens: int,
+        longest: int = 0,
+        drafts: int | None = None,
     ) -> float:
         """Seconds of one engine step: draft + verify + context (+ prefill chunk); ``kv_tokens``
         counted on the model's ``context_basis``, ``longest`` the most verify tokens of one
-        request (0: unknown)."""
+        request (0: unknown), ``drafts`` per request drafted (None: all measured positions)."""
         t = self.prefill_time(prefill_tokens) if prefill_tokens else 0.0
         if not requests:
             return t
+        scale = 1.0 if drafts is None else self.draft_scale(drafts)
         if tokens < _DENSE_LIMIT and requests < _DENSE_LIMIT:
             verify, alpha, draft = self._step_lists
-            t += verify[tokens] + alpha[requests] + draft[requests]
+            t += verify[tokens] + alpha[requests] + scale * draft[requests]
         else:
-            t += self.verify_time(requests, tokens) + self.draft_time(requests)
+            t += self.verify_time(requests, tokens) + scale * self.draft_time(requests)
         if self._has_context:
             t += self.context_time(kv_tokens, requests, tokens, longest)
         if longest and requests * longest > tokens:  # ragged: padded to the longest
             t += self.padding_s * (requests * longest - tokens) + self.ragged_s
         return max(t, 0.0)
+
+    def step_seconds(
+        self,
+        requests: int,
+        batch_tokens: int,
+        *,
+        kv_tokens: int = 0,
+        longest: int = 0,
+        prefill_tokens: int = 0,
+        drafts: int | None = None,
+    ) -> float:
+        """Seconds of one whole engine step as the simulator prices it: draft(R) + verify(R, B)
+        + context at ``kv_tokens`` (on ``context_basis``) + padding to ``longest`` (+ prefill);
+        ``drafts`` per request drafted (None: the measured positions; see :meth:`draft_scale`).
+        The public name of :meth:`step_time` for exports and plans (keyword arguments)."""
+        return self.step_time(requests, batch_tokens, kv_tokens, prefill_tokens, longest, drafts)
+
+    def decode_seconds(
+        self, requests: int, start: int, stop: int, kv_tokens: int | None = None
+    ) -> np.ndarray:
+        """Seconds of a whole decode step (draft + verify + context, no prefill, no padding)
+        for each verify batch size B = start..stop-1 of ``requests`` requests at ``kv_tokens``
+        attended KV tokens (on ``context_basis``; None: unknown, priced at the measured base
+        and without a base-less context term): what a candidate batch costs the engine.
+        Float array ``[stop - start]``."""
+        if start < 0 or stop > _DENSE_LIMIT:
+            b = np.arange(start, stop, dtype=float)
+            t = np.maximum(self.verify(b), 0.0) + (self.bias_s if self.kind == "additive" else 0.0)
+        else:
+            t = self._verify_dense[start:stop].copy()
+        n = min(requests, _DENSE_LIMIT - 1)
+        if self.kind == "additive":
+            t += self._alpha_dense[n]
+        t += self._draft_dense[n]
+        if self._has_context and requests and kv_tokens is not None:
+            t += self.context_seconds(kv_tokens, requests, np.arange(start, stop) / requests)
+        return np.maximum(t, 1e-12, out=t)
+
+    def plan_sps(
+        self, requests: int, start: int, stop: int, kv_tokens: int | None = None
+    ) -> np.ndarray:
+        """Whole decode steps per second for B = start..stop-1: ``1 / decode_seconds`` (the
+        SPS(B) DSpark-family policies plan with by default, paper Eq. 1)."""
+        return 1.0 / self.decode_seconds(requests, start, stop, kv_tokens)
+
+    def context_seconds(self, kv_tokens: int, requests: int, queries: np.ndarray) -> np.ndarray:
+        """:meth:`context_time` for each ``queries`` (verify tokens per request, or the longest
+        request's where attention pads to it) at ``kv_tokens``; float array like ``queries``."""
+        queries = np.asarray(queries, float)
+        ctx, ctx_one = self._context_m, self._context_one_m
+        if not self.context_base:
+            return np.full(queries.shape, max(ctx.at(kv_tokens), 0.0))
+        base = requests * self.context_base
+        extra = ctx.at(kv_tokens) - ctx.at(base)
+        if not self.context_queries:
+            return np.full(queries.shape, extra)
+        one = ctx_one.at(kv_tokens) - ctx_one.at(base)
+        return one + (queries - 1.0) / (self.context_queries - 1.0) * (extra - one)
 
     def sps(self, requests: int, tokens: np.ndarray) -> np.ndarray:
         """Steps per second for each verify batch size in ``tokens`` (int array) at ``requests``.
@@ -254,7 +379,7 @@ class CostModel:
 
     def prefill_time(self, tokens: int) -> float:
         """Seconds to prefill ``tokens`` prompt tokens admitted in one step."""
-        return max(self.prefill.at(tokens), 0.0) if tokens > 0 else 0.0
+        return max(self._prefill_m.at(tokens), 0.0) if tokens > 0 else 0.0
 
     def context_time(
         self, kv_tokens: int, requests: int = 0, tokens: int = 0, longest: int = 0
@@ -264,19 +389,58 @@ class CostModel:
         ``requests × context_base`` the verify terms include (negative below it)."""
         if not self._has_context:
             return 0.0
+        ctx, ctx_one = self._context_m, self._context_one_m
         if not self.context_base:
-            return max(self.context.at(kv_tokens), 0.0)
+            return max(ctx.at(kv_tokens), 0.0)
         base = requests * self.context_base
-        extra = self.context.at(kv_tokens) - self.context.at(base)
+        extra = ctx.at(kv_tokens) - ctx.at(base)
         if self.context_queries and requests and tokens:
-            one = self.context_one.at(kv_tokens) - self.context_one.at(base)
+            one = ctx_one.at(kv_tokens) - ctx_one.at(base)
             q = longest or tokens / requests
             w = (q - 1.0) / (self.context_queries - 1.0)
             extra = one + w * (extra - one)
         return extra
 
+    def envelope(self) -> dict[str, list[float] | int | None]:
+        """The ranges this model's terms were measured (or generated) over, ``[lo, hi]`` per
+        axis from their probes (None: the term is not modelled), and the engine's maximum
+        context per request (0: unknown). Steps priced outside are counted (:meth:`outside`)."""
+
+        def span(c: Curve) -> list[float] | None:
+            return None if c.y == (0.0,) and c.x == (0.0,) else [c.lo, c.hi]
+
+        requests = [span(self.draft)] + ([span(self.alpha)] if self.kind == "additive" else [])
+        requests = [r for r in requests if r]
+        return {
+            "requests": [min(r[0] for r in requests), max(r[1] for r in requests)]
+            if requests
+            else None,
+            "batch_tokens": span(self.verify),
+            "kv_tokens": span(self.context) if self._has_context else None,
+            "prefill_tokens": span(self.prefill),
+            "max_context": self.max_context,
+        }
+
+    def outside(
+        self, requests: int, tokens: int, kv_tokens: int = 0, prefill_tokens: int = 0
+    ) -> bool:
+        """True when pricing this step reads any term beyond its measured probes: verify batch
+        tokens, requests (draft, alpha), attended KV tokens (the step's and the measured base
+        ``requests × context_base`` the context term is relative to) or the prefill chunk."""
+        if prefill_tokens and prefill_tokens > self._prefill_m.hi and self.prefill.y != (0.0,):
+            return True
+        if not requests:
+            return False
+        if self.extrapolates(requests, tokens):
+            return True
+        if self._has_context:
+            lo, hi = self.context.lo, self.context.hi
+            base = requests * self.context_base
+            return not (lo <= kv_tokens <= hi) or bool(base and base > hi)
+        return False
+
     def extrapolates(self, requests: int, tokens: int) -> bool:
-        """True when this lookup lies beyond the measured probes (results flag it)."""
+        """True when the verify or draft lookup lies beyond the measured probes."""
         hi_tokens, hi_requests = self._hi
         return tokens > hi_tokens or 0 < hi_requests < requests
 
@@ -310,6 +474,14 @@ class CostModel:
             prefill=lin(self.prefill, bp, ap),
             source=source,
         )
+
+    def repaired(self) -> dict[str, int]:
+        """Measured probes each term's monotone repair lifted (see the module docstring)."""
+        terms = {"verify": self.verify, "draft": self.draft, "prefill": self.prefill,
+                 "context": self.context, "context_one": self.context_one}  # fmt: skip
+        if self.kind == "additive":
+            terms["alpha"] = self.alpha
+        return {name: curve.dips() for name, curve in terms.items()}
 
     def describe(self) -> str:
         return f"{self.kind} cost model ({self.source})"

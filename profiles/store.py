@@ -111,6 +111,8 @@ def cost_from_dict(
                                 tuple(_numbers(sub, "seconds", f"{where}: {name}")))  # fmt: skip
     if "context" in data:
         extra.update(_context_options(data["context"], f"{where}: context"))
+    if data.get("max_context") is not None:  # the engine's longest sequence per request
+        extra["max_context"] = _field(data, "max_context", where, int)
     source = str(data.get("source", "unlabelled"))
     try:
         if form == "sps":
@@ -207,6 +209,8 @@ def cost_to_dict(cost: CostModel, metadata: dict | None = None) -> dict[str, Any
         curve = getattr(cost, name)
         if curve.y != (0.0,):
             out[name] = {axis: list(curve.x), "seconds": list(curve.y)}
+    if cost.max_context:
+        out["max_context"] = cost.max_context
     if "context" in out:
         out["context"]["basis"] = cost.context_basis
         out["context"]["base_tokens_per_request"] = cost.context_base

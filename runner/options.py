@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from dataclasses import replace
 from typing import Any
 
 from profiles.builtin import DEFAULT_ACCEPTANCE, DEFAULT_COST, load_acceptance, load_cost
@@ -127,6 +128,9 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
                    help="KV cache capacity in tokens; 0 = unlimited (default)")  # fmt: skip
     g.add_argument("--max-prefill-tokens", type=positive_int, default=2048,
                    help="chunked prefill: prompt tokens per step (default 2048)")  # fmt: skip
+    g.add_argument("--clamp-to-context", action="store_true",
+                   help="trim requests longer than the engine's context (counted) instead of "
+                   "refusing them")  # fmt: skip
     g.add_argument("--seed", type=seed_int, default=0, help="the one seed (default 0)")
 
 
@@ -146,7 +150,22 @@ def add_force(p) -> None:
     )
 
 
-def workload_from_args(args: argparse.Namespace) -> Workload:
+def fit_default(spec: WorkloadSpec, cost: Any) -> WorkloadSpec:
+    """The default workload made to fit an engine with a short context: on a profile with a
+    ``max_context`` (the CPU engine's 1,024 tokens) the default's prompts are clamped to 3/4 of
+    it and outputs to 1/4 (counted and shown in the workload label) unless clamps are given.
+    Any other workload is returned as is (requests too long for the engine are then refused, or
+    trimmed with ``--clamp-to-context``)."""
+    ctx = getattr(cost, "max_context", 0)
+    if spec.source != DEFAULT_WORKLOAD or not ctx:
+        return spec
+    if spec.max_prompt_tokens is not None or spec.max_output_tokens is not None:
+        return spec
+    return replace(spec, max_prompt_tokens=ctx * 3 // 4, max_output_tokens=ctx // 4)
+
+
+def workload_from_args(args: argparse.Namespace, cost: Any = None) -> Workload:
+    """The workload of the parsed options (``cost``: see :func:`fit_default`)."""
     source = args.trace or args.workload or DEFAULT_WORKLOAD
     spec = WorkloadSpec(
         source=source,
@@ -164,7 +183,7 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
         num_requests=args.num_requests,
         seed=args.seed,
     )
-    return open_workload(spec)
+    return open_workload(fit_default(spec, cost))
 
 
 def models_from_args(args: argparse.Namespace):
@@ -190,6 +209,7 @@ def server_from_args(args: argparse.Namespace, gamma: int) -> ServerConfig:
         kv_capacity_tokens=args.kv_capacity_tokens,
         max_prefill_tokens=args.max_prefill_tokens,
         gamma=gamma,
+        clamp_to_context=getattr(args, "clamp_to_context", False),
     )
 
 

@@ -45,7 +45,7 @@ def tell(args: argparse.Namespace) -> int:
     from runner.commands.export import describe
     from runner.commands.tune import execute
     from runner.export import FORMATS, load_export, write_export
-    from runner.options import DEFAULT_WORKLOAD
+    from runner.options import DEFAULT_WORKLOAD, fit_default
     from runner.scheduler import load_scheduler, parse_sla
     from runner.sweep import METRICS
     from runner.tune import TuneConfig
@@ -56,7 +56,7 @@ def tell(args: argparse.Namespace) -> int:
     cost, acceptance = load_cost(args.profile), load_acceptance(args.acceptance)
     gamma = args.gamma or acceptance.gamma
     server = ServerConfig(gamma=gamma)
-    spec = WorkloadSpec(DEFAULT_WORKLOAD, seed=args.seed)
+    spec = fit_default(WorkloadSpec(DEFAULT_WORKLOAD, seed=args.seed), cost)
     say = print
     say()
     if args.sla:

@@ -74,7 +74,10 @@ class ProfiledBackend:
         self._due: dict[int, list[int]] = {}  # step -> slots whose rows run out at that step
         self._due_at = np.full(capacity, -1, dtype=np.int64)  # the step each slot's rows run out
         self._step = 0  # decode steps verified so far
-        self.extrapolated_steps = 0  # steps whose cost lookup left the measured range
+        self.extrapolated_steps = 0  # steps priced outside the profile's envelope (any term)
+        self.priced_steps = 0  # steps priced (decode steps and prefill-only steps)
+        self.drafts: int | None = None  # drafts per request the policy needs (None: γ), set
+        # by the server from Policy.draft_tokens; prices the draft pass (CostModel.draft_scale)
 
     def prefill(self, entries: list[tuple[int, Request]]) -> None:
         """Nothing to do: the cost model prices the prefill chunk in ``step_time``."""
@@ -125,6 +128,9 @@ class ProfiledBackend:
         prefill_tokens: int,
         longest: int = 0,
     ) -> float:
-        if requests and self.cost.extrapolates(requests, batch_tokens):
+        self.priced_steps += 1
+        if self.cost.outside(requests, batch_tokens, kv_tokens, prefill_tokens):
             self.extrapolated_steps += 1
-        return self.cost.step_time(requests, batch_tokens, kv_tokens, prefill_tokens, longest)
+        return self.cost.step_time(
+            requests, batch_tokens, kv_tokens, prefill_tokens, longest, self.drafts
+        )

@@ -9,7 +9,7 @@ result.summary["throughput_tok_s"]
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,14 +46,22 @@ def simulate(
         )
     if backend is None:
         backend = ProfiledBackend(cost, acceptance, config.max_concurrency, seed, config.gamma)
+    clamped = [0]
+    if cost.max_context:
+        workload = fit_context(workload, cost.max_context, config.clamp_to_context, clamped)
     server = Server(config, policy, backend, cost=cost, seed=seed, on_request=on_request)
     t0 = time.perf_counter()
     recorder = server.run(workload)
     wall = time.perf_counter() - t0
     summary = recorder.summary()
+    extrapolated = getattr(backend, "extrapolated_steps", 0)
+    priced = getattr(backend, "priced_steps", recorder.decode_steps)
     summary.update(
         {
-            "extrapolated_steps": getattr(backend, "extrapolated_steps", 0),
+            "extrapolated_steps": extrapolated,
+            "extrapolated_step_share": extrapolated / priced if priced else 0.0,
+            "requests_clamped_to_context": clamped[0],
+            "max_context": cost.max_context,
             "policy": policy.spec,
             "gamma": config.gamma,
             "max_concurrency": config.max_concurrency,
@@ -70,3 +78,27 @@ def simulate(
         }
     )
     return Result(summary, recorder)
+
+
+def fit_context(
+    workload: Iterable[Request], max_context: int, clamp: bool, clamped: list[int]
+) -> Iterator[Request]:
+    """The workload with every request checked against the engine's context (prompt + output
+    tokens ≤ ``max_context``): a longer one stops the run with an InputError naming it, or with
+    ``clamp`` is trimmed — prompt first (its tail kept), then output — and counted in
+    ``clamped[0]``."""
+    for req in workload:
+        if req.prompt_tokens + req.output_tokens <= max_context:
+            yield req
+            continue
+        if not clamp:
+            raise InputError(
+                f"request {req.id} needs {req.prompt_tokens} prompt + {req.output_tokens} output "
+                f"tokens, beyond the engine's {max_context}-token context (--clamp-to-context "
+                "trims such requests, or clamp lengths with --max-prompt-tokens/"
+                "--max-output-tokens)"
+            )
+        clamped[0] += 1
+        output = min(req.output_tokens, max_context - 1)
+        prompt = min(req.prompt_tokens, max_context - output)
+        yield Request(req.id, req.arrival_s, prompt, output, req.domain)

@@ -41,6 +41,7 @@ class ServerConfig:
     kv_capacity_tokens: int = 0  # KV cache tokens; 0 = unlimited
     max_prefill_tokens: int = 2048  # chunked prefill: prompt tokens prefilled per step at most
     gamma: int = 7  # drafts proposed per request per step
+    clamp_to_context: bool = False  # trim requests longer than the engine's context (counted)
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -85,6 +86,7 @@ class Server:
         # prompt + output tokens (its KV length is this minus the tokens left).
         self._run = [np.zeros(0, dtype=np.int64) for _ in range(5)]
         self._kv_running = 0  # Σ KV length over the decode batch
+        self._tokens = 0  # decode tokens generated so far (the running rate's numerator)
         # How the step's attended KV tokens are counted (see profiles/cost.py): the sum over the
         # batch, or requests × the longest context for engines that pad to it.
         self._padded = getattr(backend, "context_basis", "total") == "padded"
@@ -95,6 +97,8 @@ class Server:
             cost=cost,  # the cost model cost-aware policies plan with
             rng=np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,))),
         )
+        if hasattr(backend, "drafts"):  # a profiled backend prices the draft pass the policy needs
+            backend.drafts = policy.draft_tokens(config.gamma)
         self._lag = int(getattr(policy, "lag", 0)) if "lagged" in policy.reads else 0
         if self._lag:
             self._hist = np.zeros((self._lag, cap, config.gamma))  # [lag, slot, γ]
@@ -220,12 +224,15 @@ class Server:
         r = slots.size
         if not r:
             return backend.step_time(0, 0, 0, prefill_tokens), None
-        conf = backend.draft(slots)  # [R, γ]
-        lengths = self.policy.decide(conf, None, self._context(slots, conf))  # [R]
-        gained = backend.verify(slots, lengths)  # [R] = min(A, ℓ) + 1
-        verified = int(lengths.sum())
         left, ver, gain, _, size = self._run  # aligned with self._running
         kv = r * int((size - left).max()) if self._padded else self._kv_running
+        ctx = self._context(slots, conf := backend.draft(slots))  # conf [R, γ]
+        ctx.kv_tokens, ctx.prefill_tokens = kv, prefill_tokens
+        busy = self.recorder.busy_s
+        ctx.rate = self._tokens / busy if busy > 0 else 0.0  # running tokens per busy second
+        lengths = self.policy.decide(conf, None, ctx)  # [R]
+        gained = backend.verify(slots, lengths)  # [R] = min(A, ℓ) + 1
+        verified = int(lengths.sum())
         dt = backend.step_time(r, r + verified, kv, prefill_tokens, int(lengths.max()) + 1)
         self.recorder.step(r, r + verified, verified, int(gained.sum()))
         take = np.minimum(gained, left)
@@ -233,6 +240,7 @@ class Server:
         ver += lengths
         gain += gained
         self._kv_running += int(take.sum())
+        self._tokens += int(take.sum())
         return dt, left
 
     def _context(self, slots: np.ndarray, conf: np.ndarray) -> StepContext:

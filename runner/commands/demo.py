@@ -26,6 +26,7 @@ from runner.options import (
     add_model_args,
     add_server_args,
     bounded_int,
+    fit_default,
     models_from_args,
     positive_float,
     server_from_args,
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             rate = load * capacity
             spec = WorkloadSpec(DEFAULT_WORKLOAD, request_rate=rate,
                                 num_requests=args.num_requests, seed=args.seed)  # fmt: skip
+            spec = fit_default(spec, cost)  # fits a short-context engine (clamps in the label)
             workload = open_workload(spec)
             for label, policy in zip(specs, policies, strict=True):
                 bar.note(f"{policy.spec} at load {load:g}")
@@ -149,6 +151,7 @@ def _capacity(cost, acceptance, config, args) -> float:
 
     spec = WorkloadSpec(DEFAULT_WORKLOAD, request_rate=float("inf"), seed=args.seed,
                         num_requests=args.num_requests)  # fmt: skip
+    spec = fit_default(spec, cost)
     s = simulate(open_workload(spec), make_policy("fixed:k=1"), cost, acceptance, config,
                  seed=args.seed).summary  # fmt: skip
     return s["request_throughput_req_s"]

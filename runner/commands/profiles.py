@@ -53,15 +53,17 @@ def describe() -> dict[str, Any]:
         load_cost,
     )
 
-    costs = [
-        {
+    costs = []
+    for name, spec in BUILTIN_COSTS.items():
+        model = load_cost(spec)
+        costs.append({
             "spec": f"builtin:{name}",
             "resolves_to": spec,
-            "source": load_cost(spec).source,
+            "source": model.source,
             "default": f"builtin:{name}" == DEFAULT_COST,
-        }
-        for name, spec in BUILTIN_COSTS.items()
-    ]
+            "repaired_points": model.repaired(),  # probes the monotone repair lifted, per term
+            "envelope": model.envelope(),  # measured ranges; steps outside are counted
+        })  # fmt: skip
     defaults = Roofline()
     analytic = {
         "spec": "analytic:key=value,...",
@@ -95,6 +97,14 @@ def run(args: argparse.Namespace) -> int:
     for c in info["cost"]:
         mark = " (default)" if c["default"] else ""
         out.append(f"  {c['spec']}{mark}\n      = {c['resolves_to']}\n      {c['source']}")
+        fixed = {k: v for k, v in c["repaired_points"].items() if v}
+        lifted = ", ".join(f"{k} {v}" for k, v in fixed.items()) or "none"
+        out.append(f"      monotone repair: {sum(fixed.values())} probes lifted ({lifted})")
+        env = c["envelope"]
+        spans = [f"{k.replace('_', ' ')} {v[0]:g}-{v[1]:g}" for k, v in env.items()
+                 if isinstance(v, list)]  # fmt: skip
+        ctx = f"; engine context {env['max_context']}" if env["max_context"] else ""
+        out.append(f"      measured over: {', '.join(spans)}{ctx}")
     params = ", ".join(f"{k}={v:g}" for k, v in info["analytic"]["parameters"].items())
     out.append(f"  {info['analytic']['spec']}\n      parameters (defaults): {params}")
     out += ["", "acceptance models (--acceptance)"]

@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
         from runner.live import clamp_to_context, engine_context
 
         clamp_to_context(args, engine_context(args), args.gamma or 7)
-    workload = workload_from_args(args)
     cost, acceptance, gamma = models_from_args(args)
+    workload = workload_from_args(args, cost)
     tuned = None
     if args.config:  # the tuned scheduler replaces --policy, --profile and --gamma
         from runner.scheduler import load_scheduler
@@ -156,9 +156,14 @@ def format_summary(s: dict) -> str:
     skipped = s.get("bad_rows_skipped")
     if skipped:
         lines.append(f"skipped      {skipped} malformed trace rows (--skip-bad-rows)")
+    if s.get("requests_clamped_to_context"):
+        lines.append(f"clamped      {s['requests_clamped_to_context']} requests to the engine's "
+                     f"{s['max_context']}-token context (--clamp-to-context)")  # fmt: skip
     if s.get("extrapolated_steps"):
         lines.append(
-            f"warning      {s['extrapolated_steps']} steps beyond the profile's measured range"
+            f"warning      {s['extrapolated_steps']} steps "
+            f"({s.get('extrapolated_step_share', 0):.1%}) priced beyond the profile's measured "
+            "range (requests, batch tokens, KV context or prefill; `spectune profiles` lists it)"
         )
     return "\n".join(lines)
 

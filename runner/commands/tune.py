@@ -30,6 +30,7 @@ from runner.options import (
     add_server_args,
     add_workload_args,
     bounded_int,
+    fit_default,
     positive_float,
     show_progress,
     workers_int,
@@ -193,6 +194,8 @@ def config_from_args(args: argparse.Namespace):
         domain_mix=parse_domain_mix(args.domain_mix) if args.domain_mix else (),
         burstiness=args.burstiness, seed=args.seed,
     )  # fmt: skip
+    cost, acceptance = load_cost(args.profile), load_acceptance(args.acceptance)
+    spec = fit_default(spec, cost)  # the default workload fits a short-context engine
     workload = open_workload(spec)  # checks the file now (one-line errors)
     if workload._trace is not None and workload._trace.text is not None:
         raise InputError(f"--trace {source}: tune replays the trace once per point and cannot "
@@ -211,11 +214,11 @@ def config_from_args(args: argparse.Namespace):
         mode = "concurrency"
         default = QUICK["concurrency"] if args.quick else DEFAULT_CONCURRENCY
         loads = _floats(args.concurrency, "--concurrency") if args.concurrency else default
-    cost, acceptance = load_cost(args.profile), load_acceptance(args.acceptance)
     gamma = args.gamma or acceptance.gamma
     server = ServerConfig(max_concurrency=args.max_concurrency,
                           kv_capacity_tokens=args.kv_capacity_tokens,
-                          max_prefill_tokens=args.max_prefill_tokens, gamma=gamma)  # fmt: skip
+                          max_prefill_tokens=args.max_prefill_tokens, gamma=gamma,
+                          clamp_to_context=args.clamp_to_context)  # fmt: skip
     if gamma > acceptance.gamma:
         raise InputError(f"--gamma {gamma} exceeds the acceptance model's {acceptance.gamma}")
     from policies.registry import check_gamma

@@ -161,6 +161,7 @@ def test_recalibration_recovers_an_affine_speed_change(measured):
 
     ms = _synthetic(measured[1])  # the measured grid, timings made up: no dependence on load
     _, add, _ = costfit.cost_models(ms, "measured: test", quick=True)
+    add = replace(add, monotone=False)  # the curves as fitted (the repair lifts noisy dips)
     prices = costfit.point_prices(ms, add)
     np.testing.assert_allclose(prices["draft"], ms.draft.mean)  # curves through the means
     np.testing.assert_allclose(prices["prefill"], ms.prefill.mean)

@@ -62,7 +62,9 @@ def test_table_output_labels_provenance(capsys):
 
 def test_azure_conv_full_replay_conserves_tokens(traces, capsys, tmp_path):
     path = traces / "azure_llm_2023_conv.csv"
-    s = replay_json(capsys, "--trace", str(path), "--policy", "fixed:k=1", "--out", str(tmp_path))
+    cpu_too_short = ("--profile", "builtin:h100-8b")  # its prompts exceed the CPU engine's context
+    s = replay_json(capsys, "--trace", str(path), "--policy", "fixed:k=1", "--out", str(tmp_path),
+                    *cpu_too_short)  # fmt: skip
     assert s["requests_completed"] == 19366
     expected = 0
     with open(path) as f:
@@ -78,6 +80,7 @@ def test_mooncake_with_rate_scale_and_kv_capacity(traces, capsys):
     s = replay_json(
         capsys, "--trace", str(traces / "mooncake_conversation_trace.jsonl"), "--rate-scale", "4",
         "--limit", "400", "--kv-capacity-tokens", "60000", "--max-concurrency", "32",
+        "--profile", "builtin:h100-8b",
     )  # fmt: skip
     assert s["requests_rejected_too_long"] > 0
     assert s["requests_completed"] + s["requests_rejected_too_long"] == 400
@@ -156,6 +159,7 @@ DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "simulator" /
      "generic_tiny.jsonl"],
 )  # fmt: skip
 def test_each_trace_format_replays(capsys, name):
-    s = replay_json(capsys, "--trace", str(DATA / name), "--policy", "fixed:k=2")
+    s = replay_json(capsys, "--trace", str(DATA / name), "--policy", "fixed:k=2",
+                    "--clamp-to-context")  # fmt: skip
     assert s["requests_completed"] == s["requests"] > 0
     assert s["requests_completed"] + s["requests_rejected_too_long"] == s["requests"]
