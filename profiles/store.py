@@ -67,8 +67,14 @@ def _field(data: dict, key: str, where: str, kind: type | tuple = (list, tuple))
 
 
 ABSURD = 1e9  # no count, rate or duration in a profile comes near this: such a value is corrupt
-_POSITIVE = ("sample_batch_tokens", "sample_steps_per_sec", "requests", "tokens", "bs_probes",
-             "m_probes")  # fields that must be > 0 (the rest may be 0)
+_POSITIVE = (
+    "sample_batch_tokens",
+    "sample_steps_per_sec",
+    "requests",
+    "tokens",
+    "bs_probes",
+    "m_probes",
+)  # fields that must be > 0 (the rest may be 0)
 _SIGNED = ("seconds", "seconds_one_query")  # fitted curves may dip below 0 at small sizes
 
 

@@ -222,6 +222,7 @@ def config_from_args(args: argparse.Namespace):
     if gamma > acceptance.gamma:
         raise InputError(f"--gamma {gamma} exceeds the acceptance model's {acceptance.gamma}")
     from policies.registry import check_gamma
+
     known = METRICS
     pick = lambda key, full: QUICK[key] if args.quick else full  # noqa: E731
     cfg = TuneConfig(
