@@ -23,7 +23,11 @@ KINDS = ("dspark", "dflash", "ar", "mtp1")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=("target", "drafter"), help="which model to train")
+    parser.add_argument(
+        "what",
+        choices=("target", "drafter", "draft-model"),
+        help="which model to train (draft-model: a standalone Llama draft for vLLM, 'draft')",
+    )
     parser.add_argument(
         "--kind", help="drafter kind(s), comma-separated: dspark,dflash,ar,mtp1 (one run)"
     )
@@ -58,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
     for k in kinds:
         if k not in KINDS:
             raise InputError(f"--kind: unknown drafter {k!r} (known: {', '.join(KINDS)})")
-    name = "target" if args.what == "target" else "+".join(kinds)
+    name = {"target": "target", "draft-model": "draft"}.get(args.what, "+".join(kinds))
     out_dir = Path(args.out_dir) if args.out_dir else checkpoint.CHECKPOINTS
-    out = out_dir / "target.safetensors"
+    out = out_dir / f"{'draft' if args.what == 'draft-model' else 'target'}.safetensors"
     run_dir = Path(args.run_dir or f"runs/train/{name}")
     overrides = {k: getattr(args, k) for k in ("steps", "batch", "lr") if getattr(args, k)}
     for key, value in overrides.items():
@@ -73,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
         cfg = dataclasses.replace(TrainConfig(seed=args.seed), **overrides)
         info = train_target(TargetConfig(), cfg, run_dir, out, command, quiet=args.quiet)
+    elif args.what == "draft-model":
+        return _draft_model(args, overrides, run_dir, out, command)
     else:
         from engine.distill import DistillConfig, train_drafter
 
@@ -101,4 +107,27 @@ def run(args: argparse.Namespace) -> int:
     else:
         held = info["heldout_bits_per_byte"]
         print(f"wrote {out} ({info['steps_done']} steps); held-out bits/byte: {held}")
+    return 0
+
+
+def _draft_model(args, overrides: dict, run_dir: Path, out: Path, command: str) -> int:
+    """``train draft-model``: distil the standalone draft LM (engine/draftlm.py)."""
+    import dataclasses
+
+    from engine import checkpoint
+    from engine.draftlm import DistilConfig, distil
+
+    if not checkpoint.path_of(args.target).exists():
+        raise InputError(f"{checkpoint.path_of(args.target)}: no target checkpoint")
+    target = checkpoint.load_target(args.target)
+    cfg = dataclasses.replace(DistilConfig(seed=args.seed), **overrides)
+    info = distil(target, cfg, run_dir, out, command, quiet=args.quiet)
+    if args.json:
+        print(
+            json.dumps(
+                {"checkpoint": str(out), **{k: v for k, v in info.items() if k != "loss_curve"}}
+            )
+        )
+    else:
+        print(f"wrote {out} ({cfg.steps} steps); held-out teacher-forced: {info['heldout']}")
     return 0
