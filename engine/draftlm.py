@@ -139,8 +139,13 @@ def speculate(
         dt, dp = [], []
         for k in range(gamma):  # draft: K autoregressive samples
             logits, _ = draft.forward_seq(b[:, : int(n0.max()) + k])
-            probs = torch.softmax(logits[rows[: len(live)], n0 + k - 1] / temperature, dim=-1)
-            tok = torch.multinomial(probs, 1, generator=g)[:, 0]
+            last = logits[rows[: len(live)], n0 + k - 1]  # [R, V]
+            if temperature <= 0:  # greedy: argmax drafts (verify matches the target's argmax)
+                tok = last.argmax(-1)
+                probs = F.one_hot(tok, last.shape[-1]).float()
+            else:
+                probs = torch.softmax(last / temperature, dim=-1)
+                tok = torch.multinomial(probs, 1, generator=g)[:, 0]
             b[rows[: len(live)], n0 + k] = tok
             dt.append(tok)
             dp.append(probs)

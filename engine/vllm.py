@@ -49,6 +49,9 @@ class Spec:
     dtype: str = "float32"  # weights and activations in vLLM
     kv_cache_gib: int = 1  # VLLM_CPU_KVCACHE_SPACE
     seed: int = 0
+    # vLLM's default is "greedy" (argmax drafts, one-hot in rejection sampling); "probabilistic"
+    # samples drafts from the draft distribution, as our engine does
+    draft_sample: str = "probabilistic"
 
     def __post_init__(self) -> None:
         if self.draft and self.k < 1:
@@ -60,7 +63,8 @@ class Spec:
         """vLLM's ``speculative_config`` dict (None without a draft)."""
         if not self.draft:
             return None
-        cfg = {"method": "draft_model", "model": self.draft, "num_speculative_tokens": self.k}
+        cfg = {"method": "draft_model", "model": self.draft, "num_speculative_tokens": self.k,
+               "draft_sample_method": self.draft_sample}  # fmt: skip
         if self.table:
             cfg["num_speculative_tokens_per_batch_size"] = [list(r) for r in self.table]
         return cfg
@@ -82,6 +86,7 @@ def open_llm(spec: Spec):
         dtype=spec.dtype,
         seed=spec.seed,
         enforce_eager=True,
+        disable_log_stats=False,  # LLM.get_metrics() needs the stat loggers
     )
 
 
@@ -95,13 +100,16 @@ def sampling(max_tokens: int, temperature: float = 1.0, seed: int | None = None)
     )  # fmt: skip
 
 
-def generate(
-    llm, prompts: list[list[int]], max_tokens: int, temperature: float = 1.0, seed: int = 0
-):
-    """Token ids generated for each prompt (one ``LLM.generate`` call)."""
+def generate(llm, prompts: list[list[int]], max_tokens: int, temperature: float = 1.0):
+    """Token ids generated for each prompt (one ``LLM.generate`` call).
+
+    Requests carry no seed of their own: the LLM's one seed drives sampling (vLLM 0.32 on CPU
+    fails a seeded request whose prefill is split into chunks: "CPU Generator does not use
+    offset", raised when it rewinds the request's generator).
+    """
     from vllm.inputs import TokensPrompt
 
-    params = [sampling(max_tokens, temperature, seed + i) for i in range(len(prompts))]
+    params = sampling(max_tokens, temperature)
     outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
     return [list(o.outputs[0].token_ids) for o in outs]
 
@@ -116,10 +124,12 @@ def spec_counters(llm) -> dict:
         if short in names:
             out[short] += float(m.value)
         elif short == "num_accepted_tokens_per_pos":
-            vals = list(m.values)
-            per_pos = (
-                [a + b for a, b in zip(per_pos + [0.0] * len(vals), vals)] if per_pos else vals
-            )
+            vals = [float(v) for v in m.values]
+            per_pos += [0.0] * (len(vals) - len(per_pos))
+            per_pos = [
+                a + b
+                for a, b in zip(per_pos, vals + [0.0] * (len(per_pos) - len(vals)), strict=True)
+            ]
     drafts = out["num_drafts"]
     out["num_accepted_tokens_per_pos"] = per_pos
     out["mean_acceptance_length"] = 1 + out["num_accepted_tokens"] / drafts if drafts else 1.0
