@@ -225,3 +225,24 @@ def distil(
     checkpoint.save(out, draft.state_dict(), "target", draft.cfg.to_dict(), info)
     write_card(out, "draft_model", draft.cfg.to_dict(), info)
     return info
+
+
+def tau(
+    target: Target,
+    draft: Target,
+    domains: tuple[str, ...] = DOMAINS,
+    *,
+    prompts: int = 8,
+    prompt_len: int = 128,
+    new_tokens: int = 64,
+    gamma: int = 4,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Accepted length τ (bonus included) per held-out domain, decoded by :func:`speculate`."""
+    out = {}
+    for d in domains:
+        ps = [list(p) for p in Corpus.load(d, "heldout").prompts(prompts, prompt_len, seed=seed)]
+        n = speculate(target, draft, ps, new_tokens, gamma, temperature, seed)
+        out[d] = round(float(n.mean()) + 1.0, 3)
+    return out
