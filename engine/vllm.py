@@ -74,6 +74,8 @@ def open_llm(spec: Spec):
     """A ``vllm.LLM`` for ``spec`` with the engine core in this process (see module doc)."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(spec.kv_cache_gib))
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout is the command's
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     import vllm
 
     return vllm.LLM(
