@@ -15,7 +15,6 @@ machine are noisy: run it when the machine is quiet and keep ``--threads`` expli
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -39,7 +38,9 @@ ENGINES = {"builtin:tiny": ("target", "dspark")}  # engine spec -> (target, defa
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine", default="builtin:tiny", help="builtin:tiny (committed checkpoints)")
+    p.add_argument("--engine", default="builtin:tiny",
+                   help="builtin:tiny (committed checkpoints) or vllm:TARGET[,draft=DIR] (the "
+                   "real vLLM; TARGET/DIR: exported HF dir or checkpoint name)")  # fmt: skip
     p.add_argument("--drafter", help="drafter checkpoint name or path (default dspark)")
     p.add_argument("--target", help="target checkpoint name or path (default: the engine's)")
     p.add_argument("--out", required=True, metavar="FILE.yaml", help="profile to write")
@@ -58,20 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
 
 
-def check_out(path: str) -> Path:
-    """Fail before measuring when ``--out`` cannot be written."""
-    out = Path(path)
-    if out.is_dir():
-        raise InputError("is a directory", where=f"--out {path}")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"directory {parent} does not exist", where=f"--out {path}")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"directory {parent} is not writable", where=f"--out {path}")
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
+    if args.engine.startswith("vllm:"):
+        return _vllm(
+            args, out_file(args.out, force=args.force), progress.bar(args, "profile", unit="call")
+        )
     if args.engine not in ENGINES:
         raise InputError(f"--engine: unknown engine {args.engine!r} (known: {', '.join(ENGINES)})")
     if args.slots < 2:
@@ -159,3 +151,46 @@ def _summary(out, sps, add, fit, ms, meta) -> dict:
         "threads": meta["threads"],
         "device": meta["device"],
     }
+
+
+def _vllm(args: argparse.Namespace, out: Path, bar: progress.Progress) -> int:
+    """``--engine vllm:TARGET[,draft=DIR]``: the real vLLM engine's steps (engine/vllmcost.py)."""
+    from engine import vllm, vllmcost
+    from profiles.store import read_cost, write_yaml
+
+    why = vllm.missing()
+    if why:
+        raise InputError(why, where="--engine")
+    try:
+        target, draft = vllmcost.parse_engine(args.engine)
+        ks = (0, 1, 2, 4) if draft else (0,)
+        cfg = vllmcost.VllmProfileConfig(
+            requests=(1, 4, 8) if args.quick else (1, 2, 4, 8, 16),
+            ks=(0, 2) if args.quick and draft else ks,
+            repeats=args.repeats or (2 if args.quick else 3), steps=4 if args.quick else 6,
+            chunks=(16, 128) if args.quick else (16, 64, 256), seed=args.seed,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    meta = {"threads": args.threads, "quick": args.quick, "seed": args.seed,
+            "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:])}  # fmt: skip
+    bar.start(vllmcost.total_calls(cfg))
+    try:
+        doc = vllmcost.profile(args.engine, cfg, {}, meta, tick=bar.update)
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(str(exc), where="--engine") from None
+    finally:
+        bar.close()
+    write_yaml(out, doc)
+    read_cost(out), read_cost(out, form="sps")  # what we wrote loads
+    fit, env = doc["metadata"]["additive_fit"], doc["metadata"]["envelope"]
+    summary = {"out": str(out), "source": doc["source"], "additive_fit": fit, "envelope": env,
+               "wall_s": doc["metadata"]["wall_s"]}  # fmt: skip
+    if args.json:
+        print(json_line(summary))
+    else:
+        print(f"wrote {out} ({fit['points']} decode samples, {summary['wall_s']:.0f} s)")
+        print(f"  additive fit: rms relative error {fit['rms_rel_error']:.1%}, "
+              f"max {fit['max_rel_error']:.1%}; envelope {env}")  # fmt: skip
+        print(f"  use: --profile {out}")
+    return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from profiles.documents import json_line
 from profiles.errors import InputError
@@ -23,7 +24,11 @@ KINDS = ("dspark", "dflash", "ar", "mtp1")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=("target", "drafter"), help="which model to train")
+    parser.add_argument(
+        "what",
+        choices=("target", "drafter", "draft-model"),
+        help="which model to train (draft-model: a standalone Llama draft for vLLM, 'draft')",
+    )
     parser.add_argument(
         "--kind", help="drafter kind(s), comma-separated: dspark,dflash,ar,mtp1 (one run)"
     )
@@ -65,11 +70,11 @@ def run(args: argparse.Namespace) -> int:
     for k in kinds:
         if k not in KINDS:
             raise InputError(f"--kind: unknown drafter {k!r} (known: {', '.join(KINDS)})")
-    name = "target" if args.what == "target" else "+".join(kinds)
-    ckpts = tuple(f"{k}.safetensors" for k in ("target", *KINDS))
+    name = {"target": "target", "draft-model": "draft"}.get(args.what, "+".join(kinds))
+    ckpts = tuple(f"{k}.safetensors" for k in ("target", "draft", *KINDS))
     out_dir = out_dir_of(args.out_dir, NAME, "--out-dir", force=args.force, known=ckpts,
                          mark=False) if args.out_dir else checkpoint.CHECKPOINTS  # fmt: skip
-    out = out_dir / "target.safetensors"
+    out = out_dir / f"{'draft' if args.what == 'draft-model' else 'target'}.safetensors"
     run_dir = out_dir_of(args.run_dir or f"runs/train/{name}", NAME, "--run-dir", force=True,
                          mark=False)  # fmt: skip
     overrides = {k: getattr(args, k) for k in ("steps", "batch", "lr") if getattr(args, k)}
@@ -84,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(TrainConfig(seed=args.seed), **overrides)
         with _Steps(args, "train target") as hook:
             info = train_target(TargetConfig(), cfg, run_dir, out, command, on_step=hook)
+    elif args.what == "draft-model":
+        return _draft_model(args, overrides, run_dir, out, command)
     else:
         from engine.distill import DistillConfig, train_drafter
 
@@ -140,3 +147,27 @@ class _Steps:
     def __exit__(self, *_) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _draft_model(args, overrides: dict, run_dir: Path, out: Path, command: str) -> int:
+    """``train draft-model``: distil the standalone draft LM (engine/draftlm.py)."""
+    import dataclasses
+
+    from engine import checkpoint
+    from engine.draftlm import DistilConfig, distil
+
+    if not checkpoint.path_of(args.target).exists():
+        raise InputError(f"{checkpoint.path_of(args.target)}: no target checkpoint")
+    target = checkpoint.load_target(args.target)
+    cfg = dataclasses.replace(DistilConfig(seed=args.seed), **overrides)
+    with _Steps(args, "distil draft") as hook:
+        info = distil(target, cfg, run_dir, out, command, on_step=hook)
+    if args.json:
+        print(
+            json_line(
+                {"checkpoint": str(out), **{k: v for k, v in info.items() if k != "loss_curve"}}
+            )
+        )
+    else:
+        print(f"wrote {out} ({cfg.steps} steps); held-out teacher-forced: {info['heldout']}")
+    return 0
