@@ -111,8 +111,8 @@ def whole_step(cost: Any, requests: int, tokens: np.ndarray) -> np.ndarray:
     """Seconds of a whole decode step (draft + verify, no prefill, context at the measured
     base) of ``requests`` requests at each verify batch size in ``tokens``.
 
-    TODO(c13): use ``CostModel.decode_seconds(requests, start, stop, kv_tokens)`` once it is on
-    main; this computes the same sum from the existing lookups."""
+    ``CostModel.decode_seconds`` prices context at a given KV size; SGLang's table has no
+    context axis, so this is the sum at the measured base (the monotone lookups)."""
     b = np.asarray(tokens, dtype=np.int64)
     verify = np.array([cost.verify_time(requests, int(x)) for x in b.reshape(-1)])
     return verify.reshape(b.shape) + cost.draft_time(requests)

@@ -44,17 +44,17 @@ def sglang_table(cfg: Any) -> dict[str, Any]:
     """The SPS table in SGLang's meaning: a whole decode step, over the whole tuned range.
 
     Additive cost models export ``bias + alpha(R) + theta(B)`` with the drafter folded into
-    alpha (it depends on R alone); 1D models export steps/s at every B = 1..cap·(γ+1) with
+    alpha (it depends on R alone), probed at every integer R and B so SGLang's linear
+    interpolation reproduces the monotone tables the planner prices with; 1D models export steps/s at every B = 1..cap·(γ+1) with
     R = ⌈B/(γ+1)⌉ requests, the full-verify batch SGLang's profiler measures B at."""
     c, cap, width = cfg.cost_model(), cfg.max_concurrency, cfg.gamma + 1
     top = cap * width
-    if c.kind == "additive":
-        bs = _probes(c.alpha.x + c.draft.x, cap)
-        ms = _probes(c.verify.x, top)
-        alpha = [max(c.alpha.at(r), 0.0) + c.draft_time(int(r)) for r in bs]
-        theta = [max(c.verify.at(m), 0.0) for m in ms]
+    if c.kind == "additive":  # probed at every integer: exact on the monotone planning tables
+        bs, ms = list(range(1, cap + 1)), list(range(1, top + 1))
+        alpha = [c.verify_time(r, 1) + c.draft_time(r) for r in bs]  # + bias + theta(1)
+        theta = [c.verify_time(1, m) for m in ms]  # + bias + alpha(1)
         a0, t0 = alpha[0], theta[0]  # SGLang's gauge: alpha(bs0) = theta(m0) = 0, bias > 0
-        return {"bias_seconds": c.bias_s + a0 + t0, "bs_probes": bs,
+        return {"bias_seconds": a0, "bs_probes": bs,
                 "alpha_seconds": [a - a0 for a in alpha], "m_probes": ms,
                 "theta_seconds": [t - t0 for t in theta]}  # fmt: skip
     b = np.arange(1, top + 1)
@@ -62,11 +62,6 @@ def sglang_table(cfg: Any) -> dict[str, Any]:
     return {"sample_batch_tokens": b.tolist(), "sample_steps_per_sec": (1.0 / step).tolist(),
             "max_batch_tokens": int(top)}  # fmt: skip
 
-
-def _probes(xs: tuple[float, ...], top: int) -> list[int]:
-    """Integer probes: the model's breakpoints inside 1..top, plus both ends."""
-    inside = {int(round(x)) for x in xs if 1 <= x <= top and float(x).is_integer()}
-    return sorted(inside | {1, int(top)})
 
 
 def sglang(cfg: Any, near: Any) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -248,7 +248,7 @@ def test_sglang_approximation_plans_with_the_exported_table(tmp_path):
             "tune": {"requests": 30, "per_user": 2}}  # fmt: skip
     cfg = config("dspark_lagged", provenance=prov, sla=(SLA("tps_per_user_p50", ">=", 1.0),))
     a = write_export(cfg, "sglang", tmp_path)["approximation"]
-    assert a["simulated"] and a["exported"]["policy"].endswith("survival_eps=1e-06")
+    assert a["simulated"] and "survival_eps=1e-06" in a["exported"]["policy"]
     assert a["throughput_change"] == pytest.approx(
         a["exported"]["throughput_tok_s"] / a["tuned"]["throughput_tok_s"] - 1
     )
