@@ -45,7 +45,8 @@ def sglang_table(cfg: Any) -> dict[str, Any]:
 
     Additive cost models export ``bias + alpha(R) + theta(B)`` with the drafter folded into
     alpha (it depends on R alone), probed at every integer R and B so SGLang's linear
-    interpolation reproduces the monotone tables the planner prices with; 1D models export steps/s at every B = 1..cap·(γ+1) with
+    interpolation reproduces the monotone tables the planner prices with; 1D models export
+    steps/s at every B = 1..cap·(γ+1) with
     R = ⌈B/(γ+1)⌉ requests, the full-verify batch SGLang's profiler measures B at."""
     c, cap, width = cfg.cost_model(), cfg.max_concurrency, cfg.gamma + 1
     top = cap * width
@@ -61,7 +62,6 @@ def sglang_table(cfg: Any) -> dict[str, Any]:
     step = np.array([whole_step(c, -(-int(x) // width), np.array([x]))[0] for x in b])
     return {"sample_batch_tokens": b.tolist(), "sample_steps_per_sec": (1.0 / step).tolist(),
             "max_batch_tokens": int(top)}  # fmt: skip
-
 
 
 def sglang(cfg: Any, near: Any) -> tuple[dict[str, Any], dict[str, Any]]:
