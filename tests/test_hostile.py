@@ -352,13 +352,17 @@ CASES: list[tuple[str, list[str]]] = [
         ["calibrate", "--records", "{d}/records_bad.npz", "--out", "{o}/c.yaml"],
     ),
     *[
-        (f"calibrate --records meta {n}",
-         ["calibrate", "--records", f"{{d}}/records_meta_{n}.npz", "--out", "{o}/c.yaml"])
+        (
+            f"calibrate --records meta {n}",
+            ["calibrate", "--records", f"{{d}}/records_meta_{n}.npz", "--out", "{o}/c.yaml"],
+        )
         for n in ("gamma", "temp", "source", "deep")
     ],  # fmt: skip
     *[
-        (f"replay --acceptance records meta {n}",
-         [*RT, "--acceptance", f"records:{{d}}/records_meta_{n}.npz"])
+        (
+            f"replay --acceptance records meta {n}",
+            [*RT, "--acceptance", f"records:{{d}}/records_meta_{n}.npz"],
+        )
         for n in ("gamma", "temp", "source", "deep")
     ],  # fmt: skip
     (
