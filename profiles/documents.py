@@ -109,10 +109,10 @@ def parse_json(text: str, where: str) -> Any:
     try:
         return json.loads(text, parse_constant=_constant, parse_float=_float, parse_int=_int)
     except json.JSONDecodeError as exc:
-        raise InputError(f"bad JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+        raise InputError(f"invalid JSON ({exc.msg}, line {exc.lineno}, column {exc.colno})",
                          where=where) from None  # fmt: skip
     except (ValueError, RecursionError) as exc:
-        raise InputError(f"bad JSON: {exc}", where=where) from None
+        raise InputError(f"invalid JSON ({exc})", where=where) from None
 
 
 def _too_deep(text: str) -> bool:

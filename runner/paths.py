@@ -1,7 +1,7 @@
 """Where commands write: every output path is checked here, before any long work starts.
 
 - :func:`out_file` for a single-file option (``--out FILE.yaml``, ``--plot FILE.png``): the
-  path must be non-empty, its parent a directory we may write in, and it must not be a
+  path must be non-empty, its parent an existing directory we may write in, and it must not be a
   directory; an existing file is replaced only with ``--force``.
 - :func:`out_dir` for a results directory (``--out DIR``): it must not be a file; a directory
   that is not empty is written into only if an earlier run of the *same command* left its
@@ -45,9 +45,11 @@ def _nonempty(text: str | os.PathLike | None, option: str) -> Path:
 
 
 def out_file(text: str | os.PathLike, option: str = "--out", *, force: bool = False) -> Path:
-    """Check a single output file (creating its parent directories); returns the path."""
+    """Check a single output file (its directory must exist); returns the path."""
     path = _nonempty(text, option)
     _parent_ok(path, option)
+    if not path.parent.is_dir():
+        raise InputError(f"{option}: directory {path.parent} does not exist")
     if path.is_dir():
         raise InputError(f"{option}: {path} is a directory (expected a file name)")
     if path.exists() or path.is_symlink():
@@ -55,7 +57,6 @@ def out_file(text: str | os.PathLike, option: str = "--out", *, force: bool = Fa
             raise InputError(f"{option}: {path} exists; pass --force to replace it")
         if not os.access(path, os.W_OK):
             raise InputError(f"{option}: cannot write {path} (permission denied)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 

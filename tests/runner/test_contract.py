@@ -41,7 +41,9 @@ def test_out_file_refuses_empty_under_a_file_a_directory_and_an_existing_file(tm
             out_file(bad)
     assert (tmp_path / "f").read_text() == "x"
     assert out_file(tmp_path / "f", force=True) == tmp_path / "f"
-    assert out_file(tmp_path / "new" / "deep.yaml").parent.is_dir()
+    with pytest.raises(InputError, match="does not exist"):
+        out_file(tmp_path / "new" / "deep.yaml")
+    assert not (tmp_path / "new").exists()
 
 
 def test_out_dir_claims_empty_dirs_resumes_its_own_and_refuses_foreign_ones(tmp_path):
@@ -218,7 +220,7 @@ def test_parse_yaml_keeps_ordinary_aliases():
     ('{"x": 1e999}', "out of range"),
     ('{"x": 1' + "0" * 5000 + "}", "digits"),
     ("[" * 100_000 + "]" * 100_000, "nesting deeper"),
-    ('{"x": ', "bad JSON"),
+    ('{"x": ', "invalid JSON"),
 ])  # fmt: skip
 def test_parse_json_refuses_non_numbers_huge_numbers_and_depth(text, match):
     with pytest.raises(InputError, match=match):
