@@ -89,8 +89,10 @@ def _step(xs: list, ys: list) -> tuple[list, list]:
 
 
 def _clamp(xs: list, ys: list) -> tuple[list, list]:
-    """Probes extended flat one step beyond both ends (SGLang's ``_interp_clamped``)."""
-    return [xs[0] - 1, *xs, xs[-1] + 1], [ys[0], *ys, ys[-1]]
+    """Probes extended flat one step beyond both ends (SGLang's ``_interp_clamped``); not below
+    1, where no batch lies (probe axes are > 0)."""
+    low = ([xs[0] - 1], [ys[0]]) if xs[0] > 1 else ([], [])
+    return [*low[0], *xs, xs[-1] + 1], [*low[1], *ys, ys[-1]]
 
 
 def sglang_cost(path: str | Path, lookup: str = "sglang") -> CostModel:

@@ -175,7 +175,7 @@ def test_sglang_additive_table():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("{oops", "bad JSON"),
+        ("{oops", "invalid JSON"),
         ("[1, 2]", "expected a JSON object"),
         ('{"sample_batch_tokens": [1, 2], "max_batch_tokens": 4}', "'sample_steps_per_sec'"),
         ('{"sample_batch_tokens": ["1", "2"], "sample_steps_per_sec": [1, 2], '
