@@ -133,7 +133,8 @@ def test_a_full_disk_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
 def test_stdout_on_a_full_disk_is_one_line_exit_2():
     with open("/dev/full", "w") as full:
         p = subprocess.run([sys.executable, "-m", "runner.cli", "replay", "--quiet", "--limit",
-                            "3", "--rate-scale", "0.05"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+                            "3", "--rate-scale", "0.05"], stdout=full, stderr=subprocess.PIPE,
+                           text=True, timeout=120,
                            env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == ["spectune: error: output: No space left on device"]
