@@ -28,7 +28,7 @@ from engine import checkpoint
 from engine.data import DOMAINS, Corpus, load_all, mixed_batch
 from engine.drafter import Drafter, DrafterConfig
 from engine.model import Target
-from engine.train import StepHook, set_lr, write_card
+from engine.train import StepHook, optimise, write_card
 
 
 @dataclass(frozen=True)
@@ -192,11 +192,7 @@ def train_drafter(
             f = feats.unflatten(-1, (len(layers), -1))[:, :, idx].flatten(-2)
             a = sample_anchors(rng, cfg.batch, cfg.anchors, cfg.seq_len, d.cfg.gamma).to(device)
             m = losses(d, x, f, pt, a, cfg)
-            set_lr(opts[k], cfg.lr_at(step))
-            opts[k].zero_grad(set_to_none=True)
-            m["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(params[k], cfg.grad_clip)
-            opts[k].step()
+            optimise(opts[k], m["loss"], params[k], cfg.lr_at(step), cfg.grad_clip)
             history[k].append(float(m["loss"].detach()))
         save = (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps
         if on_step is not None:

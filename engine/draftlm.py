@@ -31,7 +31,7 @@ from engine import checkpoint
 from engine.data import DOMAINS, Corpus, load_all, mixed_batch
 from engine.model import Target
 from engine.sampling import Draws, verify
-from engine.train import StepHook, set_lr, write_card
+from engine.train import StepHook, optimise, write_card
 
 
 @dataclass(frozen=True)
@@ -192,11 +192,7 @@ def distil(
             t_logits, _ = target.forward_seq(x)
         d_logits, _ = draft.forward_seq(x)
         loss = kl_loss(t_logits, d_logits)
-        set_lr(opt, cfg.lr_at(step))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(draft.parameters(), cfg.grad_clip)
-        opt.step()
+        optimise(opt, loss, draft.parameters(), cfg.lr_at(step), cfg.grad_clip)
         history.append(loss.item())
         save = (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps
         if on_step is not None:

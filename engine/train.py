@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,17 @@ class TrainConfig:
 # on_step(steps done, total steps, recent mean loss per name, checkpoint just saved): the
 # command's progress hook (library code does not draw or print)
 StepHook = Callable[[int, int, dict[str, float], bool], None]
+
+
+def optimise(
+    opt: torch.optim.Optimizer, loss: torch.Tensor, params: Iterable, lr: float, clip: float
+) -> None:
+    """One optimiser step: set the learning rate, back-propagate ``loss``, clip, update."""
+    set_lr(opt, lr)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
@@ -110,11 +121,7 @@ def train_target(
         x = torch.from_numpy(mixed_batch(train, cfg.weights, rng, cfg.batch, cfg.seq_len + 1))
         logits, _ = model.forward_seq(x[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
-        set_lr(opt, cfg.lr_at(step))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        optimise(opt, loss, model.parameters(), cfg.lr_at(step), cfg.grad_clip)
         history.append(loss.item())
         save = (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps
         if on_step is not None:
