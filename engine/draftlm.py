@@ -31,7 +31,7 @@ from engine import checkpoint
 from engine.data import DOMAINS, Corpus, load_all, mixed_batch
 from engine.model import Target
 from engine.sampling import Draws, verify
-from engine.train import StepHook, optimise, write_card
+from engine.train import StepHook, optimise, resume, write_card
 
 
 @dataclass(frozen=True)
@@ -175,14 +175,8 @@ def distil(
     draft = init_from(target, cfg.blocks).train()
     opt = torch.optim.AdamW(draft.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     rng = np.random.default_rng(cfg.seed)
-    start, history, sessions = 0, [], []
     state_path = run_dir / "state.pt"
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
-        draft.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        rng.bit_generator.state = state["rng"]
-        start, history, sessions = state["step"], state["history"], state["sessions"]
+    start, history, sessions = resume(state_path, draft, opt, rng)
     sessions.append({"command": command, "steps": [start, cfg.steps]})
     train = load_all("train")
     t0 = time.perf_counter()

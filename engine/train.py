@@ -66,6 +66,22 @@ def optimise(
     opt.step()
 
 
+def resume(
+    state_path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, rng: np.random.Generator
+) -> tuple[int, list, list]:
+    """Load a resumable state (if ``state_path`` exists) into the model, optimiser and generator:
+    (first step to run, loss history, sessions so far)."""
+    if not state_path.exists():
+        return 0, [], []
+    state = torch.load(state_path, weights_only=False)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    rng.bit_generator.state = state["rng"]
+    start = state["step"]
+    sessions = state.get("sessions") or [{"command": "(first session)", "steps": [0, start]}]
+    return start, state["history"], sessions
+
+
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     for group in opt.param_groups:
         group["lr"] = lr
@@ -105,15 +121,8 @@ def train_target(
         model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay
     )
     rng = np.random.default_rng(cfg.seed)
-    start, history, sessions = 0, [], []
     state_path = run_dir / "state.pt"
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        rng.bit_generator.state = state["rng"]
-        start, history = state["step"], state["history"]
-        sessions = state.get("sessions") or [{"command": "(first session)", "steps": [0, start]}]
+    start, history, sessions = resume(state_path, model, opt, rng)
     sessions.append({"command": command, "steps": [start, cfg.steps]})
     train = load_all("train")
     t0 = time.perf_counter()
