@@ -125,9 +125,11 @@ def plot(results: dict[str, dict[str, dict]], path: str) -> None:
 def table(results: dict[str, dict[str, dict]]) -> str:
     """A plain-text τ table (drafters × domains) with the average."""
     domains = list(next(iter(results.values())))
-    head = f"{'drafter':<8}" + "".join(f"{d:>8}" for d in domains) + f"{'mean':>8}"
+    head = f"{'drafter':<8}{'gamma':>6}" + "".join(f"{d:>8}" for d in domains) + f"{'mean':>8}"
     lines = [head, "-" * len(head)]
     for name, per in results.items():
         taus = [per[d]["tau"] for d in domains]
-        lines.append(f"{name:<8}" + "".join(f"{t:>8.3f}" for t in taus) + f"{np.mean(taus):>8.3f}")
+        gamma = per[domains[0]]["gamma"]
+        row = "".join(f"{t:>8.3f}" for t in taus)
+        lines.append(f"{name:<8}{gamma:>6}{row}{np.mean(taus):>8.3f}")
     return "\n".join(lines)

@@ -648,6 +648,10 @@ CASES: list[tuple[str, list[str]]] = [
     ),
     ("evaluate --drafters ''", ["evaluate", "--quiet", "--drafters", ""]),
     ("evaluate --drafters bogus", ["evaluate", "--quiet", "--drafters", "bogus"]),
+    (
+        "evaluate --gamma above every block",
+        ["evaluate", "--quiet", "--drafters", "ar,mtp1", "--domains", "chat", "--gamma", "8"],
+    ),
     # fidelity (engine)
     *_numeric(["fidelity", "--quick", "--quiet"], "--num-requests", ("0", "nan", "100000000")),
     *_numeric(["fidelity", "--quick", "--quiet"], "--max-concurrency", ("0", "1000000000")),

@@ -8,6 +8,7 @@ Prints a table (or ``--json``: ``results[drafter][domain]`` with ``tau``, ``cond
 from __future__ import annotations
 
 import argparse
+import sys
 
 from profiles.documents import json_line
 from profiles.errors import InputError
@@ -51,8 +52,33 @@ def _names(text: str, known: tuple[str, ...] | None, what: str) -> list[str]:
     return names
 
 
-def run(args: argparse.Namespace) -> int:
+def _blocks(drafters: list[str]) -> dict[str, int]:
+    """Each drafter's block size γ, read from its checkpoint's metadata (no weights loaded)."""
     from engine import checkpoint
+    from engine.drafter import DrafterConfig
+
+    blocks = {}
+    for n in drafters:
+        path = checkpoint.path_of(n)
+        if not path.exists():
+            raise InputError(f"--drafters: no checkpoint {path}")
+        try:
+            blocks[n] = DrafterConfig(**checkpoint.read_meta(path)["config"]).gamma
+        except (TypeError, ValueError) as e:
+            raise InputError(f"--drafters: {path} is not a drafter checkpoint ({e})") from None
+    return blocks
+
+
+def _clips(gamma: int, blocks: dict[str, int]) -> list[str]:
+    """Refuse a γ no chosen drafter reaches; name each drafter run at its own smaller block."""
+    if gamma > max(blocks.values()):
+        known = ", ".join(f"{n} {g}" for n, g in blocks.items())
+        raise InputError(f"--gamma {gamma} exceeds every drafter's block ({known})")
+    return [f"note: {n} drafts {g} token(s) per step, so it is evaluated at gamma {g}, not {gamma}"
+            for n, g in blocks.items() if g < gamma]  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
     from engine.evaluate import EvalConfig, evaluate, plot, table
     from engine.load import resolve_device
 
@@ -62,14 +88,13 @@ def run(args: argparse.Namespace) -> int:
         out_file(args.plot, "--plot", force=args.force)
     drafters = _names(args.drafters, None, "drafters")
     domains = _names(args.domains, DOMAINS, "domains")
-    for n in drafters:
-        if not checkpoint.path_of(n).exists():
-            raise InputError(f"--drafters: no checkpoint {checkpoint.path_of(n)}")
+    blocks = _blocks(drafters)
     for key in ("gamma", "prompts", "new_tokens"):
         if getattr(args, key) < 1:
             raise InputError(f"--{key.replace('_', '-')} must be >= 1")
     if args.temperature < 0:
         raise InputError("--temperature must be >= 0")
+    notes = _clips(args.gamma, blocks)
     device = resolve_device(args.device, args.threads)
     from engine.model import TargetConfig
 
@@ -88,10 +113,13 @@ def run(args: argparse.Namespace) -> int:
                            progress=bar)  # fmt: skip
     if args.plot:
         plot(results, args.plot)
+    for line in notes:
+        print(line, file=sys.stderr)
     if args.json:
         print(json_line({"config": cfg.__dict__, "results": results}))
     else:
-        print(f"accepted length tau per step (gamma {args.gamma}, temperature {args.temperature})")
+        print(f"accepted length tau per step (gamma up to {args.gamma}, temperature "
+              f"{args.temperature}; each drafter's gamma in its column)")  # fmt: skip
         print(table(results))
         for name, per in results.items():
             for domain, r in per.items():

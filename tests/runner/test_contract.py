@@ -322,3 +322,19 @@ def test_bad_numbers_and_empty_values_fail_before_any_work(tmp_path, capsys, arg
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("spectune: error: ")
     assert not (tmp_path / "x").exists()
+
+
+# ---- a γ mismatch is an error or a stated note, never a silent clamp ---------------------------
+
+
+def test_evaluate_states_each_drafter_run_below_gamma_and_refuses_a_gamma_none_reaches():
+    pytest.importorskip("torch")
+    from runner.commands.evaluate import _blocks, _clips
+
+    blocks = _blocks(["ar", "mtp1"])
+    assert blocks == {"ar": 7, "mtp1": 1}
+    notes = _clips(7, blocks)
+    assert notes == ["note: mtp1 drafts 1 token(s) per step, so it is evaluated at gamma 1, not 7"]
+    assert _clips(1, blocks) == []
+    with pytest.raises(InputError, match="--gamma 8 exceeds every drafter's block"):
+        _clips(8, blocks)
