@@ -67,7 +67,7 @@ def fit_additive(
     goes to ``bias``), so a point at (bs, M) = (1, 1) is ``bias`` alone. With the padding term,
     α and θ price a batch without padding (every request verifying as many tokens).
     """
-    from scipy.optimize import lsq_linear
+    from scipy.optimize import lsq_linear, nnls
 
     bs_p, m_p = np.asarray(bs_probes, float), np.asarray(m_probes, float)
     cols = [np.ones((t.size, 1)), hat(bs, bs_p)[:, 1:], hat(m, m_p)[:, 1:]]
@@ -75,6 +75,9 @@ def fit_additive(
     cols += [np.asarray(x, float)[:, None] for x in shape]
     a = np.hstack(cols) / t[:, None]
     sol = lsq_linear(a, np.ones(t.size), bounds=(0.0, np.inf), method="bvls").x
+    if not np.all(np.isfinite(sol)):  # bvls can fail to converge on noisy, collinear points
+        sol = nnls(a, np.ones(t.size))[0]
+    sol = np.clip(sol, 0.0, None)  # active-set solvers may leave -1e-18 on a bound
     rel = a @ sol - 1.0
     na = bs_p.size - 1
     return AdditiveFit(

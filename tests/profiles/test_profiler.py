@@ -189,3 +189,18 @@ def test_recalibration_falls_back_to_a_scale_when_the_affine_map_is_implausible(
     backwards = replace(ms, prefill=replace(ms.prefill, mean=(2 * p.max() - p).tolist()))
     offset, scale, rms = costfit.recalibration(backwards, add)["prefill"]
     assert offset == 0.0 and scale > 0 and rms > 0
+
+
+def test_fit_additive_keeps_padding_terms_non_negative_on_noise_that_runs_against_them():
+    """Timings that fall as padding rises (noise on a busy machine) fit φ = ρ = 0, never below:
+    a profile with a negative padding price would be refused by the loader."""
+    rng = np.random.default_rng(3)
+    bs_p, m_p = [1, 2, 4, 8], [1, 2, 4, 8, 16, 32]
+    pts = [(r, m) for r in bs_p for m in m_p if r <= m <= 8 * r]
+    bs, m = (np.array(x, float) for x in zip(*pts, strict=True))
+    pad = rng.uniform(0, 8, bs.size)
+    ragged = rng.uniform(0, 1, bs.size)
+    t = 2e-3 + 1e-5 * m - 5e-5 * pad - 1e-4 * ragged + rng.normal(0, 2e-5, bs.size)
+    fit = costfit.fit_additive(bs, m, t, bs_p, m_p, pad, ragged)
+    assert fit.padding_s == 0.0 and fit.ragged_s >= 0.0
+    assert all(np.isfinite(x) and x >= 0 for x in [fit.bias_s, *fit.alpha_s, *fit.theta_s])
