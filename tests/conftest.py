@@ -48,6 +48,9 @@ SLOW_MODULES = {
     "tests/engine/test_fidelity_models.py", "tests/engine/test_live.py",
     "tests/engine/test_train.py", "tests/policies/test_bench.py", "tests/test_examples.py",
     "tests/runner/test_profile_cli.py",
+    # the hostile sweep (331 cases, each a full command) and the README's blocks under a pty and
+    # piped; the fast subset keeps a test per cause at its boundary (tests/runner/test_contract.py)
+    "tests/test_hostile.py", "tests/test_readme.py",
 }  # fmt: skip
 SLOW_TESTS = {
     "test_tune_writes_results_best_yaml_and_plots", "test_plots_and_rate_mode",
@@ -59,6 +62,33 @@ SLOW_TESTS = {
     "test_engine_samples_follow_target", "test_greedy_speculative_equals_plain",
     "test_requests_join_and_leave_between_steps", "test_simulator_reproduces_the_committed_records",
     "test_vectorised_equals_the_pseudocode",
+    # SGLang's own planner on 1,000+ random batches per export
+    "test_sglang_planner_matches_spectunes_simulation_of_the_export",
+    # a command in a subprocess each (pipes, FIFOs, a fresh interpreter without torch, a full disk)
+    "test_bad_input_exits_2_with_one_line", "test_bad_profile_yaml_exits_2",
+    "test_replay_does_not_import_torch", "test_a_piped_trace_loses_no_rows",
+    "test_tune_refuses_a_pipe_it_would_have_to_reread",
+    "test_stdout_on_a_full_disk_is_one_line_exit_2",
+    "test_cli_refuses_a_request_beyond_the_context_in_one_line",
+    # whole commands in process: calibration with plots, a tune and its resume, the full audit,
+    # an engine recording, replaying a tuned document
+    "test_calibrate_writes_yaml_sglang_json_and_png", "test_calibrate_bad_input_exits_2",
+    "test_profiles_lists_everything_with_provenance",
+    "test_existing_results_need_resume_and_the_same_config",
+    "test_audit_all", "test_tiny_engine_recording_is_nontrivial",
+    "test_replay_runs_what_was_tuned",
+    # statistical power of the losslessness test (the exact checks stay fast)
+    "test_test_has_power",
+    # the heaviest unit checks (a second or more each under load): engine forwards over several
+    # steps, the planners against their pseudocode on large pools, a saturated server, the real
+    # traces' spans, recording the tiny engine
+    "test_full_verification_reports_a_and_keeps_outcome",
+    "test_oracle_drafts_accept_up_to_the_first_wrong_token",
+    "test_flattened_variable_lengths_match_sequence_forward",
+    "test_fewer_verified_drafts_only_truncate", "test_rises_throughout_is_a_sound_certificate",
+    "test_large_pools_equal_the_pseudocode", "test_saturated_queue_grows",
+    "test_calibrated_input_keeps_temperature_near_one", "test_real_azure_spans_and_mooncake_spans",
+    "test_simulator_reproduces_the_tiny_engine",
 }  # fmt: skip
 SLOW_FIXTURES = {"traces"}  # the real traces in ../shared/traces
 
