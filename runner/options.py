@@ -130,7 +130,7 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
                    help="chunked prefill: prompt tokens per step (default 2048)")  # fmt: skip
     g.add_argument("--clamp-to-context", action="store_true",
                    help="trim requests longer than the engine's context (counted) instead of "
-                   "refusing them")  # fmt: skip
+                   "rejecting them (counted and stated, as vLLM rejects them)")  # fmt: skip
     g.add_argument("--seed", type=seed_int, default=0, help="the one seed (default 0)")
 
 
@@ -154,8 +154,8 @@ def fit_default(spec: WorkloadSpec, cost: Any) -> WorkloadSpec:
     """The default workload made to fit an engine with a short context: on a profile with a
     ``max_context`` (the CPU engine's 1,024 tokens) the default's prompts are clamped to 3/4 of
     it and outputs to 1/4 (counted and shown in the workload label) unless clamps are given.
-    Any other workload is returned as is (requests too long for the engine are then refused, or
-    trimmed with ``--clamp-to-context``)."""
+    Any other workload is returned as is (requests too long for the engine are then rejected
+    and counted, or trimmed with ``--clamp-to-context``)."""
     ctx = getattr(cost, "max_context", 0)
     if spec.source != DEFAULT_WORKLOAD or not ctx:
         return spec

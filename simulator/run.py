@@ -46,9 +46,10 @@ def simulate(
         )
     if backend is None:
         backend = ProfiledBackend(cost, acceptance, config.max_concurrency, seed, config.gamma)
-    clamped = [0]
+    fits = Fit()
     if cost.max_context:
-        workload = fit_context(workload, cost.max_context, config.clamp_to_context, clamped)
+        workload = fit_context(workload, cost.max_context, config.clamp_to_context, fits,
+                               on_reject=on_request)  # fmt: skip
     server = Server(config, policy, backend, cost=cost, seed=seed, on_request=on_request)
     t0 = time.perf_counter()
     recorder = server.run(workload)
@@ -60,7 +61,8 @@ def simulate(
         {
             "extrapolated_steps": extrapolated,
             "extrapolated_step_share": extrapolated / priced if priced else 0.0,
-            "requests_clamped_to_context": clamped[0],
+            "requests_clamped_to_context": fits.clamped,
+            "requests_rejected_context": fits.rejected,
             "max_context": cost.max_context,
             "policy": policy.spec,
             "gamma": config.gamma,
@@ -80,25 +82,59 @@ def simulate(
     return Result(summary, recorder)
 
 
+@dataclass
+class Fit:
+    """How many requests did not fit the engine's context: trimmed, or rejected (never run)."""
+
+    clamped: int = 0
+    rejected: int = 0
+
+
 def fit_context(
-    workload: Iterable[Request], max_context: int, clamp: bool, clamped: list[int]
+    workload: Iterable[Request],
+    max_context: int,
+    clamp: bool,
+    fits: Fit,
+    on_reject: Callable[[Request], None] | None = None,
 ) -> Iterator[Request]:
-    """The workload with every request checked against the engine's context (prompt + output
-    tokens ≤ ``max_context``): a longer one stops the run with an InputError naming it, or with
-    ``clamp`` is trimmed — prompt first (its tail kept), then output — and counted in
-    ``clamped[0]``."""
+    """The workload checked against the engine's context (prompt + output tokens ≤
+    ``max_context``). A longer request is rejected and counted, as vLLM rejects a request beyond
+    ``max_model_len`` and serves the rest; with ``clamp`` it is trimmed instead — prompt first
+    (its tail kept), then output — and counted."""
     for req in workload:
         if req.prompt_tokens + req.output_tokens <= max_context:
             yield req
             continue
         if not clamp:
-            raise InputError(
-                f"request {req.id} needs {req.prompt_tokens} prompt + {req.output_tokens} output "
-                f"tokens, beyond the engine's {max_context}-token context (--clamp-to-context "
-                "trims such requests, or clamp lengths with --max-prompt-tokens/"
-                "--max-output-tokens)"
-            )
-        clamped[0] += 1
+            fits.rejected += 1
+            if on_reject is not None:  # it arrived, and was turned away
+                on_reject(req)
+            continue
+        fits.clamped += 1
         output = min(req.output_tokens, max_context - 1)
         prompt = min(req.prompt_tokens, max_context - output)
         yield Request(req.id, req.arrival_s, prompt, output, req.domain)
+
+
+def context_warning(summary: dict[str, Any]) -> str | None:
+    """One line on requests the engine's context rejected, or None."""
+    n = summary.get("requests_rejected_context", 0)
+    if not n:
+        return None
+    total = n + summary.get("requests_completed", 0)
+    return (f"{n} of {total} requests ({n / total:.0%}) need more than the engine's "
+            f"{summary['max_context']}-token context and were rejected, as vLLM rejects them "
+            "(--clamp-to-context trims them instead; --max-prompt-tokens/--max-output-tokens "
+            "clamp the trace's lengths)")  # fmt: skip
+
+
+def count_beyond_context(workload: Iterable[Request], max_context: int, n: int) -> tuple[int, int]:
+    """(requests beyond ``max_context``, requests looked at) over the first ``n`` of
+    ``workload`` — what a run of those requests will reject (or clamp)."""
+    seen = over = 0
+    for req in workload:
+        if seen == n:
+            break
+        seen += 1
+        over += req.prompt_tokens + req.output_tokens > max_context
+    return over, seen

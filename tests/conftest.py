@@ -69,7 +69,7 @@ SLOW_TESTS = {
     "test_replay_does_not_import_torch", "test_a_piped_trace_loses_no_rows",
     "test_tune_refuses_a_pipe_it_would_have_to_reread",
     "test_stdout_on_a_full_disk_is_one_line_exit_2",
-    "test_cli_refuses_a_request_beyond_the_context_in_one_line",
+    "test_cli_states_rejected_requests_and_clamps_on_request",
     # whole commands in process: calibration with plots, a tune and its resume, the full audit,
     # an engine recording, replaying a tuned document
     "test_calibrate_writes_yaml_sglang_json_and_png", "test_calibrate_bad_input_exits_2",

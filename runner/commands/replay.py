@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from policies import make_policy
-    from simulator.run import simulate
+    from simulator.run import context_warning, simulate
 
     policy = make_policy(args.policy)
     if args.backend == "live":
@@ -88,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
     over = overload(result.summary, result.recorder.arrays()["arrival"], args.rate_scale)
     summary["overload"] = None if over is None else asdict(over)
     summary["wall"] = summary.pop("wall")  # last: everything before it is seed-deterministic
-    if over is not None:
-        sys.stderr.write(f"spectune: warning: {over.message()}\n")
+    for line in (context_warning(result.summary), over and over.message()):
+        if line:
+            sys.stderr.write(f"spectune: warning: {line}\n")
     if out is not None:
         result.recorder.write_csv(out / "requests.csv")
         if backend is not None:
@@ -139,7 +140,9 @@ def format_summary(s: dict) -> str:
         "",
         f"requests     {s['requests_completed']} completed"
         + (f", {s['requests_rejected_too_long']} rejected (prompt+output > KV capacity)"
-           if s["requests_rejected_too_long"] else ""),  # fmt: skip
+           if s["requests_rejected_too_long"] else "")
+        + (f", {s['requests_rejected_context']} rejected (beyond the {s['max_context']}-token "
+           "context)" if s.get("requests_rejected_context") else ""),  # fmt: skip
         f"throughput   {f('throughput_tok_s', fmt='{:.1f}')} tok/s "
         f"over {f('duration_s', fmt='{:.1f}')} s",
         f"tok/s/user   p50 {f('tps_per_user_p50', fmt='{:.1f}')}   "

@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg, cost, acceptance, label = config_from_args(args)  # quick checks, no simulation
     out = claim_out(args.out, args.resume, args.force)
+    if not cfg.server.clamp_to_context and cost.max_context:
+        _warn_context(cfg, cost.max_context)
     with hold(out):
         summary = execute(cfg, cost, acceptance, label, out, backend=args.backend,
                           workers=args.workers, address=args.address, resume=args.resume,
@@ -114,6 +116,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_report(summary, out))
     return 0
+
+
+def _warn_context(cfg, max_context: int) -> None:
+    """State up front how many of the workload's requests every point will reject."""
+    from simulator.run import count_beyond_context
+    from simulator.workload import open_workload
+
+    over, seen = count_beyond_context(open_workload(cfg.workload), max_context, cfg.requests)
+    if over:
+        sys.stderr.write(f"spectune: warning: {over} of the first {seen} requests need more than "
+                         f"the engine's {max_context}-token context and are rejected at every "
+                         "point, as vLLM rejects them (--clamp-to-context trims them "
+                         "instead)\n")  # fmt: skip
 
 
 def claim_out(text: str, resume: bool, force: bool) -> Path:

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from policies import make_policy
-from profiles import CostModel, InputError
+from profiles import CostModel
 from profiles.cost import Curve
 from simulator.request import Request
-from simulator.run import simulate
+from simulator.run import context_warning, count_beyond_context, simulate
 from simulator.server import ServerConfig
 
 # Verify measured to B = 64, drafts to R = 16, context over 0..20,000 KV tokens, prefill to 2,048.
@@ -29,9 +29,10 @@ COST = CostModel.from_sps_table(
 )
 
 
-def _run(requests, cost=COST, **cfg):
+def _run(requests, cost=COST, on_request=None, **cfg):
     config = ServerConfig(max_concurrency=cfg.pop("cap", 4), **cfg)
-    return simulate(requests, make_policy("fixed:k=1"), cost, _acceptance(), config, seed=1)
+    return simulate(requests, make_policy("fixed:k=1"), cost, _acceptance(), config, seed=1,
+                    on_request=on_request)  # fmt: skip
 
 
 def _acceptance():
@@ -65,30 +66,37 @@ def test_context_beyond_the_measured_range_is_counted():
     assert COST.outside(0, 0, prefill_tokens=4096)
 
 
-def test_requests_longer_than_the_context_are_refused_or_clamped():
+def test_requests_longer_than_the_context_are_rejected_or_clamped():
+    """As vLLM rejects a request beyond ``max_model_len`` and serves the rest: counted, stated."""
     cost = replace(COST, max_context=1024)
     reqs = [Request(0, 0.0, 100, 50), Request(1, 0.0, 1100, 60), Request(2, 0.0, 10, 2000)]
-    with pytest.raises(InputError, match="request 1 needs 1100 prompt .* 1024-token context"):
-        _run(reqs, cost=cost)
+    seen = []
+    s = _run(reqs, cost=cost, on_request=seen.append).summary
+    assert (s["requests_rejected_context"], s["requests_completed"]) == (2, 1)
+    assert s["requests_clamped_to_context"] == 0 and len(seen) == 3  # the bar counts all three
+    assert context_warning(s).startswith("2 of 3 requests (67%) need more than the engine's "
+                                         "1024-token context and were rejected")  # fmt: skip
     res = _run(reqs, cost=cost, clamp_to_context=True)
     s = res.summary
     assert s["requests_clamped_to_context"] == 2 and s["requests_completed"] == 3
+    assert s["requests_rejected_context"] == 0 and context_warning(s) is None
     r = res.recorder.per_request()
     out = dict(zip(r["id"].astype(int).tolist(), r["output_tokens"].tolist(), strict=True))
     assert out == {0: 50, 1: 60, 2: 1023}  # outputs kept where they fit, prompts trimmed first
 
 
-def test_cli_refuses_a_request_beyond_the_context_in_one_line(tmp_path):
+def test_cli_states_rejected_requests_and_clamps_on_request(tmp_path):
     trace = tmp_path / "t.csv"
     trace.write_text("arrival_s,prompt_tokens,output_tokens\n0,100,20\n0.1,2000,20\n")
     cmd = [sys.executable, "-m", "runner.cli", "replay", "--trace", str(trace), "--quiet"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stderr
+    proc = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("spectune: error: request 1 needs 2000")
+    assert len(lines) == 1 and lines[0].startswith("spectune: warning: 1 of 2 requests (50%)")
+    assert '"requests_rejected_context": 1' in proc.stdout
     ok = subprocess.run([*cmd, "--clamp-to-context", "--json"], capture_output=True, text=True,
                         timeout=120)  # fmt: skip
-    assert ok.returncode == 0, ok.stderr
+    assert ok.returncode == 0 and "rejected" not in ok.stderr, ok.stderr
     assert '"requests_clamped_to_context": 1' in ok.stdout
 
 
@@ -103,3 +111,9 @@ def test_monotone_repair_keeps_steps_and_counts_dips():
     raw = replace(jagged, monotone=False)
     assert raw.verify_time(1, 3) == pytest.approx(1 / 95.0)
     np.testing.assert_array_less(0, jagged.plan_sps(1, 1, 9))
+
+
+def test_count_beyond_context_looks_at_the_first_n_requests_only():
+    reqs = [Request(0, 0.0, 100, 50), Request(1, 0.0, 1100, 60), Request(2, 0.0, 2000, 1)]
+    assert count_beyond_context(iter(reqs), 1024, 2) == (1, 2)
+    assert count_beyond_context(iter(reqs), 1024, 10) == (2, 3)
