@@ -1,4 +1,4 @@
-"""Golden files: a small fixed tune, its ``best.yaml`` and every export, and the demo, byte for byte.
+"""Golden files: a small fixed tune, its ``best.yaml``, every export and the demo, byte for byte.
 
 The files under ``tests/runner/golden/`` were produced by the commands below on the tree before
 the runner was split into a library and a CLI (issue #16); this test reruns the same commands
@@ -28,8 +28,9 @@ H100 = ["--profile", "builtin:h100-8b", "--acceptance", "paper:qwen3-8b-dspark"]
 # case -> commands run in order in one directory (stdout of each kept as NAME.out)
 CASES = {
     "h100": [
-        ("tune", ["tune", "--out", "tune", "--policies", "fixed:k=1,fixed,dspark_lagged,clairvoyant",
-                  "--concurrency", "4,32", "--sla", "tps_per_user_p50>=150", *SMALL, *H100]),
+        ("tune", ["tune", "--out", "tune", "--concurrency", "4,32",
+                  "--policies", "fixed:k=1,fixed,dspark_lagged,clairvoyant",
+                  "--sla", "tps_per_user_p50>=150", *SMALL, *H100]),
         ("export", ["export", "--from", "tune/best.yaml", "--format", "all", "--out", "export"]),
     ],
     "calibrated": [
