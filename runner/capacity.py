@@ -69,7 +69,7 @@ def tune_overload(cfg, points: list[dict[str, Any]]) -> Overload | None:
     """The overload of an open-loop tune (``cfg.mode == "rate"``) at its lowest load: the
     offered rate per unit of load is 1 req/s for a synthetic workload (the load is the rate) and
     the trace's own rate, over the requests a point replays, for a trace."""
-    from runner.sweep import workload_for
+    from runner.point import workload_for
 
     if cfg.mode != "rate":
         return None

@@ -267,7 +267,7 @@ def approximation(cfg: SchedulerConfig, nearest: str, table: dict | None = None
 
     from profiles.builtin import load_acceptance
     from profiles.sglang import PlannedCost, Table
-    from runner.sweep import PointTask, run_point
+    from runner.point import PointTask, run_point
     from simulator.workload import WorkloadSpec
 
     prov, tuned = cfg.provenance, cfg.tuned
@@ -284,7 +284,7 @@ def approximation(cfg: SchedulerConfig, nearest: str, table: dict | None = None
     cost = cfg.cost_model()
     planned = PlannedCost(cost, Table(table)) if table else cost
     for label, pol, c in (("tuned", cfg.policy().spec, cost), ("exported", nearest, planned)):
-        task = PointTask(pol, mode, load, spec, "", "", server, n, int(prov.get("seed", 0)))
+        task = PointTask(pol, mode, load, spec, server, n, int(prov.get("seed", 0)))
         r = run_point(task, models=(c, acceptance))
         out[label] = {k: r.get(k) for k in ("policy", "throughput_tok_s", "tps_per_user_p50",
                                             "ttft_p99_s", "mean_verify_len")}  # fmt: skip

@@ -38,12 +38,12 @@ from typing import Any
 
 import yaml
 
+from profiles.calibration import StsCalibration
 from profiles.cost import CostModel
 from profiles.errors import InputError
 from profiles.store import cost_from_dict, cost_to_dict, load_yaml
 
 SCHEMA = "spectune.scheduler/v1"
-STS_VARIANTS = ("cumulative", "conditional")
 _SLA = re.compile(r"^\s*([a-z0-9_]+)\s*(>=|<=)\s*([-+0-9.eE]+|inf)\s*$")
 
 
@@ -92,28 +92,9 @@ def parse_sla(text: str, known: tuple[str, ...] | None = None) -> SLA:
 
 
 # -- the document ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StsConfig:
-    """Sequential temperature scaling of the confidence head (SGLang ``DSparkStsCalibration``)."""
-
-    variant: str = "cumulative"  # "cumulative" (paper's STS) or "conditional" (vLLM's online)
-    temperatures: tuple[float, ...] = ()  # T_k per position; all 1.0 = identity (uncalibrated)
-    dataset: str = ""  # what the calibration was fitted on ("" = none)
-    num_samples: int = 0  # rounds used to fit (0 = uncalibrated)
-    ece_before: tuple[float, ...] = ()  # per-position ECE before scaling
-    ece_after: tuple[float, ...] = ()  # per-position ECE after scaling
-
-    def __post_init__(self) -> None:
-        if self.variant not in STS_VARIANTS:
-            raise InputError(f"sts.variant must be one of {STS_VARIANTS}, got {self.variant!r}")
-        if any(not (t > 0 and math.isfinite(t)) for t in self.temperatures):
-            raise InputError("sts.temperatures must all be positive finite numbers")
-        if self.num_samples < 0:
-            raise InputError("sts.num_samples must be >= 0")
-
-    @classmethod
-    def identity(cls, gamma: int) -> StsConfig:
-        return cls(temperatures=(1.0,) * gamma)
+def sts_of(acceptance, gamma: int) -> StsCalibration:
+    """The calibration an acceptance model's confidences went through (identity if none)."""
+    return getattr(acceptance, "calibration", None) or StsCalibration.identity(gamma)
 
 
 @dataclass(frozen=True)
@@ -124,7 +105,7 @@ class SchedulerConfig:
     params: tuple[tuple[str, Any], ...]  # every hyperparameter, (field, value), in field order
     gamma: int  # draft tokens proposed per request per step
     cost: CostModel  # the cost table the policy plans with (and the simulator charged)
-    sts: StsConfig  # confidence calibration the policy's confidences assume
+    sts: StsCalibration  # confidence calibration the policy's confidences assume
     max_concurrency: int = 64  # server cap the figures were measured at
     kv_capacity_tokens: int = 0  # server KV capacity (0 = unlimited)
     max_prefill_tokens: int = 2048  # chunked prefill budget per step
@@ -175,10 +156,6 @@ class SchedulerConfig:
     def verify(self) -> dict[str, Any]:
         """Length bounds in engine terms, derived from the policy's parameters."""
         return verify_bounds(self.policy_name, self.param_dict, self.gamma)
-
-    @property
-    def profile_hash(self) -> str:
-        return cost_hash(self.cost)
 
     # -- (de)serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -298,7 +275,7 @@ def scheduler_from_dict(data: dict[str, Any], where: str = "scheduler config") -
         raise InputError("cost table does not match provenance.profile.sha256 (edited after "
                          "tuning?)", where=f"{where}: cost")  # fmt: skip
     try:
-        sts = StsConfig(
+        sts = StsCalibration(
             variant=str(sts_d.get("variant", "cumulative")),
             temperatures=tuple(float(t) for t in sts_d.get("temperatures") or ()),
             dataset=str(sts_d.get("dataset", "")),

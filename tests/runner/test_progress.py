@@ -1,4 +1,4 @@
-"""Progress bars (runner/progress.py), the overload estimate (runner/capacity.py) and tune's
+"""Progress bars (runner/cli/progress.py), the overload estimate (runner/capacity.py) and tune's
 reasons for an infeasible entry: no terminal or timing needed."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import io
 
 import numpy as np
 
-from runner import capacity, progress
-from runner.commands.tune import why_not
-from runner.results import closest
+from runner import capacity
+from runner.cli import progress
+from runner.cli.text import why_not
+from runner.report import closest
 from runner.scheduler import parse_sla
 
 

@@ -8,7 +8,7 @@
    Every run uses the same seed, so the policies see the same requests and acceptance draws.
 2–5. Picks a moderate SLA, tunes the policies for it over concurrency caps, exports the tuned
    scheduler to every production format and prints its gain over fixed:k=1 (MTP-1), with the
-   plots in ``--out`` (see ``runner/story.py``). ``--no-tune`` stops after step 1; ``--json``
+   plots in ``--out`` (see ``runner/cli/story.py``). ``--no-tune`` stops after step 1; ``--json``
    prints step 1 only, as one JSON object.
 """
 
@@ -18,8 +18,8 @@ import argparse
 import sys
 
 from profiles.documents import json_line
-from runner import progress
-from runner.options import (
+from runner.cli import progress
+from runner.cli.options import (
     DEFAULT_WORKLOAD,
     MAX_REQUESTS,
     add_force,
@@ -31,7 +31,7 @@ from runner.options import (
     positive_float,
     server_from_args,
 )
-from runner.story import add_story_args, tell
+from runner.cli.story import add_story_args, tell
 
 NAME = "demo"
 HELP = "compare verification policies on the embedded default workload"

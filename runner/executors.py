@@ -1,17 +1,18 @@
 """Where tuning points run: a local process pool or Ray tasks (one simulation per task).
 
-Both executors take a list of :class:`~runner.sweep.PointTask` and yield ``(task, result)`` as
-each point finishes, in completion order; the caller stores results by key, so the order never
-reaches any output. A point's result depends only on the task (explicit seeds, no global random
-state), hence ``local`` and ``ray`` give identical results for the same tasks.
+Both executors take a list of :class:`~runner.point.PointTask` and the (cost, acceptance) models,
+and yield ``(task, result)`` as each point finishes, in completion order; the caller stores
+results by key, so the order never reaches any output. A point's result depends only on the task
+and the models (explicit seeds, no global random state), hence ``local`` and ``ray`` give
+identical results for the same tasks. The models are shipped to each worker once (a pool
+initializer, one ``ray.put``), not reloaded from their spec strings.
 
 - ``local``: ``workers == 1`` runs in this process (no pool, easy to debug); more workers use a
   ``concurrent.futures.ProcessPoolExecutor``. Needs nothing beyond the base install.
 - ``ray``: ``ray.remote(run_point)``; ``address=None`` starts a local Ray instance with
   ``workers`` CPUs, otherwise connects to ``address`` (e.g. ``ray://head:10001`` or ``auto``).
-  Workers must be able to import spectune and read any profile/trace *files* named by path (a
-  shared filesystem); builtin profiles and workloads need no files. Optional extra:
-  ``pip install 'spectune[ray]'``.
+  Workers must be able to import spectune; the models travel in Ray's object store. Optional
+  extra: ``pip install 'spectune[ray]'``.
 """
 
 from __future__ import annotations
@@ -21,14 +22,27 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from profiles.errors import InputError
-from runner.sweep import PointTask, run_point
+from runner.point import PointTask, run_point
 
 BACKENDS = ("local", "ray")
+Models = tuple[Any, Any]  # (cost model, acceptance model)
+_MODELS: Models | None = None  # a pool worker's models, set once by its initializer
 
 
 class Executor(Protocol):
-    def run(self, tasks: Sequence[PointTask]) -> Iterator[tuple[PointTask, dict[str, Any]]]: ...
+    def run(self, tasks: Sequence[PointTask], models: Models
+            ) -> Iterator[tuple[PointTask, dict[str, Any]]]: ...  # fmt: skip
     def close(self) -> None: ...
+
+
+def _init_worker(models: Models) -> None:
+    global _MODELS
+    _MODELS = models
+
+
+def _run_in_worker(task: PointTask) -> dict[str, Any]:
+    assert _MODELS is not None, "pool worker started without its models"
+    return run_point(task, _MODELS)
 
 
 class LocalExecutor:
@@ -37,17 +51,23 @@ class LocalExecutor:
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
         self._pool = None
+        self._models: Models | None = None
 
-    def run(self, tasks: Sequence[PointTask]) -> Iterator[tuple[PointTask, dict[str, Any]]]:
+    def run(self, tasks: Sequence[PointTask], models: Models
+            ) -> Iterator[tuple[PointTask, dict[str, Any]]]:  # fmt: skip
         if self.workers == 1 or len(tasks) <= 1:
             for task in tasks:
-                yield task, run_point(task)
+                yield task, run_point(task, models)
             return
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
+        if self._pool is not None and self._models is not models:
+            self.close()
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers)
-        futures = {self._pool.submit(run_point, t): t for t in tasks}
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_init_worker,
+                                             initargs=(models,))  # fmt: skip
+            self._models = models
+        futures = {self._pool.submit(_run_in_worker, t): t for t in tasks}
         try:
             for fut in as_completed(futures):
                 yield futures[fut], fut.result()
@@ -82,10 +102,14 @@ class RayExecutor:
             except (ConnectionError, ValueError) as exc:
                 raise InputError(f"--address {address}: cannot connect to Ray ({exc})") from None
         self._remote = ray.remote(num_cpus=1)(run_point)
+        self._ref: tuple[Models, Any] | None = None
 
-    def run(self, tasks: Sequence[PointTask]) -> Iterator[tuple[PointTask, dict[str, Any]]]:
+    def run(self, tasks: Sequence[PointTask], models: Models
+            ) -> Iterator[tuple[PointTask, dict[str, Any]]]:  # fmt: skip
         ray = self.ray
-        pending = {self._remote.remote(t): t for t in tasks}
+        if self._ref is None or self._ref[0] is not models:
+            self._ref = (models, ray.put(models))  # once per run, not once per task
+        pending = {self._remote.remote(t, self._ref[1]): t for t in tasks}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)

@@ -11,8 +11,8 @@ import argparse
 
 from profiles.documents import json_line
 from profiles.errors import InputError
-from runner import progress
-from runner.options import add_force, bounded_int, seed_int, temperature_float, threads_int
+from runner.cli import progress
+from runner.cli.options import add_force, bounded_int, seed_int, temperature_float, threads_int
 
 NAME = "evaluate"
 HELP = "drafter accepted length per domain (Table 1) and per-position acceptance (Figure 2)"

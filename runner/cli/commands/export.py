@@ -18,10 +18,9 @@ reporting success; ``tests/engines/`` checks them with the engines' own code. Se
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from profiles.documents import json_line
-from runner.options import add_force
+from runner.cli.options import add_force
 
 NAME = "export"
 HELP = "export a tuned scheduler config (best.yaml) to spectune, SGLang, vLLM or TensorRT-LLM"
@@ -42,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from runner.cli.text import describe
     from runner.export import load_export, write_export
     from runner.paths import out_dir
     from runner.scheduler import load_scheduler
@@ -62,32 +62,3 @@ def run(args: argparse.Namespace) -> int:
     for target, m in manifests:
         print(describe(target, m))
     return 0
-
-
-def describe(target: Path, m: dict) -> str:
-    """One block per format: files, exactness, approximation cost, notes."""
-    lines = [f"{m['format']:<16} {target}/: {', '.join(m['files'])}"]
-    if m["exact"]:
-        lines.append(f"  exact: {m['exported_policy']}")
-    else:
-        lines.append(f"  cannot express {m['tuned_policy']}")
-        lines.append(f"  nearest: {m['exported_policy']}")
-        a = m.get("approximation")
-        if a and a.get("simulated"):
-            t, e = a["tuned"], a["exported"]
-            lines.append(
-                f"  simulated at {a['load_mode']} {a['load']:g}: {e['throughput_tok_s']:,.0f} vs "
-                f"{t['throughput_tok_s']:,.0f} tok/s ({a['throughput_change']:+.1%}), "
-                f"tok/s/user p50 {e['tps_per_user_p50']:.1f} vs {t['tps_per_user_p50']:.1f}, "
-                f"SLA {'met' if e['sla_met'] else 'MISSED'}"
-            )
-        elif a:
-            lines.append(f"  approximation not simulated: {a.get('reason')}")
-    for note in m.get("notes", []):
-        lines.append(f"  note: {note}")
-    launch = m.get("launch")
-    if launch:
-        env = " ".join(f"{k}={v}" for k, v in launch["env"].items())
-        lines.append(f"  launch: {target}/launch.sh  ({env + ' ' if env else ''}"
-                     f"{' '.join(launch['argv'][:3])} ...)")  # fmt: skip
-    return "\n".join(lines)

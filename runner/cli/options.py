@@ -10,15 +10,18 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from dataclasses import replace
 from typing import Any
 
 from profiles.builtin import DEFAULT_ACCEPTANCE, DEFAULT_COST, load_acceptance, load_cost
 from simulator.server import ServerConfig
-from simulator.workload import Workload, WorkloadSpec, open_workload, parse_domain_mix
-
-DEFAULT_WORKLOAD = "builtin:azure-conv-like"
-
+from simulator.workload import (
+    DEFAULT_WORKLOAD,
+    Workload,
+    WorkloadSpec,
+    fit_default,
+    open_workload,
+    parse_domain_mix,
+)
 
 CPUS = os.cpu_count() or 1
 MAX_CONCURRENCY = 100_000  # the simulator preallocates per-slot state; far above any server
@@ -150,20 +153,6 @@ def add_force(p) -> None:
     )
 
 
-def fit_default(spec: WorkloadSpec, cost: Any) -> WorkloadSpec:
-    """The default workload made to fit an engine with a short context: on a profile with a
-    ``max_context`` (the CPU engine's 1,024 tokens) the default's prompts are clamped to 3/4 of
-    it and outputs to 1/4 (counted and shown in the workload label) unless clamps are given.
-    Any other workload is returned as is (requests too long for the engine are then refused, or
-    trimmed with ``--clamp-to-context``)."""
-    ctx = getattr(cost, "max_context", 0)
-    if spec.source != DEFAULT_WORKLOAD or not ctx:
-        return spec
-    if spec.max_prompt_tokens is not None or spec.max_output_tokens is not None:
-        return spec
-    return replace(spec, max_prompt_tokens=ctx * 3 // 4, max_output_tokens=ctx // 4)
-
-
 def workload_from_args(args: argparse.Namespace, cost: Any = None) -> Workload:
     """The workload of the parsed options (``cost``: see :func:`fit_default`)."""
     source = args.trace or args.workload or DEFAULT_WORKLOAD
@@ -214,7 +203,7 @@ def server_from_args(args: argparse.Namespace, gamma: int) -> ServerConfig:
 
 
 def show_progress(args: argparse.Namespace) -> bool:
-    """Whether the command draws progress (``runner.progress.enabled``)."""
-    from runner.progress import enabled
+    """Whether the command draws progress (``runner.cli.progress.enabled``)."""
+    from runner.cli.progress import enabled
 
     return enabled(args)

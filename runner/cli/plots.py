@@ -1,4 +1,4 @@
-"""Tuning plots (matplotlib, Agg backend: no display needed). Plotting lives only in runner/.
+"""Tuning plots (matplotlib, Agg backend: no display). Plots live on the CLI side, runner/cli/.
 
 - ``frontier.png`` (paper Figure 7): output throughput against tokens/s/user p50, the Pareto
   frontier of every setting and load tried per policy, with the SLA bound drawn when it is on
@@ -68,3 +68,11 @@ def plot_load(path: Path, series: dict[str, list[dict[str, Any]]], mode: str) ->
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def tune_plots(rep: Any, sla: list[Any]) -> list[str]:
+    """``frontier.png`` and ``load.png`` of a :class:`~runner.report.TuneReport` in its folder."""
+    plot_frontier(rep.out / "frontier.png", rep.fronts, list(sla))
+    plot_load(rep.out / "load.png", {e: list(r.per_load) for e, r in rep.policies.items()},
+              rep.mode)  # fmt: skip
+    return ["frontier.png", "load.png"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from profiles.documents import json_line
-from runner.options import add_force
+from runner.cli.options import add_force
 
 NAME = "import"
 HELP = "import vLLM metrics, SGLang SPS tables or a cost CSV as spectune profiles"

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from profiles.documents import json_line
 from profiles.errors import InputError
-from runner import progress
-from runner.options import (
+from runner.cli import progress
+from runner.cli.options import (
     MAX_SLOTS,
     add_force,
     bounded_int,

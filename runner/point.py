@@ -15,7 +15,8 @@ A point is a frozen :class:`PointTask` (plain data, picklable, the same on every
   queueing). Below capacity every policy's throughput equals the offered load, so "highest
   throughput meeting the SLA" is the highest load whose latency metrics still meet it.
 
-Cost and acceptance models are loaded from their spec strings once per worker process.
+The cost and acceptance models travel with the tasks as objects (loaded once by the caller;
+the executors ship them to each worker process once), never as spec strings to reload.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -52,8 +52,6 @@ class PointTask:
     mode: str  # "concurrency" (closed loop, load = N) or "rate" (open loop, load = req/s)
     load: float  # concurrency cap N, request rate (synthetic) or rate scale (traces)
     workload: WorkloadSpec  # the base workload (request count and rate set per point)
-    profile: str  # cost model spec (builtin:NAME, analytic:..., FILE.yaml)
-    acceptance: str  # acceptance model spec (paper:NAME, FILE.yaml)
     server: ServerConfig  # server limits (max_concurrency replaced by N in concurrency mode)
     requests: int  # requests simulated
     seed: int  # the one seed (workload draws, acceptance streams, policy generator)
@@ -83,21 +81,13 @@ def workload_for(task: PointTask) -> Iterator[Request] | Any:
             for r in itertools.islice(base, n))  # fmt: skip
 
 
-@lru_cache(maxsize=8)
-def _models(profile: str, acceptance: str):
-    from profiles.builtin import load_acceptance, load_cost
-
-    return load_cost(profile), load_acceptance(acceptance)
-
-
-def run_point(task: PointTask, models: tuple[Any, Any] | None = None) -> dict[str, Any]:
-    """Simulate one point; returns the key fields plus :data:`METRICS` and bookkeeping.
-
-    ``models`` = (cost, acceptance) overrides loading them from the task's spec strings."""
+def run_point(task: PointTask, models: tuple[Any, Any]) -> dict[str, Any]:
+    """Simulate one point with ``models`` = (cost model, acceptance model); returns the key
+    fields plus :data:`METRICS` and bookkeeping."""
     from policies import make_policy
     from simulator.run import simulate
 
-    cost, acceptance = models or _models(task.profile, task.acceptance)
+    cost, acceptance = models
     server = task.server
     if task.mode == "concurrency":
         server = replace(server, max_concurrency=int(task.load))

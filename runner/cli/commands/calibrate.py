@@ -26,7 +26,7 @@ HELP = "fit STS temperatures on recorded rounds; report held-out ECE/AUC/Brier a
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from runner.options import nonneg_int
+    from runner.cli.options import nonneg_int
 
     p.add_argument("--records", required=True, metavar="FILE.npz", help="recorded rounds")
     p.add_argument(
@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=nonneg_int, default=0, help="split seed (default 0)")
     p.add_argument("--json", action="store_true", help="print the YAML document as JSON")
-    from runner.options import add_force
+    from runner.cli.options import add_force
 
     add_force(p)
 
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     sglang.write_text(json_line(cal.to_sglang(), indent=2) + "\n", encoding="utf-8")
     written = [str(out), str(sglang)]
     if png is not None:
-        from runner.plots_calibration import reliability_png
+        from runner.cli.plots_calibration import reliability_png
 
         reliability_png(
             png,

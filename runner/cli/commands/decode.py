@@ -12,7 +12,7 @@ import argparse
 
 from profiles.documents import json_line
 from profiles.errors import InputError
-from runner.options import bounded_int, seed_int, temperature_float, threads_int
+from runner.cli.options import bounded_int, seed_int, temperature_float, threads_int
 
 NAME = "decode"
 HELP = "decode a prompt with the engine (speculative or plain), greedy or sampled"

@@ -1,6 +1,6 @@
-"""The ``spectune`` console script: one parser, subcommands found in ``runner/commands/``.
+"""The ``spectune`` console script: one parser, subcommands found in ``runner/cli/commands/``.
 
-Each module in ``runner.commands`` defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
+Each module in ``runner.cli.commands`` defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
 ``run(args) -> int``; nothing else needs editing to add a command. Commands are imported only
 when chosen, so ``spectune replay`` never imports torch.
 
@@ -22,7 +22,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-import runner.commands
+import runner.cli.commands
 from profiles.errors import InputError
 
 ENGINE_EXTRA = ("torch", "safetensors")  # modules of the `engine` extra (pyproject)
@@ -42,13 +42,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _command_modules() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(runner.commands.__path__) if not m.ispkg)
+    return sorted(m.name for m in pkgutil.iter_modules(runner.cli.commands.__path__) if not m.ispkg)
 
 
 def _module_attrs(module: str) -> dict[str, str]:
     """NAME and HELP of a command module, read from its source without importing it (so that
     ``spectune --help`` stays light and never imports torch)."""
-    spec = importlib.util.find_spec(f"runner.commands.{module}")
+    spec = importlib.util.find_spec(f"runner.cli.commands.{module}")
     attrs = {"NAME": module.replace("_", "-"), "HELP": ""}
     if not (spec and spec.origin):
         return attrs
@@ -72,7 +72,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     for module in _command_modules():
         attrs = _module_attrs(module)
         if attrs["NAME"] == selected:
-            mod = importlib.import_module(f"runner.commands.{module}")
+            mod = importlib.import_module(f"runner.cli.commands.{module}")
             p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
             mod.add_arguments(p)
@@ -123,7 +123,3 @@ def _error(message: str) -> int:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -102,3 +102,28 @@ def bar(args: argparse.Namespace | None, desc: str, *, total: int | None = None,
         unit: str = "it", quiet: bool = False, initial: int = 0) -> Progress:  # fmt: skip
     """The command's bar: drawn when ``enabled(args, quiet=quiet)``."""
     return Progress(enabled(args, quiet=quiet), desc, total=total, unit=unit, initial=initial)
+
+
+class PointsBar:
+    """The tune bar: points done / total and the best throughput at the SLA so far."""
+
+    def __init__(self, enabled: bool, sla) -> None:
+        self.bar = Progress(enabled, "points", total=0, unit="pt")
+        self.sla = sla
+        self.best: tuple[float, str] = (0.0, "")
+
+    def grow(self, total: int, cached: int) -> None:
+        self.bar.grow(total, cached)
+
+    def done(self, result: dict) -> None:
+        if all(s.met(result) for s in self.sla) and result["throughput_tok_s"] > self.best[0]:
+            load = f"{result['mode'][:4]}={result['load']:g}"
+            self.best = (result["throughput_tok_s"], f"{result['policy'][:32]} @ {load}")
+        if self.best[1]:
+            self.bar.note(f"best {self.best[0]:,.0f} tok/s at the SLA: {self.best[1]}")
+        else:
+            self.bar.note("no point meets the SLA yet")
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from profiles.errors import InputError
-from runner.options import temperature_float, threads_int
+from runner.cli.options import temperature_float, threads_int
 
 ENGINES = {"builtin:tiny": "target"}  # engine name -> target checkpoint name
 

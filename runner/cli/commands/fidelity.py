@@ -20,9 +20,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from profiles.documents import json_line
-from runner import progress
-from runner.live import add_live_args
-from runner.options import MAX_SLOTS, add_force, add_model_args, bounded_int, seed_int
+from runner.cli import progress
+from runner.cli.backend import add_live_args
+from runner.cli.options import MAX_SLOTS, add_force, add_model_args, bounded_int, seed_int
 
 NAME = "fidelity"
 HELP = "measure the profiled simulator's error against the live engine"
@@ -49,9 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from profiles.builtin import cost_metadata
+    from runner.cli.backend import build_live_backend, engine_context
+    from runner.cli.options import models_from_args
     from runner.fidelity import GATED, FidelityConfig, max_errors, report_markdown, run_cells
-    from runner.live import build_live_backend, engine_context
-    from runner.options import models_from_args
     from runner.paths import out_dir
 
     out = out_dir(args.out, NAME, force=args.force) if args.out else None

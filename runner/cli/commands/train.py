@@ -15,7 +15,7 @@ from pathlib import Path
 
 from profiles.documents import json_line
 from profiles.errors import InputError
-from runner.options import add_force, bounded_float, bounded_int, seed_int, threads_int
+from runner.cli.options import add_force, bounded_float, bounded_int, seed_int, threads_int
 
 NAME = "train"
 HELP = "train the engine's target LM or a drafter on offline corpora"
@@ -130,7 +130,7 @@ class _Steps:
         self.args, self.desc, self.bar = args, desc, None
 
     def __call__(self, done: int, total: int, losses: dict[str, float], saved: bool) -> None:
-        from runner.progress import bar
+        from runner.cli.progress import bar
 
         if self.bar is None:  # the first step tells where a resumed run starts
             self.bar = bar(self.args, self.desc, total=total, unit="step", initial=done - 1)
