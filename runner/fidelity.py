@@ -19,6 +19,7 @@ from typing import Any
 
 from policies import make_policy
 from simulator.backend import ProfiledBackend
+from simulator.capacity import saturated_rate
 from simulator.run import simulate
 from simulator.server import ServerConfig
 from simulator.workload import WorkloadSpec, open_workload
@@ -62,14 +63,6 @@ def workload_at(cfg: FidelityConfig, rate: float):
     return open_workload(spec)
 
 
-def capacity(cfg: FidelityConfig, cost, acceptance, gamma: int) -> float:
-    """Requests/s the profiled server sustains when saturated (all requests at t = 0)."""
-    server = ServerConfig(max_concurrency=cfg.max_concurrency, gamma=gamma)
-    s = simulate(workload_at(cfg, math.inf), make_policy("fixed:k=1"), cost, acceptance, server,
-                 seed=cfg.seed).summary  # fmt: skip
-    return s["request_throughput_req_s"]
-
-
 def rel_error(predicted: float | None, measured: float | None) -> float | None:
     if predicted is None or measured is None or measured == 0:
         return None
@@ -88,8 +81,8 @@ def run_cells(cfg: FidelityConfig, cost, acceptance, gamma: int, live_factory, p
     ``cost`` as stored and of the companion's own fit are reported beside it. The policies plan
     with ``cost`` in every run.
     """
-    cap = capacity(cfg, cost, acceptance, gamma)
     server = ServerConfig(max_concurrency=cfg.max_concurrency, gamma=gamma)
+    cap = saturated_rate(workload_at(cfg, math.inf), cost, acceptance, server, cfg.seed)
     cells = []
     for load, factor in cfg.loads:
         workload = workload_at(cfg, cap * factor)

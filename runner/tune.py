@@ -156,9 +156,21 @@ def _write(cfg, searches, store, out: Path, cost, acceptance) -> TuneReport:
 
 
 def _overload(cfg: TuneConfig, store) -> dict[str, float] | None:
-    from runner.capacity import tune_overload
+    """An open-loop tune (``cfg.mode == "rate"``) at its lowest load beyond the capacity: the
+    offered rate per unit of load is 1 req/s for a synthetic workload (the load is the rate) and
+    the trace's own rate, over the requests a point replays, for a trace."""
+    import numpy as np
 
-    over = tune_overload(cfg, list(store.points.values()))
+    from runner.point import workload_for
+    from simulator.capacity import grid_overload, offered_rate
+
+    if cfg.mode != "rate":
+        return None
+    per_unit = 1.0
+    if not cfg.workload.is_synthetic:
+        arrivals = [r.arrival_s for r in workload_for(cfg.task(cfg.policies[0], 1.0))]
+        per_unit = offered_rate(np.array(arrivals)) or 0.0
+    over = grid_overload(list(store.points.values()), per_unit, cfg.loads)
     return None if over is None else {
         "offered_req_s": over.offered_req_s, "capacity_req_s": over.capacity_req_s,
         "load_that_fits": over.rate_scale,

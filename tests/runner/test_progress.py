@@ -1,4 +1,4 @@
-"""Progress bars (runner/cli/progress.py), the overload estimate (runner/capacity.py) and tune's
+"""Progress bars (runner/cli/progress.py), the overload estimate (simulator/capacity.py) and tune's
 reasons for an infeasible entry: no terminal or timing needed."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import io
 
 import numpy as np
 
-from runner import capacity
 from runner.cli import progress
 from runner.cli.text import why_not
 from runner.report import closest
 from runner.scheduler import parse_sla
+from simulator import capacity
 
 
 def test_an_off_bar_takes_every_call_and_draws_nothing(monkeypatch):

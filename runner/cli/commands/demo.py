@@ -145,13 +145,10 @@ def _num(v, fmt: str, scale: float = 1.0) -> str:
 
 def _capacity(cost, acceptance, config, args) -> float:
     """Requests/s fixed:k=1 sustains on this profile with every request queued at t = 0."""
-    from policies import make_policy
-    from simulator.run import simulate
+    from simulator.capacity import saturated_rate
     from simulator.workload import WorkloadSpec, open_workload
 
     spec = WorkloadSpec(DEFAULT_WORKLOAD, request_rate=float("inf"), seed=args.seed,
                         num_requests=args.num_requests)  # fmt: skip
-    spec = fit_default(spec, cost)
-    s = simulate(open_workload(spec), make_policy("fixed:k=1"), cost, acceptance, config,
-                 seed=args.seed).summary  # fmt: skip
-    return s["request_throughput_req_s"]
+    return saturated_rate(open_workload(fit_default(spec, cost)), cost, acceptance, config,
+                          args.seed)  # fmt: skip

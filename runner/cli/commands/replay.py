@@ -16,7 +16,6 @@ from pathlib import Path
 
 from policies.registry import check_gamma
 from profiles.documents import json_line
-from runner.capacity import overload
 from runner.cli import progress
 from runner.cli.backend import add_live_args
 from runner.cli.options import (
@@ -29,6 +28,7 @@ from runner.cli.options import (
     workload_from_args,
 )
 from runner.paths import out_dir
+from simulator.capacity import overload
 
 NAME = "replay"
 HELP = "replay a trace or builtin workload through the simulated server"

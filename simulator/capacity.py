@@ -1,4 +1,7 @@
-"""Is the offered load beyond what the simulated server can serve?
+"""What the simulated server can serve: its saturated request rate, and whether a load exceeds it.
+
+:func:`saturated_rate` is the one capacity *measurement*: the request rate a policy sustains with
+every request queued at t = 0 (the demo's and the fidelity harness's loads are fractions of it).
 
 An open-loop replay whose arrivals outpace the server only grows its queue: every latency figure
 then measures the backlog (TTFTs of hours), not the policy. The estimate needs no extra
@@ -14,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from simulator.workload import Workload
 
 OVER = 1.1  # offered / capacity above this is reported (10%: the estimate's own slack)
 BUSY = 0.9  # a server idle more than 10% of the run was not saturated
@@ -65,17 +70,12 @@ def grid_overload(points: list[dict[str, Any]], offered_at_1: float, loads) -> O
     return Overload(offered_at_1 * low, capacity, capacity / offered_at_1)
 
 
-def tune_overload(cfg, points: list[dict[str, Any]]) -> Overload | None:
-    """The overload of an open-loop tune (``cfg.mode == "rate"``) at its lowest load: the
-    offered rate per unit of load is 1 req/s for a synthetic workload (the load is the rate) and
-    the trace's own rate, over the requests a point replays, for a trace."""
-    from runner.point import workload_for
+def saturated_rate(workload: Workload, cost, acceptance, server, seed: int,
+                   policy: str = "fixed:k=1") -> float:  # fmt: skip
+    """Requests/s ``policy`` sustains on this server when ``workload`` (opened with every
+    request at t = 0, e.g. ``request_rate=inf``) is all queued at once."""
+    from policies import make_policy
+    from simulator.run import simulate
 
-    if cfg.mode != "rate":
-        return None
-    if cfg.workload.is_synthetic:
-        per_unit = 1.0
-    else:
-        task = cfg.task(cfg.policies[0], 1.0)
-        per_unit = offered_rate(np.array([r.arrival_s for r in workload_for(task)])) or 0.0
-    return grid_overload(points, per_unit, cfg.loads)
+    s = simulate(workload, make_policy(policy), cost, acceptance, server, seed=seed).summary
+    return s["request_throughput_req_s"]
