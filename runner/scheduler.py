@@ -155,7 +155,7 @@ class SchedulerConfig:
     @property
     def verify(self) -> dict[str, Any]:
         """Length bounds in engine terms, derived from the policy's parameters."""
-        return verify_bounds(self.policy_name, self.param_dict, self.gamma)
+        return self.policy().verify_bounds(self.gamma)
 
     # -- (de)serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -189,21 +189,6 @@ class SchedulerConfig:
             "baselines": _plain(self.baselines),
             "provenance": _plain(self.provenance),
         }
-
-
-def verify_bounds(name: str, params: dict[str, Any], gamma: int) -> dict[str, Any]:
-    """``lag_steps``, ``min_verify_len``, ``max_verify_len`` (0 = γ), ``survival_eps``."""
-    if name == "fixed":
-        k = min(int(params.get("k", 1)), gamma)
-        return {"lag_steps": 0, "min_verify_len": k, "max_verify_len": k, "survival_eps": 0.0}
-    if name == "none":
-        return {"lag_steps": 0, "min_verify_len": 0, "max_verify_len": 0, "survival_eps": 0.0}
-    return {
-        "lag_steps": int(params.get("lag", 0)),
-        "min_verify_len": int(params.get("min_verify_len", 0)),
-        "max_verify_len": int(params.get("max_verify_len", 0)),
-        "survival_eps": float(params.get("survival_eps", 0.0)),
-    }
 
 
 def cost_hash(cost: CostModel) -> str:

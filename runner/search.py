@@ -23,9 +23,11 @@ figure is a simulated point, not an interpolation. Points already in the store
 (``--resume``) are never simulated again; since every decision is a deterministic function of the
 stored results, a resumed run takes exactly the path an uninterrupted one would.
 
-Parameters not searched: ``dspark_lagged.lag`` (the engine's pipeline depth fixes it; pin it with
-``dspark_lagged:lag=1``) and any parameter pinned in a spec (``fixed:k=1`` is not searched at all).
-Policies without a search space here (e.g. third-party ones) run with their defaults.
+What is searched is the policy's own knowledge: each hyperparameter declared with
+``policies.base.searched`` (its coarse grid and refinement bounds, as functions of γ where they
+depend on it) is searched, builtin or third-party alike; the others keep their defaults, e.g.
+``dspark_lagged.lag`` (the engine's pipeline depth fixes it; pin it with ``dspark_lagged:lag=1``).
+A parameter pinned in a spec is not searched (``fixed:k=1`` is not searched at all).
 """
 
 from __future__ import annotations
@@ -75,34 +77,20 @@ class Dim:
         return out
 
 
-def _verify(g: int) -> list[Dim]:
-    """The DSpark family's bounds: forced drafts, per-request cap (0 = γ), survival floor."""
-    return [
-        Dim("min_verify_len", (0, 1, 2), 0, g),
-        Dim("max_verify_len", tuple(v for v in (3, 5, 0) if v < g), 1, g),
-        Dim("survival_eps", (0.0, 0.05, 0.15, 0.3), 0.0, 0.9),
-    ]
+def space(cls, gamma: int) -> list[Dim]:
+    """The searched parameters of a policy class (its fields' ``searched`` metadata) at γ."""
+    dims = []
+    for name, search in cls.search_space().items():
+        grid, lo, hi = search.at(gamma)
+        dims.append(Dim(name, grid, lo, hi, search.log))
+    return dims
 
 
-SPACES: dict[str, Callable[[int], list[Dim]]] = {
-    "fixed": lambda g: [Dim("k", tuple(range(1, g + 1)))],
-    "dspark": _verify,
-    "dspark_lagged": _verify,
-    "global_sync": _verify,
-    "threshold": lambda g: [Dim("t", (0.2, 0.4, 0.6, 0.8), 0.0, 1.0),
-                            Dim("on", ("conf", "survival"))],  # fmt: skip
-    "tetris": lambda g: [Dim("capacity", (16, 64, 256, 1024), 1, 65536, log=True),
-                         Dim("max_verify_len", tuple(v for v in (3, 5, 0) if v < g), 1, g)],
-    "dcut": lambda g: [Dim("fraction", (0.0, 0.25, 0.5, 0.75, 1.0), 0.0, 1.0)],
-    "goodput": lambda g: [Dim("prior_rate", (0.5, 0.7, 0.9), 0.05, 0.99),
-                          Dim("max_verify_len", tuple(v for v in (3, 5, 0) if v < g), 1, g)],
-}  # fmt: skip
-
-
-def _normal(name: str, params: dict[str, Any], gamma: int) -> dict[str, Any]:
-    """One spelling per behaviour: a verify cap of γ or more is written 0 (= γ)."""
-    if params.get("max_verify_len", 0) >= gamma:
-        params = {**params, "max_verify_len": 0}
+def _normal(cls, params: dict[str, Any], gamma: int) -> dict[str, Any]:
+    """One spelling per behaviour: a cap of γ or more is written 0 (= γ)."""
+    for name, search in cls.search_space().items():
+        if search.zero_is_gamma and params.get(name, 0) >= gamma:
+            params = {**params, name: 0}
     return params
 
 
@@ -148,6 +136,7 @@ class PolicySearch:
     entry: str  # as given: "dspark_lagged", "fixed:k=1", ...
     gamma: int
     name: str = ""
+    cls: Any = None  # the policy class (its fields' metadata is the search space)
     pinned: dict[str, Any] = field(default_factory=dict)
     dims: list[Dim] = field(default_factory=list)
     incumbent: dict[str, Any] = field(default_factory=dict)
@@ -158,15 +147,15 @@ class PolicySearch:
 
     def __post_init__(self) -> None:
         self.name, raw = parse_spec(self.entry)
-        policy_class(self.name)  # unknown policy → InputError
+        self.cls = policy_class(self.name)  # unknown policy → InputError
         self.pinned = make_policy(self.entry).__dict__ if raw else {}
         self.pinned = {k: v for k, v in self.pinned.items() if k in raw}
-        space = SPACES.get(self.name, lambda g: [])(self.gamma)
-        self.dims = [d for d in space if d.name not in self.pinned and len(d.grid) > 0]
+        dims = space(self.cls, self.gamma)
+        self.dims = [d for d in dims if d.name not in self.pinned and len(d.grid) > 0]
 
     def spec(self, params: dict[str, Any]) -> str | None:
         try:
-            policy = make_policy(self.name, **_normal(self.name, {**params, **self.pinned},
+            policy = make_policy(self.name, **_normal(self.cls, {**params, **self.pinned},
                                                       self.gamma))  # fmt: skip
         except InputError:
             return None  # e.g. min_verify_len > max_verify_len
@@ -197,9 +186,10 @@ class PolicySearch:
             if alone:
                 combo[d.name] = max(alone, key=lambda t: t[0])[1]
         cands = [combo]
+        zero_is_gamma = {n for n, x in self.cls.search_space().items() if x.zero_is_gamma}
         for d in self.dims:
             value = self.incumbent[d.name]
-            if d.name == "max_verify_len" and value == 0:
+            if d.name in zero_is_gamma and value == 0:
                 value = self.gamma  # 0 means γ
             cands += [{**self.incumbent, d.name: v} for v in d.neighbours(value, level)]
         return self._add(cands)

@@ -21,11 +21,11 @@ import argparse
 
 from profiles.documents import json_line
 from runner.cli.options import add_force
+from runner.formats import FORMATS
 
 NAME = "export"
 HELP = "export a tuned scheduler config (best.yaml) to spectune, SGLang, vLLM or TensorRT-LLM"
 
-FORMATS = ("spectune", "sglang", "vllm", "trtllm", "sglang-adaptive")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
