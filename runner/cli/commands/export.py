@@ -27,7 +27,6 @@ NAME = "export"
 HELP = "export a tuned scheduler config (best.yaml) to spectune, SGLang, vLLM or TensorRT-LLM"
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="source", required=True, metavar="BEST.yaml",
                    help="a spectune.scheduler/v1 document (tune writes best.yaml)")  # fmt: skip
