@@ -33,16 +33,6 @@ from scipy.special import expit, logit
 from profiles.errors import InputError
 
 ARRAYS = ("domain", "request", "step", "logits", "accepted", "meta")
-META_KEYS = (
-    "drafter",
-    "target",
-    "gamma",
-    "temperature",
-    "seed",
-    "source",
-    "spectune_version",
-    "command",
-)
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,7 +214,7 @@ def write_records(path: str | Path, records: Records) -> None:
         )
 
 
-def split(records: Records, fraction: float, seed: int) -> tuple[Records, Records]:
+def split_by_request(records: Records, fraction: float, seed: int) -> tuple[Records, Records]:
     """(fit, report): a random ``fraction`` of each domain's requests, and the rest.
 
     Splitting is by request, so no request contributes rounds to both parts.
@@ -435,7 +425,7 @@ def synthesize(
 
 
 def _version() -> str:
-    from runner import __version__
+    from profiles.version import __version__
 
     return __version__
 

@@ -70,7 +70,7 @@ def _fraction(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     from profiles.calibration import calibrate
     from profiles.errors import InputError
-    from profiles.records import read_records, split
+    from profiles.records import read_records, split_by_request
     from profiles.store import write_yaml
     from runner.paths import out_file
 
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             )
         records = records.take(records.domain == args.domain)
         dataset += f" [{args.domain}]"
-    fit, report = split(records, args.fit_fraction, args.seed)
+    fit, report = split_by_request(records, args.fit_fraction, args.seed)
     cal = calibrate(
         fit,
         report,

@@ -17,8 +17,6 @@ from runner.cli.options import add_force, bounded_int, seed_int, temperature_flo
 NAME = "evaluate"
 HELP = "drafter accepted length per domain (Table 1) and per-position acceptance (Figure 2)"
 
-DOMAINS = ("code", "chat", "math")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drafters", default="dspark,dflash,ar,mtp1", help="comma-separated")
@@ -53,6 +51,7 @@ def _names(text: str, known: tuple[str, ...] | None, what: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from engine import checkpoint
+    from engine.data import DOMAINS
     from engine.evaluate import EvalConfig, evaluate, plot, table
     from engine.load import resolve_device
 

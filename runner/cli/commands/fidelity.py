@@ -21,7 +21,7 @@ from pathlib import Path
 
 from profiles.documents import json_line
 from runner.cli import progress
-from runner.cli.backend import add_live_args
+from runner.cli.engines import add_live_args
 from runner.cli.options import MAX_SLOTS, add_force, add_model_args, bounded_int, seed_int
 
 NAME = "fidelity"
@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from profiles.builtin import cost_metadata
-    from runner.cli.backend import build_live_backend, engine_context
+    from runner.cli.engines import build_live_backend, engine_context
     from runner.cli.options import models_from_args
     from runner.fidelity import GATED, FidelityConfig, max_errors, report_markdown, run_cells
     from runner.paths import out_dir

@@ -22,6 +22,7 @@ from pathlib import Path
 from profiles.documents import json_line
 from profiles.errors import InputError
 from runner.cli import progress
+from runner.cli.engines import engine_checkpoints
 from runner.cli.options import (
     MAX_SLOTS,
     add_force,
@@ -34,7 +35,6 @@ from runner.paths import out_file
 
 NAME = "profile"
 HELP = "measure the engine's verify/draft/prefill costs into a cost profile (YAML)"
-ENGINES = {"builtin:tiny": ("target", "dspark")}  # engine spec -> (target, default drafter)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
         return _vllm(
             args, out_file(args.out, force=args.force), progress.bar(args, "profile", unit="call")
         )
-    if args.engine not in ENGINES:
-        raise InputError(f"--engine: unknown engine {args.engine!r} (known: {', '.join(ENGINES)})")
+    target, drafter = engine_checkpoints(args.engine)
     if args.slots < 2:
         raise InputError("--slots must be >= 2 (the largest prefill uses two requests)")
     out = out_file(args.out, force=args.force)
@@ -74,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
     from profiles.store import read_cost, write_yaml
 
     device = resolve_device(args.device, args.threads)
-    target, drafter = ENGINES[args.engine]
     target, drafter = args.target or target, args.drafter or drafter
     if drafter == "none":
         raise InputError("--drafter: the profiler measures drafting, it needs a drafter")

@@ -17,7 +17,7 @@ from pathlib import Path
 from policies.registry import check_gamma
 from profiles.documents import json_line
 from runner.cli import progress
-from runner.cli.backend import add_live_args
+from runner.cli.engines import add_live_args
 from runner.cli.options import (
     add_model_args,
     add_output_args,
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     policy = make_policy(args.policy)
     if args.backend == "live":
-        from runner.cli.backend import clamp_to_context, engine_context
+        from runner.cli.engines import clamp_to_context, engine_context
 
         clamp_to_context(args, engine_context(args), args.gamma or 7)
     cost, acceptance, gamma = models_from_args(args)
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         args.max_concurrency = tuned.max_concurrency if tuned else 64
     backend = None
     if args.backend == "live":
-        from runner.cli.backend import build_live_backend
+        from runner.cli.engines import build_live_backend
 
         temps = tuned.sts.temperatures if tuned is not None else None
         backend, gamma = build_live_backend(args, policy, cost, temps)

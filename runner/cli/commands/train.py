@@ -20,8 +20,6 @@ from runner.cli.options import add_force, bounded_float, bounded_int, seed_int, 
 NAME = "train"
 HELP = "train the engine's target LM or a drafter on offline corpora"
 
-KINDS = ("dspark", "dflash", "ar", "mtp1")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -62,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from engine import checkpoint
+    from engine.drafter import KINDS
 
     torch.set_num_threads(args.threads)
     kinds = [k for k in (args.kind or "").split(",") if k]

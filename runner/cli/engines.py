@@ -1,4 +1,5 @@
-"""Building the live backend from CLI options (``replay --backend live``); torch loads lazily.
+"""The builtin engines and the live backend built from CLI options (``replay --backend live``);
+torch loads lazily.
 
 The engine's context is short, so a live replay clamps prompt and output lengths to fit it: by
 default prompts to half the context and outputs to what is left after one step of drafts. The
@@ -13,7 +14,7 @@ import argparse
 from profiles.errors import InputError
 from runner.cli.options import temperature_float, threads_int
 
-ENGINES = {"builtin:tiny": "target"}  # engine name -> target checkpoint name
+ENGINES = {"builtin:tiny": ("target", "dspark")}  # engine name -> (target, default drafter)
 
 
 def add_live_args(p: argparse.ArgumentParser) -> None:
@@ -70,7 +71,12 @@ def build_live_backend(args: argparse.Namespace, policy, cost, temperatures=None
     return backend, engine.gamma
 
 
-def _target_name(engine: str) -> str:
+def engine_checkpoints(engine: str) -> tuple[str, str]:
+    """(target, default drafter) checkpoint names of a builtin ``--engine``."""
     if engine not in ENGINES:
         raise InputError(f"--engine: unknown engine {engine!r} (known: {', '.join(ENGINES)})")
     return ENGINES[engine]
+
+
+def _target_name(engine: str) -> str:
+    return engine_checkpoints(engine)[0]
