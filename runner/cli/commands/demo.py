@@ -20,13 +20,11 @@ import sys
 from profiles.documents import json_line
 from runner.cli import progress
 from runner.cli.options import (
-    DEFAULT_WORKLOAD,
     MAX_REQUESTS,
     add_force,
     add_model_args,
     add_server_args,
     bounded_int,
-    fit_default,
     models_from_args,
     positive_float,
     server_from_args,
@@ -56,51 +54,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from policies import available, make_policy, parse_spec
-    from profiles.errors import InputError
+    from runner.compare import compare
     from runner.paths import out_dir
-    from simulator.run import simulate
-    from simulator.workload import WorkloadSpec, open_workload
 
     if not args.no_tune:  # checked before any simulation
         out_dir(args.out, NAME, force=args.force, known=("tune", "export"))
-    known = available()
-    specs = [s.strip() for s in args.policies.split(",")]
-    if "" in specs:
-        raise InputError(f"--policies: empty entry in {args.policies!r}")
-    if args.policies != DEFAULT_POLICIES:  # the user's own list: every name must exist
-        for s in specs:
-            make_policy(s)
-    missing = [s for s in specs if parse_spec(s)[0] not in known]
-    specs = [s for s in specs if s not in missing]
-    policies = [make_policy(s) for s in specs]
-    try:
-        loads = [positive_float(x) for x in args.loads.split(",")]
-    except argparse.ArgumentTypeError as exc:
-        raise InputError(f"--loads: {exc}") from None
+    policies, missing = _policies(args.policies)
+    loads = _loads(args.loads)
     cost, acceptance, gamma = models_from_args(args)
     config = server_from_args(args, gamma)
-    rows = []
-    capacity = _capacity(cost, acceptance, config, args)
     with progress.bar(args, "replay", total=len(loads) * len(policies), unit="run") as bar:
-        for load in loads:
-            rate = load * capacity
-            spec = WorkloadSpec(DEFAULT_WORKLOAD, request_rate=rate,
-                                num_requests=args.num_requests, seed=args.seed)  # fmt: skip
-            spec = fit_default(spec, cost)  # fits a short-context engine (clamps in the label)
-            workload = open_workload(spec)
-            for label, policy in zip(specs, policies, strict=True):
-                bar.note(f"{policy.spec} at load {load:g}")
-                s = simulate(workload, policy, cost, acceptance, config, seed=args.seed).summary
-                rows.append({"load": load, "rate_req_s": rate, "label": label, **s})
-                bar.update(1)
+
+        def step(note: str) -> None:
+            bar.note(note)
+            bar.update(1)
+
+        label, rows = compare(policies, loads, cost, acceptance, config, args.num_requests,
+                              args.seed, on_run=step)  # fmt: skip
     if args.json:
-        print(json_line({"workload": workload.label, "skipped_unregistered": missing,
-                          "runs": rows}))  # fmt: skip
+        print(json_line({"workload": label, "skipped_unregistered": missing, "runs": rows}))
         return 0
     print(f"profile     {cost.source}")
     print(f"acceptance  {acceptance.source}")
-    print(f"\n1. replay   {workload.label}")
+    print(f"\n1. replay   {label}")
     print(f"            server: max concurrency {config.max_concurrency}, gamma {gamma}, "
           f"seed {args.seed}\n")  # fmt: skip
     print(table(rows))
@@ -110,6 +86,32 @@ def run(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.flush()
     return tell(args)
+
+
+def _policies(text: str):
+    """([(spec, policy)], specs skipped as unregistered): the default list skips names this build
+    lacks; a list the user gave must name registered policies only."""
+    from policies import available, make_policy, parse_spec
+    from profiles.errors import InputError
+
+    specs = [s.strip() for s in text.split(",")]
+    if "" in specs:
+        raise InputError(f"--policies: empty entry in {text!r}")
+    if text != DEFAULT_POLICIES:  # the user's own list: every name must exist
+        for s in specs:
+            make_policy(s)
+    known = available()
+    missing = [s for s in specs if parse_spec(s)[0] not in known]
+    return [(s, make_policy(s)) for s in specs if s not in missing], missing
+
+
+def _loads(text: str) -> list[float]:
+    from profiles.errors import InputError
+
+    try:
+        return [positive_float(x) for x in text.split(",")]
+    except argparse.ArgumentTypeError as exc:
+        raise InputError(f"--loads: {exc}") from None
 
 
 def table(rows: list[dict]) -> str:
@@ -141,14 +143,3 @@ def table(rows: list[dict]) -> str:
 
 def _num(v, fmt: str, scale: float = 1.0) -> str:
     return "n/a" if v is None else fmt.format(v * scale)
-
-
-def _capacity(cost, acceptance, config, args) -> float:
-    """Requests/s fixed:k=1 sustains on this profile with every request queued at t = 0."""
-    from simulator.capacity import saturated_rate
-    from simulator.workload import WorkloadSpec, open_workload
-
-    spec = WorkloadSpec(DEFAULT_WORKLOAD, request_rate=float("inf"), seed=args.seed,
-                        num_requests=args.num_requests)  # fmt: skip
-    return saturated_rate(open_workload(fit_default(spec, cost)), cost, acceptance, config,
-                          args.seed)  # fmt: skip

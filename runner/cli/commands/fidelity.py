@@ -16,7 +16,7 @@ import argparse
 import datetime
 import shlex
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from profiles.documents import json_line
@@ -49,12 +49,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from profiles.builtin import cost_metadata
-    from runner.cli.engines import build_live_backend, engine_context
+    from runner.cli.engines import build_live_backend
     from runner.cli.options import models_from_args
-    from runner.fidelity import GATED, FidelityConfig, max_errors, report_markdown, run_cells
+    from runner.fidelity import FidelityHarness, report_markdown
     from runner.paths import out_dir
 
     out = out_dir(args.out, NAME, force=args.force) if args.out else None
+    cfg = config_from_args(args)
+    cost, acceptance, _ = models_from_args(args)
+    labels = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "engine": f"{args.engine} drafter {args.drafter} on {args.device} "
+        f"({args.threads} threads, timing {args.live_timing})",
+    }
+    with progress.bar(args, "fidelity cells", total=len(cfg.loads) * len(cfg.policies),
+                      unit="cell") as bar:  # fmt: skip
+        harness = FidelityHarness(
+            cfg, cost, acceptance, args.gamma or acceptance.gamma,
+            lambda policy: build_live_backend(args, policy, cost)[0],
+            meta=cost_metadata(args.profile), labels=labels, on_cell=lambda c: _line(bar, c),
+            companion=args.live_timing == "measured" and not args.no_companion,
+        )  # fmt: skip
+        result = harness.run().to_dict()
+    if out is not None:
+        (out / "fidelity.json").write_text(json_line(result, indent=2) + "\n")
+        (out / "fidelity.md").write_text(report_markdown(result))
+        plot(result, out / "fidelity.png")
+    print(json_line(result) if args.json else report_markdown(result))
+    return 0
+
+
+def config_from_args(args: argparse.Namespace):
+    """The FidelityConfig of the options, prompts clamped to half the engine's context."""
+    from runner.cli.engines import engine_context
+    from runner.fidelity import FidelityConfig
+
     cfg = FidelityConfig(policies=tuple(s.strip() for s in args.policies.split(",") if s.strip()),
                          max_concurrency=args.max_concurrency, seed=args.seed)  # fmt: skip
     if args.quick:
@@ -62,86 +92,14 @@ def run(args: argparse.Namespace) -> int:
     if args.num_requests:
         cfg = replace(cfg, num_requests=args.num_requests)
     context = engine_context(args)
-    cfg = replace(cfg, max_prompt_tokens=min(cfg.max_prompt_tokens, context // 2))
-    cost, acceptance, _ = models_from_args(args)
-    engine_backend = {}
+    return replace(cfg, max_prompt_tokens=min(cfg.max_prompt_tokens, context // 2))
 
-    def live_factory(policy):
-        from engine.decode import check_policy
 
-        check_policy(policy)  # every policy of the run, not only the first
-        if not engine_backend:  # build (load checkpoints) once, reuse the engine
-            engine_backend["b"], _ = build_live_backend(args, policy, cost)
-        return engine_backend["b"].fresh()
-
-    gamma = args.gamma or acceptance.gamma
-
-    def on_cell(cell):
-        e = cell["rel_error"]
-        bar.write(f"{cell['load']:>9} {cell['policy']:<12} throughput err "
-                  f"{e['throughput']:.1%}  TPOT err {e['tpot_mean']:.1%}")  # fmt: skip
-        bar.update(1)
-
-    meta = cost_metadata(args.profile)
-    base = int(meta.get("base_context", 128))
-
-    def reference() -> float:
-        from engine.profiler import speed_reference
-
-        return speed_reference(engine_backend["b"].engine, base)
-
-    use_companion = args.live_timing == "measured" and not args.no_companion
-
-    def companion():
-        from engine.companion import Companion
-
-        # the workload's range: contexts up to prompt + output, a step's prefill up to a few
-        # prompts (the curves extend linearly beyond)
-        return Companion(engine_backend["b"].engine, base_context=base, seed=args.seed,
-                         max_context=cfg.max_prompt_tokens + cfg.max_output_tokens,
-                         max_prefill=4 * cfg.max_prompt_tokens)  # fmt: skip
-
-    cells_n = len(cfg.loads) * len(cfg.policies)
-    with progress.bar(args, "fidelity cells", total=cells_n, unit="cell") as bar:
-        capacity, cells = run_cells(cfg, cost, acceptance, gamma, live_factory, on_cell,
-                                    reference, companion if use_companion else None)  # fmt: skip
-    if use_companion:
-        from runner.fidelity import RECALIBRATED_SOURCE
-
-        pricing = f"the stored profile, {RECALIBRATED_SOURCE} of each cell"
-    else:
-        pricing = "the stored profile"
-    ref = meta.get("speed_reference") or {}
-    ref_s = [ref[k] for k in ("before_s", "after_s") if isinstance(ref.get(k), (int, float))]
-    by_metric = max_errors(cells)
-    result = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "profile": cost.source,
-        "acceptance": acceptance.source,
-        "engine": f"{args.engine} drafter {args.drafter} on {args.device} "
-        f"({args.threads} threads, timing {args.live_timing})",
-        "config": asdict(cfg),
-        "pricing": pricing,
-        "capacity_req_s": capacity,
-        "profile_speed_reference_s": sum(ref_s) / len(ref_s) if ref_s else None,
-        "cells": cells,
-        "max_rel_error_by_metric": by_metric,
-        "max_rel_error": max(by_metric[m] for m in GATED),
-    }
-    if use_companion:
-        for key in ("stored_profile", "companion_fit"):
-            errs = max_errors([c[key] for c in cells])
-            result[f"{key}_max_rel_error"] = max(errs[m] for m in GATED)
-    if out is not None:
-        (out / "fidelity.json").write_text(json_line(result, indent=2) + "\n")
-        (out / "fidelity.md").write_text(report_markdown(result))
-        plot(result, out / "fidelity.png")
-    if args.json:
-        print(json_line(result))
-    else:
-        print(report_markdown(result))
-    return 0
+def _line(bar, cell: dict) -> None:
+    e = cell["rel_error"]
+    bar.write(f"{cell['load']:>9} {cell['policy']:<12} throughput err "
+              f"{e['throughput']:.1%}  TPOT err {e['tpot_mean']:.1%}")  # fmt: skip
+    bar.update(1)
 
 
 def plot(result: dict, path: Path) -> None:
