@@ -47,7 +47,7 @@ SLOW_MODULES = {
     "tests/engine/test_companion.py", "tests/engine/test_fidelity.py",
     "tests/engine/test_fidelity_models.py", "tests/engine/test_live.py",
     "tests/engine/test_train.py", "tests/policies/test_bench.py", "tests/test_examples.py",
-    "tests/runner/test_profile_cli.py",
+    "tests/runner/cli/test_profile_cli.py",
 }  # fmt: skip
 SLOW_TESTS = {
     "test_tune_writes_results_best_yaml_and_plots", "test_plots_and_rate_mode",

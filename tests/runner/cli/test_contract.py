@@ -23,7 +23,7 @@ from profiles.errors import InputError
 from runner.cli import main
 from runner.paths import LOCK, MARKER, hold, out_dir, out_file
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ROWS = 300
 TRACE = "arrival_s,prompt_tokens,output_tokens\n" + "".join(
     f"{i * 0.01:.2f},{16 + i % 7},{4 + i % 3}\n" for i in range(ROWS)

@@ -150,7 +150,7 @@ def test_replay_does_not_import_torch():
     assert proc.returncode == 0, proc.stderr
 
 
-DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "simulator" / "data"
+DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "simulator" / "data"
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from profiles.builtin import PAPER_MODELS, paper_acceptance
 from profiles.records import synthesize, write_records
 from runner.cli import main
 
-DATA = Path(__file__).resolve().parents[1] / "profiles" / "data"
+DATA = Path(__file__).resolve().parents[2] / "profiles" / "data"
 
 
 def _error(capsys, argv) -> str:
