@@ -52,15 +52,16 @@ def batch_table(cfg: SchedulerConfig) -> tuple[tuple[int, ...], tuple[int, ...]]
     if own is not None:
         return own
     cap = cfg.max_concurrency
+    op = cfg.operating_point
     rows = []
-    for pt in sorted(cfg.tuned.get("per_load") or [], key=lambda q: q["load"]):
+    for pt in sorted(op.per_load, key=lambda q: q["load"]):
         if pt.get("mean_verify_len") is None:
             continue
-        bound = (int(pt["load"]) if cfg.tuned.get("load_mode") == "concurrency"
+        bound = (int(pt["load"]) if op.load_mode == "concurrency"
                  else max(1, math.ceil(pt.get("mean_batch_size") or 1)))  # fmt: skip
         rows.append((bound, min(cfg.gamma, int(round(pt["mean_verify_len"])))))
     if not rows:
-        k = cfg.tuned.get("mean_verify_len")
+        k = op.mean_verify_len
         rows = [(cap, min(cfg.gamma, int(round(k))) if k is not None else cfg.gamma)]
     merged: list[list[int]] = []
     for bound, k in sorted(dict(rows).items()):
@@ -119,7 +120,7 @@ def _spec(text: str) -> str:
 
 def _k_at_load(cfg: SchedulerConfig) -> int:
     sizes, ks = batch_table(cfg)
-    load = int(cfg.tuned.get("load") or cfg.max_concurrency)
+    load = int(cfg.operating_point.load or cfg.max_concurrency)
     i = int(np.searchsorted(sizes, load, side="left"))
     return ks[min(i, len(ks) - 1)]
 
@@ -331,28 +332,26 @@ def approximation(cfg: SchedulerConfig, nearest: str, table: dict | None = None
                   ) -> dict[str, Any] | None:  # fmt: skip
     """Simulate the tuned and the exported policy at the tuned load; their figures and change.
     With an engine ``table`` the exported policy plans with it as the engine does."""
-    from dataclasses import replace
 
     from profiles.builtin import load_acceptance
     from profiles.sglang import PlannedCost, Table
     from runner.point import PointTask, run_point
     from simulator.workload import WorkloadSpec
 
-    prov, tuned = cfg.provenance, cfg.tuned
+    op = cfg.operating_point
     try:
-        spec = WorkloadSpec(**prov["workload"]["spec"])
-        acceptance = load_acceptance(prov["acceptance"]["spec"])
-        mode, load, t = tuned["load_mode"], float(tuned["load"]), prov["tune"]
-    except (KeyError, TypeError, InputError) as exc:
-        return {"simulated": False, "reason": f"no usable tuning provenance ({exc})"}
-    n = max(int(t["requests"]), int(load) * int(t["per_user"])) if mode == "concurrency" \
-        else int(t["requests"])  # fmt: skip
-    server = replace(cfg.server_config(), max_concurrency=cfg.server_config().max_concurrency)
+        spec = WorkloadSpec(**(op.workload or {}))
+        acceptance = load_acceptance(op.acceptance or "")
+        mode, load, n = op.point()
+    except (TypeError, InputError) as exc:
+        return {"simulated": False, "reason": str(exc) if "provenance" in str(exc)
+                else f"no usable tuning provenance ({exc})"}  # fmt: skip
+    server = cfg.server_config()
     out: dict[str, Any] = {"simulated": True, "load_mode": mode, "load": load}
     cost = cfg.cost_model()
     planned = PlannedCost(cost, Table(table)) if table else cost
     for label, pol, c in (("tuned", cfg.policy().spec, cost), ("exported", nearest, planned)):
-        task = PointTask(pol, mode, load, spec, server, n, int(prov.get("seed", 0)))
+        task = PointTask(pol, mode, load, spec, server, n, op.seed)
         r = run_point(task, models=(c, acceptance))
         out[label] = {k: r.get(k) for k in ("policy", "throughput_tok_s", "tps_per_user_p50",
                                             "ttft_p99_s", "mean_verify_len")}  # fmt: skip

@@ -92,6 +92,49 @@ def parse_sla(text: str, known: tuple[str, ...] | None = None) -> SLA:
 
 
 # -- the document ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tuned:
+    """The document's ``tuned`` section, typed, with what re-simulating the tuned point needs
+    from ``provenance`` (the base workload, the acceptance spec, request counts, the seed)."""
+
+    load_mode: str | None = None  # "concurrency" or "rate" (None: not from a tune)
+    load: float | None = None  # the tuned operating point
+    mean_verify_len: float | None = None  # drafts verified per request there
+    per_load: tuple[dict[str, Any], ...] = ()  # the per-load curve (load, KEY_METRICS, sla_met)
+    workload: dict[str, Any] | None = None  # WorkloadSpec fields of the base workload
+    acceptance: str | None = None  # acceptance model spec
+    requests: int | None = None  # requests per point (closed loop: at least)
+    per_user: int | None = None  # closed loop: requests per concurrent user
+    seed: int = 0
+
+    @classmethod
+    def of(cls, tuned: dict[str, Any], provenance: dict[str, Any]) -> Tuned:
+        """Read leniently: a document not written by ``tune`` has fewer fields (None)."""
+        t = provenance.get("tune") if isinstance(provenance.get("tune"), dict) else {}
+        wl, acc = provenance.get("workload"), provenance.get("acceptance")
+        num = lambda v: float(v) if isinstance(v, (int, float)) else None  # noqa: E731
+        whole = lambda v: int(v) if isinstance(v, (int, float)) else None  # noqa: E731
+        return cls(
+            load_mode=tuned.get("load_mode"), load=num(tuned.get("load")),
+            mean_verify_len=num(tuned.get("mean_verify_len")),
+            per_load=tuple(p for p in tuned.get("per_load") or () if isinstance(p, dict)),
+            workload=wl.get("spec") if isinstance(wl, dict) else None,
+            acceptance=acc.get("spec") if isinstance(acc, dict) else None,
+            requests=whole(t.get("requests")), per_user=whole(t.get("per_user")),
+            seed=int(provenance.get("seed", 0) or 0),
+        )  # fmt: skip
+
+    def point(self) -> tuple[str, float, int]:
+        """(load mode, load, requests) of the tuned point; InputError naming what is missing."""
+        if self.load_mode is None or self.load is None or self.requests is None:
+            raise InputError("no usable tuning provenance (tuned.load_mode, tuned.load, "
+                             "provenance.tune.requests)")  # fmt: skip
+        n = self.requests
+        if self.load_mode == "concurrency":
+            n = max(n, int(self.load) * (self.per_user or 0))
+        return self.load_mode, self.load, n
+
+
 def sts_of(acceptance, gamma: int) -> StsCalibration:
     """The calibration an acceptance model's confidences went through (identity if none)."""
     return getattr(acceptance, "calibration", None) or StsCalibration.identity(gamma)
@@ -151,6 +194,11 @@ class SchedulerConfig:
             max_prefill_tokens=self.max_prefill_tokens,
             gamma=self.gamma,
         )
+
+    @property
+    def operating_point(self) -> Tuned:
+        """The typed ``tuned`` section (exports read this, never the raw keys)."""
+        return Tuned.of(self.tuned, self.provenance)
 
     @property
     def verify(self) -> dict[str, Any]:
