@@ -312,3 +312,23 @@ def _plain(m: dict) -> dict:
         v: {k: [None if np.isnan(x) else round(float(x), 6) for x in xs] for k, xs in rows.items()}
         for v, rows in m.items()
     }
+
+
+def calibrate_file(path: str | Path, variant: str, fit_fraction: float, seed: int,
+                   domain: str | None = None) -> tuple[Calibration, Any, Any, Any]:  # fmt: skip
+    """STS fitted on one by-request split of a records file (one ``domain`` of it, if given)
+    and reported on the other: (calibration, fit split, report split, records)."""
+    from profiles.records import read_records, split_by_request
+
+    records = read_records(path)
+    digest, dataset = records.digest(), Path(path).name
+    if domain:
+        if domain not in records.domains:
+            raise InputError(f"no domain {domain!r} (domains: {', '.join(records.domains)})",
+                             where=str(path))  # fmt: skip
+        records = records.take(records.domain == domain)
+        dataset += f" [{domain}]"
+    fit, report = split_by_request(records, fit_fraction, seed)
+    cal = calibrate(fit, report, variant, dataset=dataset, records_sha256=digest,
+                    split_seed=seed, fit_fraction=fit_fraction)  # fmt: skip
+    return cal, fit, report, records

@@ -15,7 +15,6 @@ reliability diagram (--plot, the paper's Figure 6 analog). Use the result with
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
@@ -68,9 +67,7 @@ def _fraction(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from profiles.calibration import calibrate
-    from profiles.errors import InputError
-    from profiles.records import read_records, split_by_request
+    from profiles.calibration import calibrate_file
     from profiles.store import write_yaml
     from runner.paths import out_file
 
@@ -79,27 +76,8 @@ def run(args: argparse.Namespace) -> int:
                       force=args.force)  # fmt: skip
     png = None if args.no_plot else out_file(args.plot or out.with_suffix(".png"), "--plot",
                                               force=args.force)  # fmt: skip
-    records = read_records(args.records)
-    digest = records.digest()
-    dataset = Path(args.records).name
-    if args.domain:
-        if args.domain not in records.domains:
-            raise InputError(
-                f"no domain {args.domain!r} (domains: {', '.join(records.domains)})",
-                where=args.records,
-            )
-        records = records.take(records.domain == args.domain)
-        dataset += f" [{args.domain}]"
-    fit, report = split_by_request(records, args.fit_fraction, args.seed)
-    cal = calibrate(
-        fit,
-        report,
-        args.variant,
-        dataset=dataset,
-        records_sha256=digest,
-        split_seed=args.seed,
-        fit_fraction=args.fit_fraction,
-    )
+    cal, fit, report, records = calibrate_file(args.records, args.variant, args.fit_fraction,
+                                               args.seed, args.domain)  # fmt: skip
     doc = cal.to_dict()
     doc["records_meta"] = records.meta
     write_yaml(out, doc)
@@ -108,19 +86,15 @@ def run(args: argparse.Namespace) -> int:
     if png is not None:
         from runner.cli.plots_calibration import reliability_png
 
-        reliability_png(
-            png,
-            report.logits,
-            report.accepted,
-            np.asarray(cal.temperatures),
-            title=f"STS ({args.variant}) on {dataset}: held-out {report.rounds} rounds",
-        )
+        reliability_png(png, report.logits, report.accepted, np.asarray(cal.temperatures),
+                        title=f"STS ({args.variant}) on {cal.dataset}: held-out "
+                        f"{report.rounds} rounds")  # fmt: skip
         written.append(str(png))
     if args.json:
         print(json_line(doc))
         return 0
     print(
-        f"STS {args.variant} on {dataset}: fitted on {fit.rounds} rounds of {fit.requests} "
+        f"STS {args.variant} on {cal.dataset}: fitted on {fit.rounds} rounds of {fit.requests} "
         f"requests, reported on {report.rounds} held-out rounds of {report.requests} requests"
     )
     print(f"records: {records.meta.get('source', 'unlabelled')}")
