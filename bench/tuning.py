@@ -3,7 +3,7 @@
     nice -n 10 python bench/tuning.py --setting h100 --out runs/tuning-h100.json
     nice -n 10 python bench/tuning.py --setting cpu --out runs/tuning-cpu.json
 
-Closed loop (``runner/sweep.py``: N users always busy, steady-window metrics), max(64, 8·N)
+Closed loop (``runner/point.py``: N users always busy, steady-window metrics), max(64, 8·N)
 requests per point, seed 0, every policy on the same requests and acceptance draws:
 
 - ``h100``: ``builtin:h100-8b`` (analytic roofline, not measured) + ``paper:qwen3-8b-dspark``
@@ -33,10 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from profiles.builtin import load_acceptance, load_cost  # noqa: E402
 from profiles.cost import Curve  # noqa: E402
-from runner.options import fit_default  # noqa: E402
-from runner.sweep import PointTask, run_point  # noqa: E402
+from runner.point import PointTask, run_point  # noqa: E402
 from simulator.server import ServerConfig  # noqa: E402
-from simulator.workload import WorkloadSpec  # noqa: E402
+from simulator.workload import (
+    WorkloadSpec,  # noqa: E402
+    fit_default,  # noqa: E402
+)
 
 SETTINGS = {
     "h100": ("builtin:h100-8b", "paper:qwen3-8b-dspark", True),
@@ -59,8 +61,9 @@ def _point(job):
     setting, policy, n = job
     cost, acc = _models(setting)
     spec = fit_default(WorkloadSpec("builtin:azure-conv-like"), cost)
-    task = PointTask(policy, "concurrency", n, spec, "-", "-", ServerConfig(gamma=acc.gamma),
-                     max(64, 8 * n), 0)  # fmt: skip
+    task = PointTask(
+        policy, "concurrency", n, spec, ServerConfig(gamma=acc.gamma), max(64, 8 * n), 0
+    )
     r = run_point(task, (cost, acc))
     keep = ("throughput_tok_s", "mean_verify_len", "mean_accepted_len", "extrapolated_steps")
     return {"policy": policy, "N": n, **{k: r[k] for k in keep}}

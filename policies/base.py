@@ -11,12 +11,20 @@ Class attributes every policy declares:
 - ``lossless``: True if the output distribution equals the target's, False if not, None if the
   question does not apply (oracles that read realized outcomes);
 - ``reads``: what it looks at, a subset of ``{"conf", "lagged", "realized", "cost", "history"}``;
-- ``summary``: one line for ``spectune policies``.
+- ``summary``: one line for ``spectune policies``;
+- ``prefix_scheduler``: True for DSpark-style prefix schedulers (ℓ from prefix survival under
+  the step's cost), which engines' DSpark schedulers run; exports read it.
+
+What else a policy knows about itself lives on it too: a hyperparameter's search space is its
+field's metadata (:func:`searched`; ``runner/search.py`` reads it, so a third-party policy is
+tuned like a builtin), and :meth:`Policy.verify_bounds` and :meth:`Policy.batch_table` say what
+engines' length bounds and batch-size tables it amounts to (the scheduler document and exports).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,6 +32,51 @@ import numpy as np
 from profiles.errors import InputError
 
 READS = frozenset({"conf", "lagged", "realized", "cost", "history"})
+ByGamma = Callable[[int], Any]  # a value that depends on γ (the drafts per step)
+
+
+def gamma_bound(g: int) -> int:
+    """A search bound of γ itself."""
+    return g
+
+
+def drafts(g: int) -> tuple[int, ...]:
+    """Every draft count 1..γ (a coarse grid)."""
+    return tuple(range(1, g + 1))
+
+
+def verify_caps(g: int) -> tuple[int, ...]:
+    """Per-request verify caps tried first: 3, 5 and 0 (= γ), those below γ."""
+    return tuple(v for v in (3, 5, 0) if v < g)
+
+
+@dataclass(frozen=True)
+class Search:
+    """How tuning searches one hyperparameter: a coarse ``grid``, refined between ``lo`` and
+    ``hi`` (None: categorical, the grid only); each may be a function of γ."""
+
+    grid: tuple | ByGamma  # coarse values, increasing (or categories)
+    lo: float | ByGamma | None = None  # refinement bounds
+    hi: float | ByGamma | None = None
+    log: bool = False  # refine in log space (capacities)
+    zero_is_gamma: bool = False  # 0 spells γ (a cap): a value >= γ is written 0
+
+    def at(self, g: int) -> tuple[tuple, float | None, float | None]:
+        """(grid, lo, hi) for γ = ``g``."""
+        grid, lo, hi = (v(g) if callable(v) else v for v in (self.grid, self.lo, self.hi))
+        return tuple(grid), lo, hi
+
+
+def searched(default: Any, grid: tuple | ByGamma, lo: float | ByGamma | None = None,
+             hi: float | ByGamma | None = None, *, log: bool = False,
+             zero_is_gamma: bool = False) -> Any:  # fmt: skip
+    """A hyperparameter field that tuning searches (``x: int = searched(1, grid=(1, 2, 4))``)."""
+    return field(default=default, metadata={"search": Search(grid, lo, hi, log, zero_is_gamma)})
+
+
+def verify_cap() -> Any:
+    """The ``max_verify_len`` field (default 0 = γ) with its search space."""
+    return searched(0, verify_caps, 1, gamma_bound, zero_is_gamma=True)
 
 
 @dataclass
@@ -54,8 +107,35 @@ class Policy:
     lossless: ClassVar[bool | None] = True
     reads: ClassVar[frozenset[str]] = frozenset({"conf"})
     summary: ClassVar[str] = ""
+    prefix_scheduler: ClassVar[bool] = False
     # fields that count drafts per request, each at most γ (names a policy lacks are skipped)
     draft_lengths: ClassVar[tuple[str, ...]] = ("k", "min_verify_len", "max_verify_len")
+
+    @classmethod
+    def search_space(cls) -> dict[str, Search]:
+        """The searched hyperparameters, in field order (their :func:`searched` metadata)."""
+        return {f.name: f.metadata["search"] for f in fields(cls) if "search" in f.metadata}
+
+    def verify_bounds(self, gamma: int) -> dict[str, Any]:
+        """The length bounds engines speak of (``verify`` of the scheduler document):
+        ``lag_steps``, ``min_verify_len``, ``max_verify_len`` (0 = γ), ``survival_eps``; a
+        policy without such fields has 0 for each."""
+        return {
+            "lag_steps": int(getattr(self, "lag", 0)),
+            "min_verify_len": int(getattr(self, "min_verify_len", 0)),
+            "max_verify_len": int(getattr(self, "max_verify_len", 0)),
+            "survival_eps": float(getattr(self, "survival_eps", 0.0)),
+        }
+
+    def static_drafts(self, gamma: int) -> int | None:
+        """Drafts every request verifies at every step whatever the batch, if that is all the
+        policy does (a static draft length); else None."""
+        return None
+
+    def batch_table(self, cap: int, gamma: int) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """(sizes, ks): drafts per request by batch size up to ``cap`` (``ks[i]`` for batches
+        of at most ``sizes[i]``) if the policy reads nothing but the batch size; else None."""
+        return None
 
     def draft_tokens(self, gamma: int) -> int:
         """Drafts per request this policy needs the drafter to produce each step (γ unless it

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.base import Policy, StepContext, valid_lengths
+from policies.base import Policy, StepContext, drafts, searched, valid_lengths
 from policies.registry import register
 from profiles.errors import InputError
 
@@ -29,6 +29,12 @@ class NoSpeculation(Policy):
     def draft_tokens(self, gamma: int) -> int:
         return 0
 
+    def static_drafts(self, gamma: int) -> int:
+        return 0
+
+    def batch_table(self, cap: int, gamma: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return (cap,), (0,)
+
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         return np.zeros(conf.shape[0], dtype=np.int64)
 
@@ -38,7 +44,7 @@ class NoSpeculation(Policy):
 class Fixed(Policy):
     """Verify the first ``k`` drafts of every request (clamped to γ and to the valid drafts)."""
 
-    k: int = 1  # drafts verified per request per step; k=1 is the MTP-1 production baseline
+    k: int = searched(1, drafts)  # drafts verified per request per step; k=1 is MTP-1
 
     name = "fixed"
     reads = frozenset()
@@ -50,6 +56,16 @@ class Fixed(Policy):
 
     def draft_tokens(self, gamma: int) -> int:
         return min(self.k, gamma)
+
+    def verify_bounds(self, gamma: int) -> dict:
+        k = min(int(self.k), gamma)
+        return {"lag_steps": 0, "min_verify_len": k, "max_verify_len": k, "survival_eps": 0.0}
+
+    def static_drafts(self, gamma: int) -> int:
+        return min(int(self.k), gamma)
+
+    def batch_table(self, cap: int, gamma: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return (cap,), (min(int(self.k), gamma),)
 
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape

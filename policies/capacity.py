@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from policies import prefix
-from policies.base import Policy, StepContext
+from policies.base import Policy, StepContext, searched, verify_cap
 from policies.registry import register
 from profiles.errors import InputError
 
@@ -28,8 +28,8 @@ from profiles.errors import InputError
 class Tetris(Policy):
     """Verify the ``capacity`` highest-survival drafts of the batch."""
 
-    capacity: int = 64  # drafts verified per step across the whole batch
-    max_verify_len: int = 0  # cap on drafts verified per request (0 = γ)
+    capacity: int = searched(64, (16, 64, 256, 1024), 1, 65536, log=True)  # drafts per step
+    max_verify_len: int = verify_cap()  # cap on drafts verified per request (0 = γ)
 
     name = "tetris"
     reads = frozenset({"conf"})
@@ -51,7 +51,7 @@ class Tetris(Policy):
 class DCut(Policy):
     """First draft always; then the top ``fraction`` of the batch's remaining drafts by survival."""
 
-    fraction: float = 0.5  # share of the R·(γ-1) non-first draft slots that is verified
+    fraction: float = searched(0.5, (0.0, 0.25, 0.5, 0.75, 1.0), 0.0, 1.0)  # of R·(γ-1) slots
 
     name = "dcut"
     reads = frozenset({"conf"})

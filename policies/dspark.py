@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from policies import prefix
-from policies.base import Policy, StepContext
+from policies.base import Policy, StepContext, gamma_bound, searched, verify_cap
 from policies.registry import register
 
 _NONE = np.zeros(0, dtype=np.int64)
@@ -49,13 +49,14 @@ _NONE = np.zeros(0, dtype=np.int64)
 class DSpark(Policy):
     """Algorithm 1: greedy admission by survival, stop at the first non-increase of Θ."""
 
-    min_verify_len: int = 0  # drafts every request verifies unconditionally
-    max_verify_len: int = 0  # cap on drafts verified per request (0 = γ)
-    survival_eps: float = 0.0  # candidates need survival > survival_eps
+    min_verify_len: int = searched(0, (0, 1, 2), 0, gamma_bound)  # drafts every request verifies
+    max_verify_len: int = verify_cap()  # cap on drafts verified per request (0 = γ)
+    survival_eps: float = searched(0.0, (0.0, 0.05, 0.15, 0.3), 0.0, 0.9)  # survival > eps
     objective: str = "step"  # SPS(B) of the whole decode step ("step") or the verify forward
 
     name = "dspark"
     reads = frozenset({"conf", "cost"})
+    prefix_scheduler = True
     summary = "Algorithm 1: admit drafts by survival while τ·SPS(B) rises, stop at first drop"
 
     def __post_init__(self) -> None:

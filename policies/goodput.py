@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from policies import prefix
-from policies.base import Policy, StepContext
+from policies.base import Policy, StepContext, searched, verify_cap
 from policies.registry import register
 from profiles.errors import InputError
 
@@ -34,9 +34,9 @@ from profiles.errors import InputError
 class Goodput(Policy):
     """Per-request lengths maximising expected goodput from running acceptance rates."""
 
-    prior_rate: float = 0.7  # acceptance rate assumed before a request has history
+    prior_rate: float = searched(0.7, (0.5, 0.7, 0.9), 0.05, 0.99)  # acceptance before history
     prior_weight: float = 4.0  # weight of the prior, in pseudo-verified drafts
-    max_verify_len: int = 0  # cap on drafts verified per request (0 = γ)
+    max_verify_len: int = verify_cap()  # cap on drafts verified per request (0 = γ)
 
     name = "goodput"
     reads = frozenset({"history", "cost"})

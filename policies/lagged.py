@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from policies import prefix
-from policies.base import Policy, StepContext
+from policies.base import Policy, StepContext, gamma_bound, searched, verify_cap
 from policies.registry import register
 from profiles.errors import InputError
 
@@ -54,11 +54,12 @@ class DSparkLagged(Policy):
     """Production DSpark: capacity by global argmax over stale confidences, top-K by current."""
 
     lag: int = 2  # steps between the confidences that size the batch and the current step
-    min_verify_len: int = 0  # drafts every request verifies unconditionally
-    max_verify_len: int = 0  # cap on drafts verified per request (0 = γ)
-    survival_eps: float = 0.0  # candidates need survival > survival_eps
+    min_verify_len: int = searched(0, (0, 1, 2), 0, gamma_bound)  # drafts every request verifies
+    max_verify_len: int = verify_cap()  # cap on drafts verified per request (0 = γ)
+    survival_eps: float = searched(0.0, (0.0, 0.05, 0.15, 0.3), 0.0, 0.9)  # survival > eps
     objective: str = "step"  # SPS(B) of the whole decode step ("step") or the verify forward
 
+    prefix_scheduler = True
     name = "dspark_lagged"
     reads = frozenset({"conf", "lagged", "cost"})
     summary = "production DSpark (§5.2): capacity from lag-step-old confidences, top-K by current"

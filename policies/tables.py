@@ -42,6 +42,13 @@ class BatchTable(Policy):
         if any(k < 0 for k in self.ks) or self.default < 0:
             raise InputError("batch_table: ks and default must be >= 0")
 
+    def batch_table(self, cap: int, gamma: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        sizes, ks = list(self.sizes), [min(int(k), gamma) for k in self.ks]
+        if not sizes or sizes[-1] < cap:
+            sizes.append(cap)
+            ks.append(min(int(self.default), gamma))
+        return tuple(int(s) for s in sizes), tuple(ks)
+
     def k_for(self, requests: int) -> int:
         """Drafts per request for a batch of ``requests`` requests."""
         i = int(np.searchsorted(self.sizes, requests, side="left"))

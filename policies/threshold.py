@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from policies import prefix
-from policies.base import Policy, StepContext
+from policies.base import Policy, StepContext, searched
 from policies.registry import register
 from profiles.errors import InputError
 
@@ -23,8 +23,8 @@ from profiles.errors import InputError
 class Threshold(Policy):
     """Verify the prefix up to the first position whose score is below ``t``."""
 
-    t: float = 0.5  # minimum score a verified draft needs
-    on: str = "conf"  # score: "conf" (per-position confidence) or "survival" (prefix product)
+    t: float = searched(0.5, (0.2, 0.4, 0.6, 0.8), 0.0, 1.0)  # minimum score a verified draft needs
+    on: str = searched("conf", ("conf", "survival"))  # score: "conf" (per position) or "survival"
 
     name = "threshold"
     reads = frozenset({"conf"})

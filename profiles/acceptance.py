@@ -35,7 +35,6 @@ from profiles.errors import InputError
 
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(48)  # probabilists' Hermite
 _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
-_BLOCK = 64  # decode steps drawn per call for one request
 
 
 @dataclass(frozen=True)
@@ -48,6 +47,7 @@ class ParametricAcceptance:
     conf_sigma: float = 0.5  # logit sd of confidence-head noise around the true probability
     source: str = "unlabelled"  # provenance, e.g. "read from paper: DSpark Table 1 ..."
     offsets: dict = field(init=False, repr=False, compare=False)  # domain -> μ [γ]
+    calibration = None  # no StsCalibration: the modelled confidences are not temperature-scaled
 
     def __post_init__(self) -> None:
         if not self.rates:
@@ -142,6 +142,3 @@ class ParametricAcceptance:
             "token_sigma": self.token_sigma,
             "conf_sigma": self.conf_sigma,
         }
-
-
-BLOCK_STEPS = _BLOCK

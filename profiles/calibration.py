@@ -22,7 +22,7 @@ c_k vs 1[A ≥ k] over rounds with A ≥ k−1). Fit on one split of the records
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,7 +185,7 @@ class Calibration:
             "variant": self.variant,
             "temperatures": list(self.temperatures),
             "dataset": self.dataset,
-            # the SGLang DSparkStsCalibration fields (also runner.scheduler.StsConfig's):
+            # the SGLang DSparkStsCalibration fields (also StsCalibration's):
             "num_samples": self.fit_rounds,
             "ece_before": _plain(self.before)["cumulative"]["ece"],
             "ece_after": _plain(self.after)["cumulative"]["ece"],
@@ -228,32 +228,82 @@ def calibrate(fit: Any, report: Any, variant: str, **provenance: Any) -> Calibra
     )
 
 
-def read_temperatures(path: str | Path) -> tuple[tuple[float, ...], str]:
-    """(temperatures, variant) from a spectune calibration YAML or an SGLang STS JSON."""
+@dataclass(frozen=True)
+class StsCalibration:
+    """The one calibration object: what an acceptance model's confidences went through, carried
+    from the calibration file by the acceptance model into ``best.yaml`` and SGLang's
+    ``DSparkStsCalibration`` (same fields). All temperatures 1.0 with ``num_samples`` 0 is the
+    identity (uncalibrated)."""
+
+    variant: str = "cumulative"  # "cumulative" (paper's STS) or "conditional" (vLLM's online)
+    temperatures: tuple[float, ...] = ()  # T_k per position; all 1.0 = identity (uncalibrated)
+    dataset: str = ""  # what the calibration was fitted on ("" = none)
+    num_samples: int = 0  # rounds used to fit (0 = uncalibrated)
+    ece_before: tuple[float, ...] = ()  # per-position ECE before scaling
+    ece_after: tuple[float, ...] = ()  # per-position ECE after scaling
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise InputError(f"sts.variant must be one of {VARIANTS}, got {self.variant!r}")
+        if any(not (t > 0 and math.isfinite(t)) for t in self.temperatures):
+            raise InputError("sts.temperatures must all be positive finite numbers")
+        if self.num_samples < 0:
+            raise InputError("sts.num_samples must be >= 0")
+
+    @classmethod
+    def identity(cls, gamma: int) -> StsCalibration:
+        return cls(temperatures=(1.0,) * gamma)
+
+
+def read_sts(path: str | Path) -> StsCalibration:
+    """The calibration in a spectune calibration YAML or an SGLang STS JSON, read once."""
+    from profiles.documents import parse_json
+    from profiles.store import load_yaml
+
     p = Path(path)
     if p.suffix.lower() == ".json":
         if not p.is_file():
             raise InputError("no such file" if not p.exists() else "not a file", where=str(p))
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"invalid JSON ({exc})", where=str(p)) from None
+        data = parse_json(text, str(p))
         variant = "cumulative"  # SGLang's fitter is the paper's cumulative STS
     else:
-        from profiles.store import load_yaml
-
         data = load_yaml(p)
         if data.get("schema", SCHEMA) != SCHEMA:
             raise InputError(f"schema is {data.get('schema')!r}, expected {SCHEMA!r}", where=str(p))
         variant = str(data.get("variant", "cumulative"))
-    temps = data.get("temperatures") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise InputError("expected a mapping at the top level", where=str(p))
+    temps = data.get("temperatures")
     try:
         values = tuple(float(t) for t in temps)  # type: ignore[union-attr]
     except (TypeError, ValueError):
         raise InputError("field 'temperatures' must be a list of numbers", where=str(p)) from None
     if not values or not all(np.isfinite(values)) or min(values) <= 0:
         raise InputError("field 'temperatures' must be positive numbers", where=str(p))
-    return values, variant
+
+    def floats(key: str) -> tuple[float, ...]:
+        v = data.get(key)
+        v = v if isinstance(v, list) else [] if v is None else [v]
+        return tuple(float(x) for x in v if isinstance(x, (int, float)))
+
+    try:
+        return StsCalibration(variant=variant, temperatures=values,
+                              dataset=str(data.get("dataset", "")),
+                              num_samples=int(data.get("num_samples", 0) or 0),
+                              ece_before=floats("ece_before"),
+                              ece_after=floats("ece_after"))  # fmt: skip
+    except (TypeError, ValueError) as exc:
+        raise InputError(str(exc), where=str(p)) from None
+
+
+def read_temperatures(path: str | Path) -> tuple[tuple[float, ...], str]:
+    """(temperatures, variant) of :func:`read_sts`."""
+    sts = read_sts(path)
+    return sts.temperatures, sts.variant
 
 
 def _plain(m: dict) -> dict:
@@ -262,3 +312,23 @@ def _plain(m: dict) -> dict:
         v: {k: [None if np.isnan(x) else round(float(x), 6) for x in xs] for k, xs in rows.items()}
         for v, rows in m.items()
     }
+
+
+def calibrate_file(path: str | Path, variant: str, fit_fraction: float, seed: int,
+                   domain: str | None = None) -> tuple[Calibration, Any, Any, Any]:  # fmt: skip
+    """STS fitted on one by-request split of a records file (one ``domain`` of it, if given)
+    and reported on the other: (calibration, fit split, report split, records)."""
+    from profiles.records import read_records, split_by_request
+
+    records = read_records(path)
+    digest, dataset = records.digest(), Path(path).name
+    if domain:
+        if domain not in records.domains:
+            raise InputError(f"no domain {domain!r} (domains: {', '.join(records.domains)})",
+                             where=str(path))  # fmt: skip
+        records = records.take(records.domain == domain)
+        dataset += f" [{domain}]"
+    fit, report = split_by_request(records, fit_fraction, seed)
+    cal = calibrate(fit, report, variant, dataset=dataset, records_sha256=digest,
+                    split_seed=seed, fit_fraction=fit_fraction)  # fmt: skip
+    return cal, fit, report, records

@@ -213,7 +213,7 @@ def provenance(kind: str, path: str | Path, **extra: Any) -> dict[str, Any]:
     """Metadata written beside an imported profile: what, from where, file hash, version."""
     import hashlib
 
-    from runner import __version__
+    from profiles.version import __version__
 
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return {

@@ -33,16 +33,6 @@ from scipy.special import expit, logit
 from profiles.errors import InputError
 
 ARRAYS = ("domain", "request", "step", "logits", "accepted", "meta")
-META_KEYS = (
-    "drafter",
-    "target",
-    "gamma",
-    "temperature",
-    "seed",
-    "source",
-    "spectune_version",
-    "command",
-)
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,7 +214,7 @@ def write_records(path: str | Path, records: Records) -> None:
         )
 
 
-def split(records: Records, fraction: float, seed: int) -> tuple[Records, Records]:
+def split_by_request(records: Records, fraction: float, seed: int) -> tuple[Records, Records]:
     """(fit, report): a random ``fraction`` of each domain's requests, and the rest.
 
     Splitting is by request, so no request contributes rounds to both parts.
@@ -264,6 +254,7 @@ class RecordsAcceptance:
     temperatures: tuple[float, ...] | None = None  # STS T_k per position (None: all 1)
     end: str = "chain"  # when a recorded request runs out: "chain" another one, or "wrap"
     source: str = ""  # provenance label; default built from the records' meta
+    calibration: Any = None  # the StsCalibration behind ``temperatures`` (None: not calibrated)
     _conf: np.ndarray = field(init=False, repr=False)  # [N, γ] σ(logits / T), sorted rows
     _acc: np.ndarray = field(init=False, repr=False)  # [N] int64
     _bounds: np.ndarray = field(init=False, repr=False)  # [requests + 1] row offsets
@@ -376,18 +367,19 @@ def open_records(spec: str) -> RecordsAcceptance:
     if not path:
         raise InputError("records spec needs a file: records:FILE.npz[?temps=CALIB.yaml]")
     records = read_records(path)
-    temps = None
+    cal = None
     if options["temps"]:
-        from profiles.calibration import read_temperatures
+        from profiles.calibration import read_sts
 
-        temps, _variant = read_temperatures(options["temps"])
-        if len(temps) != records.gamma:
+        cal = read_sts(options["temps"])
+        if len(cal.temperatures) != records.gamma:
             raise InputError(
-                f"calibration has {len(temps)} temperatures but the records "
+                f"calibration has {len(cal.temperatures)} temperatures but the records "
                 f"have gamma {records.gamma}",
                 where=options["temps"],
             )
-    return RecordsAcceptance(records, temps, end=options["end"])
+    temps = cal.temperatures if cal else None
+    return RecordsAcceptance(records, temps, end=options["end"], calibration=cal)
 
 
 # -- synthetic records (tests, examples) ----------------------------------------------------------
@@ -433,7 +425,7 @@ def synthesize(
 
 
 def _version() -> str:
-    from runner import __version__
+    from profiles.version import __version__
 
     return __version__
 

@@ -1,3 +1,7 @@
-"""The spectune CLI, sweeps and tuning, export writers and plots (DESIGN §1, runner/)."""
+"""The experiment library (DESIGN §1): points and their executors, the search, ``tune`` and its
+typed report, the scheduler document, export writers, fidelity; no argument parsing, no printing.
+The ``spectune`` command line beside it is ``runner/cli/`` (commands: parse → call → print)."""
 
-__version__ = "0.1.0"
+from profiles.version import __version__
+
+__all__ = ["__version__"]

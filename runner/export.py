@@ -31,9 +31,6 @@ from runner import targets
 from runner.formats import FORMATS, load_export  # noqa: F401  (re-exported)
 from runner.scheduler import SchedulerConfig
 
-DSPARK_STYLE = ("dspark", "dspark_lagged", "global_sync")
-TABLE_STYLE = ("fixed", "batch_table", "none")
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -48,28 +45,23 @@ class Plan:
 def batch_table(cfg: SchedulerConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(sizes, ks): the tuned policy as a batch-size → drafts table (upper bounds, first ≥ R).
 
-    fixed/none/batch_table map exactly; other policies get the rounded mean drafts verified per
-    request the tuning measured at each load (``tuned.per_load``), the paper's Figure 8 curve."""
-    p, cap = cfg.param_dict, cfg.max_concurrency
-    if cfg.policy_name == "fixed":
-        return (cap,), (min(int(p["k"]), cfg.gamma),)
-    if cfg.policy_name == "none":
-        return (cap,), (0,)
-    if cfg.policy_name == "batch_table":
-        sizes, ks = list(p["sizes"]), [min(int(k), cfg.gamma) for k in p["ks"]]
-        if not sizes or sizes[-1] < cap:
-            sizes.append(cap)
-            ks.append(min(int(p.get("default", 0)), cfg.gamma))
-        return tuple(int(s) for s in sizes), tuple(ks)
+    A policy that reads only the batch size gives its own table (``Policy.batch_table``); other
+    policies get the rounded mean drafts verified per request the tuning measured at each load
+    (``tuned.per_load``), the paper's Figure 8 curve."""
+    own = cfg.policy().batch_table(cfg.max_concurrency, cfg.gamma)
+    if own is not None:
+        return own
+    cap = cfg.max_concurrency
+    op = cfg.operating_point
     rows = []
-    for pt in sorted(cfg.tuned.get("per_load") or [], key=lambda q: q["load"]):
+    for pt in sorted(op.per_load, key=lambda q: q["load"]):
         if pt.get("mean_verify_len") is None:
             continue
-        bound = (int(pt["load"]) if cfg.tuned.get("load_mode") == "concurrency"
+        bound = (int(pt["load"]) if op.load_mode == "concurrency"
                  else max(1, math.ceil(pt.get("mean_batch_size") or 1)))  # fmt: skip
         rows.append((bound, min(cfg.gamma, int(round(pt["mean_verify_len"])))))
     if not rows:
-        k = cfg.tuned.get("mean_verify_len")
+        k = op.mean_verify_len
         rows = [(cap, min(cfg.gamma, int(round(k))) if k is not None else cfg.gamma)]
     merged: list[list[int]] = []
     for bound, k in sorted(dict(rows).items()):
@@ -88,61 +80,15 @@ def _table_spec(sizes, ks, default: int = 0) -> str:
 
 def plan(cfg: SchedulerConfig, fmt: str) -> Plan:
     """Exact, or the nearest policy ``fmt`` can express (see the README's export section)."""
-    name, p, spec = cfg.policy_name, cfg.param_dict, cfg.policy().spec
-    off = name == "none" or (name == "fixed" and int(p["k"]) == 0)
-    if fmt == "spectune" or off or name == "fixed":
-        return Plan(True, "none" if off else spec)
-    if fmt == "sglang":
-        if name in DSPARK_STYLE:
-            lag = int(p["lag"]) if name == "dspark_lagged" else 2
-            near = _spec(f"dspark_lagged:lag={lag},min_verify_len=0,max_verify_len=0,"
-                         f"survival_eps={targets.SGLANG_EPS}")  # fmt: skip
-            return Plan(
-                False,
-                near,
-                (
-                    "SGLang's planner runs DSparkScheduleConfig(gamma) with its defaults "
-                    "(min_verify_len = anchor only, max = gamma+1, survival_eps = 1e-6): no flag "
-                    "sets them, so the tuned bounds are not exported",
-                    "SGLang plans with the exported whole-decode-step table (floor lookup for 1D "
-                    "tables, clamped beyond the probes); 'exported' below is that simulated, and "
-                    "SGLang's own planner and allocator reproduce its decisions "
-                    "(tests/engines/test_sglang.py)",
-                )
-                + (
-                    ()
-                    if name == "dspark_lagged"
-                    else (
-                        f"{name} decides on the current step's confidences; SGLang sizes the "
-                        f"budget from confidences {lag} steps old "
-                        "(SGLANG_DSPARK_CONFIDENCE_RELAY_LAG_STEPS)",
-                    )
-                ),
-            )
-        return Plan(False, f"fixed:k={_k_at_load(cfg)}", (
-            f"{name} has no SGLang DSpark equivalent (no per-batch-size draft length); exported "
-            "as a static block size at the tuned load",))  # fmt: skip
-    if fmt == "vllm" and name in DSPARK_STYLE:
-        near = _spec(f"dspark_lagged:lag=2,max_verify_len={p.get('max_verify_len', 0)}")
-        return Plan(False, near, (
-            "vLLM's adaptive verification (method dspark) profiles its own draft+verify step "
-            "costs at start-up and sizes the budget with its own lag; spectune cannot export "
-            "a cost table to it, so 'exported' is spectune's dspark_lagged, not vLLM's planner",
-            "min_verify_len and survival_eps have no vLLM option",))  # fmt: skip
-    sizes, ks = batch_table(cfg)
-    if fmt == "trtllm":
-        tsizes, tks, notes = targets.trtllm_table(sizes, ks)
-        same = name == "batch_table" and (tsizes, tks) == _trimmed(sizes, ks)
-        near = _spec(_table_spec(tsizes, tks)) if tks else "none"
-        return Plan(same, near, tuple(notes) + _table_notes(cfg, "trtllm", name))
-    if fmt == "sglang-adaptive":
-        return Plan(name == "batch_table", _spec(_table_spec(sizes, ks)),
-                    ("SGLang runs adaptive speculation for EAGLE/EAGLE3 only (not DSpark); one "
-                     "candidate step per slot, so the EMA controller has nothing to adapt; "
-                     "slots are keyed by the smallest batch size they serve, and SGLang pads "
-                     "the batch to its CUDA-graph size before choosing the slot",)
-                    + _table_notes(cfg, fmt, name))  # fmt: skip
-    return Plan(name == "batch_table", _spec(_table_spec(sizes, ks)), _table_notes(cfg, fmt, name))
+    return WRITERS[fmt].plan(cfg)
+
+
+def _static(cfg: SchedulerConfig) -> Plan | None:
+    """Every format expresses a static draft length exactly (0: no speculation)."""
+    k = cfg.policy().static_drafts(cfg.gamma)
+    if k is None:
+        return None
+    return Plan(True, "none" if k == 0 else cfg.policy().spec)
 
 
 def _trimmed(sizes, ks):
@@ -153,12 +99,17 @@ def _trimmed(sizes, ks):
 
 
 def _table_notes(cfg: SchedulerConfig, fmt: str, name: str) -> tuple[str, ...]:
-    if name == "batch_table":
+    if _own_table(cfg):
         return ()
     return (
         f"{name} reads per-step confidences; {fmt} expresses a batch-size table, so the "
         "table holds the rounded mean drafts the tuned policy verified at each tuned load",
     )
+
+
+def _own_table(cfg: SchedulerConfig) -> bool:
+    """The tuned policy reads only the batch size (its table is exact in table formats)."""
+    return cfg.policy().batch_table(cfg.max_concurrency, cfg.gamma) is not None
 
 
 def _spec(text: str) -> str:
@@ -169,73 +120,191 @@ def _spec(text: str) -> str:
 
 def _k_at_load(cfg: SchedulerConfig) -> int:
     sizes, ks = batch_table(cfg)
-    load = int(cfg.tuned.get("load") or cfg.max_concurrency)
+    load = int(cfg.operating_point.load or cfg.max_concurrency)
     i = int(np.searchsorted(sizes, load, side="left"))
     return ks[min(i, len(ks) - 1)]
 
 
-# -- writers -------------------------------------------------------------------------------------
-def _files(cfg: SchedulerConfig, fmt: str, pl: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(file name → content, launch recipe); content is a dict (JSON) or ('yaml', dict)."""
-    from policies import make_policy
+def _policy_table(cfg: SchedulerConfig, near: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The batch-size table (sizes, ks) of a confidence-free policy, cut at the cap."""
+    cap = cfg.max_concurrency
+    sizes, ks = near.batch_table(cap, cfg.gamma)
+    i = next(j for j, s in enumerate(sizes) if s >= cap)
+    return tuple(sizes[:i]) + (cap,), tuple(ks[:i]) + (ks[i],)
 
-    near = make_policy(pl.nearest)
-    if fmt == "sglang":
+
+# -- the writers: one per format, each saying what it expresses exactly ------------------------
+class Spectune:
+    """The ``spectune.scheduler/v1`` document itself: every registered lossless policy."""
+
+    name = "spectune"
+
+    def expresses(self, policy: Any, cap: int, gamma: int) -> bool:
+        return True
+
+    def plan(self, cfg: SchedulerConfig) -> Plan:
+        return _static(cfg) or Plan(True, cfg.policy().spec)
+
+    def files(self, cfg: SchedulerConfig, near: Any):  # written by write_export itself
+        return {}, None
+
+
+class Sglang:
+    """SGLang's DSpark scheduler (prefix schedulers, planning with the exported SPS table) or
+    its static block size; exact for static draft lengths only."""
+
+    name = "sglang"
+
+    def expresses(self, policy: Any, cap: int, gamma: int) -> bool:
+        return policy.static_drafts(gamma) is not None
+
+    def plan(self, cfg: SchedulerConfig) -> Plan:
+        pol = cfg.policy()
+        if (pl := _static(cfg)) is not None:
+            return pl
+        if not pol.prefix_scheduler:
+            return Plan(False, f"fixed:k={_k_at_load(cfg)}", (
+                f"{pol.name} has no SGLang DSpark equivalent (no per-batch-size draft length); "
+                "exported as a static block size at the tuned load",))  # fmt: skip
+        own = pol.verify_bounds(cfg.gamma)["lag_steps"]
+        lag = own or 2
+        near = _spec(f"dspark_lagged:lag={lag},min_verify_len=0,max_verify_len=0,"
+                     f"survival_eps={targets.SGLANG_EPS}")  # fmt: skip
+        notes = (
+            "SGLang's planner runs DSparkScheduleConfig(gamma) with its defaults "
+            "(min_verify_len = anchor only, max = gamma+1, survival_eps = 1e-6): no flag "
+            "sets them, so the tuned bounds are not exported",
+            "SGLang plans with the exported whole-decode-step table (floor lookup for 1D "
+            "tables, clamped beyond the probes); 'exported' below is that simulated, and "
+            "SGLang's own planner and allocator reproduce its decisions "
+            "(tests/engines/test_sglang.py)",
+        )
+        if not own:
+            notes += (f"{pol.name} decides on the current step's confidences; SGLang sizes the "
+                      f"budget from confidences {lag} steps old "
+                      "(SGLANG_DSPARK_CONFIDENCE_RELAY_LAG_STEPS)",)  # fmt: skip
+        return Plan(False, near, notes)
+
+    def files(self, cfg: SchedulerConfig, near: Any):
         return targets.sglang(cfg, near)
-    if fmt == "vllm" and near.name in DSPARK_STYLE:
-        return targets.vllm(cfg, near, {"method": "dspark", "num_speculative_tokens":
-                                        near.max_verify_len or cfg.gamma,
-                                        "enable_adaptive_verification": True})  # fmt: skip
-    sizes, ks = _policy_table(cfg, near)
-    if fmt == "trtllm":
-        return targets.trtllm(cfg, *targets.trtllm_table(sizes, ks)[:2])
-    if fmt == "sglang-adaptive":
+
+
+class Vllm:
+    """vLLM's ``speculative_config``: a per-batch-size K table, or its own adaptive DSpark."""
+
+    name = "vllm"
+
+    def expresses(self, policy: Any, cap: int, gamma: int) -> bool:
+        return policy.batch_table(cap, gamma) is not None
+
+    def plan(self, cfg: SchedulerConfig) -> Plan:
+        pol = cfg.policy()
+        if (pl := _static(cfg)) is not None:
+            return pl
+        if pol.prefix_scheduler:
+            cap = pol.verify_bounds(cfg.gamma)["max_verify_len"]
+            return Plan(False, _spec(f"dspark_lagged:lag=2,max_verify_len={cap}"), (
+                "vLLM's adaptive verification (method dspark) profiles its own draft+verify step "
+                "costs at start-up and sizes the budget with its own lag; spectune cannot export "
+                "a cost table to it, so 'exported' is spectune's dspark_lagged, not vLLM's planner",
+                "min_verify_len and survival_eps have no vLLM option",))  # fmt: skip
+        sizes, ks = batch_table(cfg)
+        return Plan(_own_table(cfg), _spec(_table_spec(sizes, ks)),
+                    _table_notes(cfg, self.name, pol.name))  # fmt: skip
+
+    def files(self, cfg: SchedulerConfig, near: Any):
+        if near.prefix_scheduler:
+            return targets.vllm(cfg, near, {"method": "dspark", "num_speculative_tokens":
+                                            near.max_verify_len or cfg.gamma,
+                                            "enable_adaptive_verification": True})  # fmt: skip
+        k = near.static_drafts(cfg.gamma)
+        if k is not None:
+            return targets.vllm(cfg, near, {"num_speculative_tokens": k} if k else None)
+        rows, lo = [], 1
+        for s, k in zip(*_policy_table(cfg, near), strict=True):
+            if lo <= s:
+                rows.append([lo, int(s), min(int(k), cfg.gamma)])
+            lo = int(s) + 1
+        top = max(r[2] for r in rows)
+        if top == 0:
+            return targets.vllm(cfg, near, None)
+        return targets.vllm(cfg, near, {"num_speculative_tokens": top,
+                                        "num_speculative_tokens_per_batch_size": rows})  # fmt: skip
+
+
+class Trtllm:
+    """TensorRT-LLM's draft length, ``max_concurrency`` or a non-increasing schedule."""
+
+    name = "trtllm"
+
+    def expresses(self, policy: Any, cap: int, gamma: int) -> bool:
+        table = policy.batch_table(cap, gamma)
+        if table is None:
+            return False
+        tsizes, tks, _ = targets.trtllm_table(*table)
+        return (tsizes, tks) == _trimmed(*table)
+
+    def plan(self, cfg: SchedulerConfig) -> Plan:
+        if (pl := _static(cfg)) is not None:
+            return pl
+        pol, (sizes, ks) = cfg.policy(), batch_table(cfg)
+        tsizes, tks, notes = targets.trtllm_table(sizes, ks)
+        same = self.expresses(pol, cfg.max_concurrency, cfg.gamma)
+        near = _spec(_table_spec(tsizes, tks)) if tks else "none"
+        return Plan(same, near, tuple(notes) + _table_notes(cfg, self.name, pol.name))
+
+    def files(self, cfg: SchedulerConfig, near: Any):
+        return targets.trtllm(cfg, *targets.trtllm_table(*_policy_table(cfg, near))[:2])
+
+
+class SglangAdaptive:
+    """SGLang's EAGLE adaptive ladder: one candidate step per batch-size slot."""
+
+    name = "sglang-adaptive"
+
+    def expresses(self, policy: Any, cap: int, gamma: int) -> bool:
+        return policy.batch_table(cap, gamma) is not None
+
+    def plan(self, cfg: SchedulerConfig) -> Plan:
+        if (pl := _static(cfg)) is not None:
+            return pl
+        pol, (sizes, ks) = cfg.policy(), batch_table(cfg)
+        return Plan(_own_table(cfg), _spec(_table_spec(sizes, ks)),
+                    ("SGLang runs adaptive speculation for EAGLE/EAGLE3 only (not DSpark); one "
+                     "candidate step per slot, so the EMA controller has nothing to adapt; "
+                     "slots are keyed by the smallest batch size they serve, and SGLang pads "
+                     "the batch to its CUDA-graph size before choosing the slot",)
+                    + _table_notes(cfg, self.name, pol.name))  # fmt: skip
+
+    def files(self, cfg: SchedulerConfig, near: Any):
+        sizes, ks = _policy_table(cfg, near)
         if not any(ks):
             return {}, targets._launch(targets.SGLANG + ("--max-running-requests",
                                                          str(cfg.max_concurrency)), {})  # fmt: skip
         return targets.sglang_adaptive(cfg, sizes, ks)
-    if near.name == "none":
-        return targets.vllm(cfg, near, None)
-    if near.name == "fixed":
-        return targets.vllm(cfg, near, {"num_speculative_tokens": min(near.k, cfg.gamma)})
-    rows, lo = [], 1
-    for s, k in zip(sizes, ks, strict=True):
-        if lo <= s:
-            rows.append([lo, int(s), min(int(k), cfg.gamma)])
-        lo = int(s) + 1
-    top = max(r[2] for r in rows)
-    if top == 0:
-        return targets.vllm(cfg, near, None)
-    return targets.vllm(cfg, near, {"num_speculative_tokens": top,
-                                    "num_speculative_tokens_per_batch_size": rows})  # fmt: skip
 
 
-def _policy_table(cfg: SchedulerConfig, near: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The batch-size table (sizes, ks) of a confidence-free policy up to the cap."""
-    cap = cfg.max_concurrency
-    if near.name == "none":
-        return (cap,), (0,)
-    if near.name == "fixed":
-        return (cap,), (min(near.k, cfg.gamma),)
-    sizes = [int(s) for s in near.sizes if s < cap] + [cap]
-    return tuple(sizes), tuple(min(near.k_for(s), cfg.gamma) for s in sizes)
+WRITERS = {w.name: w for w in (Spectune(), Sglang(), Vllm(), Trtllm(), SglangAdaptive())}
+assert tuple(WRITERS) == FORMATS, "runner/formats.py reads every format WRITERS writes"
 
 
 def write_export(cfg: SchedulerConfig, fmt: str, out: Path, *, source: str = "",
                  simulate: bool = True) -> dict[str, Any]:  # fmt: skip
     """Write ``fmt`` into ``out``; returns the manifest (also ``out/export.json``)."""
+    from policies import make_policy
     from runner.scheduler import write_scheduler
 
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
     out.mkdir(parents=True, exist_ok=True)
-    pl = plan(cfg, fmt)
+    writer = WRITERS[fmt]
+    pl = writer.plan(cfg)
     written, launch = [], None
     if fmt == "spectune":
         write_scheduler(out / "scheduler.yaml", cfg)
         written.append("scheduler.yaml")
     else:
-        files, launch = _files(cfg, fmt, pl)
+        files, launch = writer.files(cfg, make_policy(pl.nearest))
         for name, content in files.items():
             if isinstance(content, tuple):
                 text = yaml.safe_dump(content[1], sort_keys=False, default_flow_style=None)
@@ -263,28 +332,26 @@ def approximation(cfg: SchedulerConfig, nearest: str, table: dict | None = None
                   ) -> dict[str, Any] | None:  # fmt: skip
     """Simulate the tuned and the exported policy at the tuned load; their figures and change.
     With an engine ``table`` the exported policy plans with it as the engine does."""
-    from dataclasses import replace
 
     from profiles.builtin import load_acceptance
     from profiles.sglang import PlannedCost, Table
-    from runner.sweep import PointTask, run_point
+    from runner.point import PointTask, run_point
     from simulator.workload import WorkloadSpec
 
-    prov, tuned = cfg.provenance, cfg.tuned
+    op = cfg.operating_point
     try:
-        spec = WorkloadSpec(**prov["workload"]["spec"])
-        acceptance = load_acceptance(prov["acceptance"]["spec"])
-        mode, load, t = tuned["load_mode"], float(tuned["load"]), prov["tune"]
-    except (KeyError, TypeError, InputError) as exc:
-        return {"simulated": False, "reason": f"no usable tuning provenance ({exc})"}
-    n = max(int(t["requests"]), int(load) * int(t["per_user"])) if mode == "concurrency" \
-        else int(t["requests"])  # fmt: skip
-    server = replace(cfg.server_config(), max_concurrency=cfg.server_config().max_concurrency)
+        spec = WorkloadSpec(**(op.workload or {}))
+        acceptance = load_acceptance(op.acceptance or "")
+        mode, load, n = op.point()
+    except (TypeError, InputError) as exc:
+        return {"simulated": False, "reason": str(exc) if "provenance" in str(exc)
+                else f"no usable tuning provenance ({exc})"}  # fmt: skip
+    server = cfg.server_config()
     out: dict[str, Any] = {"simulated": True, "load_mode": mode, "load": load}
     cost = cfg.cost_model()
     planned = PlannedCost(cost, Table(table)) if table else cost
     for label, pol, c in (("tuned", cfg.policy().spec, cost), ("exported", nearest, planned)):
-        task = PointTask(pol, mode, load, spec, "", "", server, n, int(prov.get("seed", 0)))
+        task = PointTask(pol, mode, load, spec, server, n, op.seed)
         r = run_point(task, models=(c, acceptance))
         out[label] = {k: r.get(k) for k in ("policy", "throughput_tok_s", "tps_per_user_p50",
                                             "ttft_p99_s", "mean_verify_len")}  # fmt: skip

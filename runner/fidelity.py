@@ -14,11 +14,12 @@ saturated 3×.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from policies import make_policy
 from simulator.backend import ProfiledBackend
+from simulator.capacity import saturated_rate
 from simulator.run import simulate
 from simulator.server import ServerConfig
 from simulator.workload import WorkloadSpec, open_workload
@@ -62,14 +63,6 @@ def workload_at(cfg: FidelityConfig, rate: float):
     return open_workload(spec)
 
 
-def capacity(cfg: FidelityConfig, cost, acceptance, gamma: int) -> float:
-    """Requests/s the profiled server sustains when saturated (all requests at t = 0)."""
-    server = ServerConfig(max_concurrency=cfg.max_concurrency, gamma=gamma)
-    s = simulate(workload_at(cfg, math.inf), make_policy("fixed:k=1"), cost, acceptance, server,
-                 seed=cfg.seed).summary  # fmt: skip
-    return s["request_throughput_req_s"]
-
-
 def rel_error(predicted: float | None, measured: float | None) -> float | None:
     if predicted is None or measured is None or measured == 0:
         return None
@@ -88,8 +81,8 @@ def run_cells(cfg: FidelityConfig, cost, acceptance, gamma: int, live_factory, p
     ``cost`` as stored and of the companion's own fit are reported beside it. The policies plan
     with ``cost`` in every run.
     """
-    cap = capacity(cfg, cost, acceptance, gamma)
     server = ServerConfig(max_concurrency=cfg.max_concurrency, gamma=gamma)
+    cap = saturated_rate(workload_at(cfg, math.inf), cost, acceptance, server, cfg.seed)
     cells = []
     for load, factor in cfg.loads:
         workload = workload_at(cfg, cap * factor)
@@ -224,3 +217,95 @@ def _pct(x: float | None) -> str:
 
 def _ms(x: float | None) -> str:
     return "n/a" if x is None else f"{1e3 * x:.2f}"
+
+
+# -- the harness: one call from a command ------------------------------------------------------
+@dataclass(frozen=True)
+class FidelityReport:
+    """A finished fidelity run (``fidelity.json``; ``report_markdown`` renders it)."""
+
+    date: str  # when it ran (UTC)
+    command: str  # the command line that produced it
+    profile: str  # labels of the cost and acceptance models and of the live engine
+    acceptance: str
+    engine: str
+    config: dict[str, Any]  # the FidelityConfig
+    pricing: str  # how the profiled predictions were priced
+    capacity_req_s: float  # profiled saturated rate the loads are fractions of
+    profile_speed_reference_s: float | None  # the stored profile's speed reference
+    cells: list[dict[str, Any]]  # per (load, policy): summaries and relative errors
+    other_pricings: dict[str, float]  # with a companion: max gated error of the other pricings
+
+    def to_dict(self) -> dict[str, Any]:
+        by_metric = max_errors(self.cells)
+        return {
+            "date": self.date, "command": self.command, "profile": self.profile,
+            "acceptance": self.acceptance, "engine": self.engine, "config": self.config,
+            "pricing": self.pricing, "capacity_req_s": self.capacity_req_s,
+            "profile_speed_reference_s": self.profile_speed_reference_s, "cells": self.cells,
+            "max_rel_error_by_metric": by_metric,
+            "max_rel_error": max(by_metric[m] for m in GATED),
+            **{f"{k}_max_rel_error": v for k, v in self.other_pricings.items()},
+        }  # fmt: skip
+
+
+class FidelityHarness:
+    """The profiled simulator against the live engine, cell by cell.
+
+    ``build(policy)`` returns the live backend of the engine (built once, then reused fresh for
+    every run); ``meta`` is the stored profile's metadata (its ``base_context`` and speed
+    reference); ``companion`` prices each cell's prediction by the stored profile recalibrated
+    to a companion profile measured alongside its live run (``engine/companion.py``)."""
+
+    def __init__(self, cfg: FidelityConfig, cost, acceptance, gamma: int, build, *,
+                 meta: dict[str, Any], companion: bool, labels: dict[str, str],
+                 on_cell=None) -> None:  # fmt: skip
+        self.cfg, self.cost, self.acceptance, self.gamma = cfg, cost, acceptance, gamma
+        self.build, self.meta, self.companion, self.labels = build, meta, companion, labels
+        self.on_cell = on_cell
+        self.base = int(meta.get("base_context", 128))
+        self._backend = None
+
+    def _live(self, policy):
+        from engine.decode import check_policy
+
+        check_policy(policy)  # every policy of the run, not only the first
+        if self._backend is None:  # build (load checkpoints) once, reuse the engine
+            self._backend = self.build(policy)
+        return self._backend.fresh()
+
+    def _reference(self) -> float:
+        from engine.profiler import speed_reference
+
+        return speed_reference(self._backend.engine, self.base)
+
+    def _companion(self):
+        from engine.companion import Companion
+
+        # the workload's range: contexts up to prompt + output, a step's prefill up to a few
+        # prompts (the curves extend linearly beyond)
+        cfg = self.cfg
+        return Companion(self._backend.engine, base_context=self.base, seed=cfg.seed,
+                         max_context=cfg.max_prompt_tokens + cfg.max_output_tokens,
+                         max_prefill=4 * cfg.max_prompt_tokens)  # fmt: skip
+
+    def run(self) -> FidelityReport:
+        capacity, cells = run_cells(self.cfg, self.cost, self.acceptance, self.gamma, self._live,
+                                    self.on_cell, self._reference,
+                                    self._companion if self.companion else None)  # fmt: skip
+        pricing = "the stored profile"
+        others: dict[str, float] = {}
+        if self.companion:
+            pricing = f"the stored profile, {RECALIBRATED_SOURCE} of each cell"
+            for key in ("stored_profile", "companion_fit"):
+                errs = max_errors([c[key] for c in cells])
+                others[key] = max(errs[m] for m in GATED)
+        ref = self.meta.get("speed_reference") or {}
+        ref_s = [ref[k] for k in ("before_s", "after_s") if isinstance(ref.get(k), (int, float))]
+        return FidelityReport(
+            date=self.labels["date"], command=self.labels["command"], profile=self.cost.source,
+            acceptance=self.acceptance.source, engine=self.labels["engine"],
+            config=asdict(self.cfg), pricing=pricing, capacity_req_s=capacity,
+            profile_speed_reference_s=sum(ref_s) / len(ref_s) if ref_s else None, cells=cells,
+            other_pricings=others,
+        )  # fmt: skip

@@ -38,12 +38,12 @@ from typing import Any
 
 import yaml
 
+from profiles.calibration import StsCalibration
 from profiles.cost import CostModel
 from profiles.errors import InputError
 from profiles.store import cost_from_dict, cost_to_dict, load_yaml
 
 SCHEMA = "spectune.scheduler/v1"
-STS_VARIANTS = ("cumulative", "conditional")
 _SLA = re.compile(r"^\s*([a-z0-9_]+)\s*(>=|<=)\s*([-+0-9.eE]+|inf)\s*$")
 
 
@@ -93,27 +93,51 @@ def parse_sla(text: str, known: tuple[str, ...] | None = None) -> SLA:
 
 # -- the document ------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class StsConfig:
-    """Sequential temperature scaling of the confidence head (SGLang ``DSparkStsCalibration``)."""
+class Tuned:
+    """The document's ``tuned`` section, typed, with what re-simulating the tuned point needs
+    from ``provenance`` (the base workload, the acceptance spec, request counts, the seed)."""
 
-    variant: str = "cumulative"  # "cumulative" (paper's STS) or "conditional" (vLLM's online)
-    temperatures: tuple[float, ...] = ()  # T_k per position; all 1.0 = identity (uncalibrated)
-    dataset: str = ""  # what the calibration was fitted on ("" = none)
-    num_samples: int = 0  # rounds used to fit (0 = uncalibrated)
-    ece_before: tuple[float, ...] = ()  # per-position ECE before scaling
-    ece_after: tuple[float, ...] = ()  # per-position ECE after scaling
-
-    def __post_init__(self) -> None:
-        if self.variant not in STS_VARIANTS:
-            raise InputError(f"sts.variant must be one of {STS_VARIANTS}, got {self.variant!r}")
-        if any(not (t > 0 and math.isfinite(t)) for t in self.temperatures):
-            raise InputError("sts.temperatures must all be positive finite numbers")
-        if self.num_samples < 0:
-            raise InputError("sts.num_samples must be >= 0")
+    load_mode: str | None = None  # "concurrency" or "rate" (None: not from a tune)
+    load: float | None = None  # the tuned operating point
+    mean_verify_len: float | None = None  # drafts verified per request there
+    per_load: tuple[dict[str, Any], ...] = ()  # the per-load curve (load, KEY_METRICS, sla_met)
+    workload: dict[str, Any] | None = None  # WorkloadSpec fields of the base workload
+    acceptance: str | None = None  # acceptance model spec
+    requests: int | None = None  # requests per point (closed loop: at least)
+    per_user: int | None = None  # closed loop: requests per concurrent user
+    seed: int = 0
 
     @classmethod
-    def identity(cls, gamma: int) -> StsConfig:
-        return cls(temperatures=(1.0,) * gamma)
+    def of(cls, tuned: dict[str, Any], provenance: dict[str, Any]) -> Tuned:
+        """Read leniently: a document not written by ``tune`` has fewer fields (None)."""
+        t = provenance.get("tune") if isinstance(provenance.get("tune"), dict) else {}
+        wl, acc = provenance.get("workload"), provenance.get("acceptance")
+        num = lambda v: float(v) if isinstance(v, (int, float)) else None  # noqa: E731
+        whole = lambda v: int(v) if isinstance(v, (int, float)) else None  # noqa: E731
+        return cls(
+            load_mode=tuned.get("load_mode"), load=num(tuned.get("load")),
+            mean_verify_len=num(tuned.get("mean_verify_len")),
+            per_load=tuple(p for p in tuned.get("per_load") or () if isinstance(p, dict)),
+            workload=wl.get("spec") if isinstance(wl, dict) else None,
+            acceptance=acc.get("spec") if isinstance(acc, dict) else None,
+            requests=whole(t.get("requests")), per_user=whole(t.get("per_user")),
+            seed=int(provenance.get("seed", 0) or 0),
+        )  # fmt: skip
+
+    def point(self) -> tuple[str, float, int]:
+        """(load mode, load, requests) of the tuned point; InputError naming what is missing."""
+        if self.load_mode is None or self.load is None or self.requests is None:
+            raise InputError("no usable tuning provenance (tuned.load_mode, tuned.load, "
+                             "provenance.tune.requests)")  # fmt: skip
+        n = self.requests
+        if self.load_mode == "concurrency":
+            n = max(n, int(self.load) * (self.per_user or 0))
+        return self.load_mode, self.load, n
+
+
+def sts_of(acceptance, gamma: int) -> StsCalibration:
+    """The calibration an acceptance model's confidences went through (identity if none)."""
+    return getattr(acceptance, "calibration", None) or StsCalibration.identity(gamma)
 
 
 @dataclass(frozen=True)
@@ -124,7 +148,7 @@ class SchedulerConfig:
     params: tuple[tuple[str, Any], ...]  # every hyperparameter, (field, value), in field order
     gamma: int  # draft tokens proposed per request per step
     cost: CostModel  # the cost table the policy plans with (and the simulator charged)
-    sts: StsConfig  # confidence calibration the policy's confidences assume
+    sts: StsCalibration  # confidence calibration the policy's confidences assume
     max_concurrency: int = 64  # server cap the figures were measured at
     kv_capacity_tokens: int = 0  # server KV capacity (0 = unlimited)
     max_prefill_tokens: int = 2048  # chunked prefill budget per step
@@ -172,13 +196,14 @@ class SchedulerConfig:
         )
 
     @property
-    def verify(self) -> dict[str, Any]:
-        """Length bounds in engine terms, derived from the policy's parameters."""
-        return verify_bounds(self.policy_name, self.param_dict, self.gamma)
+    def operating_point(self) -> Tuned:
+        """The typed ``tuned`` section (exports read this, never the raw keys)."""
+        return Tuned.of(self.tuned, self.provenance)
 
     @property
-    def profile_hash(self) -> str:
-        return cost_hash(self.cost)
+    def verify(self) -> dict[str, Any]:
+        """Length bounds in engine terms, derived from the policy's parameters."""
+        return self.policy().verify_bounds(self.gamma)
 
     # -- (de)serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -212,21 +237,6 @@ class SchedulerConfig:
             "baselines": _plain(self.baselines),
             "provenance": _plain(self.provenance),
         }
-
-
-def verify_bounds(name: str, params: dict[str, Any], gamma: int) -> dict[str, Any]:
-    """``lag_steps``, ``min_verify_len``, ``max_verify_len`` (0 = γ), ``survival_eps``."""
-    if name == "fixed":
-        k = min(int(params.get("k", 1)), gamma)
-        return {"lag_steps": 0, "min_verify_len": k, "max_verify_len": k, "survival_eps": 0.0}
-    if name == "none":
-        return {"lag_steps": 0, "min_verify_len": 0, "max_verify_len": 0, "survival_eps": 0.0}
-    return {
-        "lag_steps": int(params.get("lag", 0)),
-        "min_verify_len": int(params.get("min_verify_len", 0)),
-        "max_verify_len": int(params.get("max_verify_len", 0)),
-        "survival_eps": float(params.get("survival_eps", 0.0)),
-    }
 
 
 def cost_hash(cost: CostModel) -> str:
@@ -298,7 +308,7 @@ def scheduler_from_dict(data: dict[str, Any], where: str = "scheduler config") -
         raise InputError("cost table does not match provenance.profile.sha256 (edited after "
                          "tuning?)", where=f"{where}: cost")  # fmt: skip
     try:
-        sts = StsConfig(
+        sts = StsCalibration(
             variant=str(sts_d.get("variant", "cumulative")),
             temperatures=tuple(float(t) for t in sts_d.get("temperatures") or ()),
             dataset=str(sts_d.get("dataset", "")),

@@ -93,7 +93,7 @@ class Recorder:
             "request_throughput_req_s": n / duration if duration > 0 else 0.0,
         }
         for key in ("tps_per_user", "ttft_s", "tpot_s", "itl_s", "e2e_s", "queue_s"):
-            s.update(_percentiles(key, r[key]))
+            s.update(percentiles(key, r[key]))
         steps = max(self.request_steps, 1)
         s.update(
             {
@@ -123,7 +123,8 @@ class Recorder:
                 w.writerow(row[:1] + [self.domains[i]] + row[1:])
 
 
-def _percentiles(key: str, values: np.ndarray) -> dict[str, float | None]:
+def percentiles(key: str, values: np.ndarray) -> dict[str, float | None]:
+    """Mean, p50, p90 and p99 of the finite ``values``, named ``{key}_mean`` ... (``_s`` last)."""
     name = key[:-2] if key.endswith("_s") else key
     unit = "_s" if key.endswith("_s") else ""
     v = values[np.isfinite(values)]

@@ -20,12 +20,16 @@ from simulator.request import Request
 from simulator.synthetic import BUILTIN, SYNTHETIC, DomainSampler, Streams, SyntheticLoad, generate
 from simulator.traces import FORMATS, TraceFile, WorkloadStats, inspect_trace, read_trace
 
-__all__ = ["Workload", "WorkloadSpec", "WorkloadStats", "open_workload", "parse_domain_mix"]
+__all__ = ["DEFAULT_WORKLOAD", "Workload", "WorkloadSpec", "WorkloadStats", "fit_default",
+           "open_workload", "parse_domain_mix"]  # fmt: skip
 
 BUILTIN_PREFIX = "builtin:"
 _SYNTHETIC_ONLY = ("request_rate", "burstiness", "num_requests")
 
 DomainMix = tuple[tuple[str, float], ...]
+
+
+DEFAULT_WORKLOAD = "builtin:azure-conv-like"  # what `spectune` replays when told nothing
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,20 @@ class Workload:
                     break
         finally:
             rows.close()
+
+
+def fit_default(spec: WorkloadSpec, cost: object) -> WorkloadSpec:
+    """The default workload made to fit an engine with a short context: on a profile with a
+    ``max_context`` (the CPU engine's 1,024 tokens) the default's prompts are clamped to 3/4 of
+    it and outputs to 1/4 (counted and shown in the workload label) unless clamps are given.
+    Any other workload is returned as is (requests too long for the engine are then rejected
+    and counted, or trimmed with ``--clamp-to-context``)."""
+    ctx = getattr(cost, "max_context", 0)
+    if spec.source != DEFAULT_WORKLOAD or not ctx:
+        return spec
+    if spec.max_prompt_tokens is not None or spec.max_output_tokens is not None:
+        return spec
+    return replace(spec, max_prompt_tokens=ctx * 3 // 4, max_output_tokens=ctx // 4)
 
 
 def open_workload(spec: WorkloadSpec) -> Workload:

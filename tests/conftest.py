@@ -47,9 +47,9 @@ SLOW_MODULES = {
     "tests/engine/test_companion.py", "tests/engine/test_fidelity.py",
     "tests/engine/test_fidelity_models.py", "tests/engine/test_live.py",
     "tests/engine/test_train.py", "tests/policies/test_bench.py", "tests/test_examples.py",
-    "tests/runner/test_profile_cli.py",
+    "tests/runner/cli/test_profile_cli.py",
     # the hostile sweep (331 cases, each a full command) and the README's blocks under a pty and
-    # piped; the fast subset keeps a test per cause at its boundary (tests/runner/test_contract.py)
+    # piped; the fast subset keeps a test per cause at its boundary (tests/runner/cli/test_contract)
     "tests/test_hostile.py", "tests/test_readme.py",
 }  # fmt: skip
 SLOW_TESTS = {

@@ -49,12 +49,12 @@ def _small_cost():
 
 
 def _scheduler_doc(**over) -> dict:
-    from runner.scheduler import SLA, SchedulerConfig, StsConfig
+    from runner.scheduler import SLA, SchedulerConfig, StsCalibration
 
     cfg = SchedulerConfig(
         policy_name="dspark_lagged",
         params=(("lag", 2), ("min_verify_len", 1), ("max_verify_len", 5), ("survival_eps", 0.05)),
-        gamma=7, cost=_small_cost(), sts=StsConfig.identity(7), max_concurrency=8,
+        gamma=7, cost=_small_cost(), sts=StsCalibration.identity(7), max_concurrency=8,
         sla=(SLA("tps_per_user_p50", ">=", 80.0),),
         tuned={"load_mode": "concurrency", "load": 8.0, "throughput_tok_s": 100.0},
         provenance={"seed": 0},

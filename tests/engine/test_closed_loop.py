@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 from engine import checkpoint  # noqa: E402
 from profiles.builtin import load_cost  # noqa: E402
 from runner.cli import main  # noqa: E402
-from runner.scheduler import SchedulerConfig, StsConfig, cost_hash, write_scheduler  # noqa: E402
+from runner.scheduler import SchedulerConfig, StsCalibration, cost_hash, write_scheduler  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not checkpoint.path_of("dspark").exists(), reason="committed checkpoints missing"
@@ -26,7 +26,7 @@ def best(tmp_path):
         params=(("lag", 2), ("min_verify_len", 1), ("max_verify_len", 5), ("survival_eps", 0.01)),
         gamma=7,
         cost=load_cost("builtin:h100-8b"),
-        sts=StsConfig(temperatures=TEMPS, dataset="test", num_samples=10),
+        sts=StsCalibration(temperatures=TEMPS, dataset="test", num_samples=10),
         max_concurrency=4,
     )
     path = tmp_path / "best.yaml"
@@ -59,7 +59,8 @@ def test_live_replay_runs_the_tuned_scheduler(best, capsys):
 
 def test_gamma_mismatch_is_refused(tmp_path, capsys):
     cfg = SchedulerConfig(policy_name="fixed", params=(("k", 2),), gamma=5,
-                          cost=load_cost("builtin:h100-8b"), sts=StsConfig.identity(5))  # fmt: skip
+                          cost=load_cost("builtin:h100-8b"),
+                          sts=StsCalibration.identity(5))  # fmt: skip
     write_scheduler(tmp_path / "b.yaml", cfg)
     rc = main(["decode", "--config", str(tmp_path / "b.yaml"), "--prompt", "x"])
     assert rc == 2 and "tuned for gamma 5" in capsys.readouterr().err

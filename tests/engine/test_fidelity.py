@@ -89,7 +89,7 @@ def test_recalibrated_profile_prices_the_prediction_and_the_others_are_reported(
     md = report_markdown(result)
     assert "priced by: a companion profile" in md and "stored profile as it is" in md
     assert md.count("\n| ") == 2 * (1 + len(cells))  # two tables: header + one row per cell
-    from runner.commands.fidelity import plot
+    from runner.cli.commands.fidelity import plot
 
     plot(result, tmp_path / "fidelity.png")  # two panels: per metric, TPOT per pricing
     assert (tmp_path / "fidelity.png").stat().st_size > 10_000

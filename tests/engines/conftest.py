@@ -6,7 +6,7 @@ import pytest
 
 from policies import make_policy
 from profiles.builtin import DEFAULT_COST, load_cost
-from runner.scheduler import SchedulerConfig, StsConfig
+from runner.scheduler import SchedulerConfig, StsCalibration
 
 PROFILES = (DEFAULT_COST, "builtin:h100-8b")  # the CPU default and an analytic 8B on one H100
 POLICIES = ("none", "fixed:k=3", "batch_table:sizes=4;16,ks=6;2,default=1", "dspark",
@@ -21,7 +21,7 @@ def scheduler(spec: str, profile: str, **over) -> SchedulerConfig:
                 for n, v in ((2, 6.8), (cap // 3, 4.4), (cap, 1.2))]  # fmt: skip
     base = dict(policy_name=p.name, params=tuple(p.__dict__.items()), gamma=7,
                 cost=load_cost(profile),
-                sts=StsConfig(temperatures=(1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6), dataset="unit",
+                sts=StsCalibration(temperatures=(1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6), dataset="unit",
                               num_samples=10),
                 max_concurrency=cap,
                 tuned={"load_mode": "concurrency", "load": float(cap), "per_load": per_load},

@@ -3,7 +3,8 @@
 ``write_plugin(root, name)`` creates ``root/<module>/__init__.py`` (a conforming policy) and
 ``root/<dist>-0.1.0.dist-info/{METADATA,entry_points.txt}`` declaring it in the
 ``spectune.policies`` entry-point group. Putting ``root`` on ``sys.path`` makes
-``importlib.metadata.entry_points`` find it exactly as if it were pip-installed.
+``importlib.metadata.entry_points`` find it exactly as if it were pip-installed. Its fields
+declare their search spaces (``policies.base.searched``), so ``spectune tune`` searches them.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.base import Policy
+from policies.base import Policy, gamma_bound, searched
 
 
 @dataclass(frozen=True)
 class CappedConfident(Policy):
     """Verify the leading drafts with confidence >= floor, at most ``cap`` of them."""
 
-    floor: float = 0.6  # confidence a draft needs to be verified
-    cap: int = 2  # most drafts verified per request
+    floor: float = searched(0.6, (0.4, 0.6, 0.8), 0.0, 1.0)  # confidence a draft needs
+    cap: int = searched(2, (1, 2, 4), 1, gamma_bound)  # most drafts verified per request
 
     name = "{name}"
     reads = frozenset({{"conf"}})

@@ -21,7 +21,7 @@ from profiles.calibration import (
     metrics,
     read_temperatures,
 )
-from profiles.records import split, synthesize
+from profiles.records import split_by_request, synthesize
 from profiles.store import write_yaml
 
 
@@ -91,7 +91,7 @@ def overconfident():
 
 @pytest.mark.parametrize("variant", ["cumulative", "conditional"])
 def test_sts_lowers_held_out_ece_at_most_positions(overconfident, variant):
-    fit, report = split(overconfident, 0.5, seed=0)
+    fit, report = split_by_request(overconfident, 0.5, seed=0)
     cal = calibrate(fit, report, variant, dataset="synthetic")
     before, after = cal.before["cumulative"]["ece"], cal.after["cumulative"]["ece"]
     assert sum(a < b for a, b in zip(after, before, strict=True)) >= 6
@@ -100,7 +100,7 @@ def test_sts_lowers_held_out_ece_at_most_positions(overconfident, variant):
 
 
 def test_outputs_and_reading_temperatures_back(overconfident, tmp_path):
-    fit, report = split(overconfident, 0.5, seed=1)
+    fit, report = split_by_request(overconfident, 0.5, seed=1)
     cal = calibrate(fit, report, "cumulative", dataset="syn.npz", records_sha256="ab", split_seed=1)
     doc = cal.to_dict()
     assert doc["schema"] == SCHEMA and doc["split"]["seed"] == 1 and doc["ece_bins"] == 15

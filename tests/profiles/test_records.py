@@ -17,7 +17,7 @@ from profiles.records import (
     Records,
     RecordsAcceptance,
     read_records,
-    split,
+    split_by_request,
     synthesize,
     write_records,
 )
@@ -109,23 +109,23 @@ def test_write_refuses_invalid_records(records):
 
 
 def test_split_is_by_request_stratified_and_seeded(records):
-    fit, report = split(records, 0.5, seed=3)
+    fit, report = split_by_request(records, 0.5, seed=3)
     assert not set(fit.request) & set(report.request)
     assert fit.rounds + report.rounds == records.rounds
     for d in records.domains:
         assert np.unique(fit.request[fit.domain == d]).size == 20
-    again, _ = split(records, 0.5, seed=3)
+    again, _ = split_by_request(records, 0.5, seed=3)
     assert np.array_equal(again.request, fit.request)
-    other, _ = split(records, 0.5, seed=4)
+    other, _ = split_by_request(records, 0.5, seed=4)
     assert not np.array_equal(other.request, fit.request)
 
 
 def test_split_needs_two_requests(records):
     one = records.take(records.request == 0)
     with pytest.raises(InputError, match="cannot split"):
-        split(one, 0.5, 0)
+        split_by_request(one, 0.5, 0)
     with pytest.raises(InputError, match="fraction"):
-        split(records, 1.0, 0)
+        split_by_request(records, 1.0, 0)
 
 
 def _rows_of(records: Records, req: int) -> tuple[np.ndarray, np.ndarray]:

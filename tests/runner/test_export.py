@@ -15,7 +15,7 @@ from profiles.errors import InputError
 from profiles.sglang import Table
 from runner.cli import main
 from runner.export import FORMATS, batch_table, load_export, write_export
-from runner.scheduler import SLA, SchedulerConfig, StsConfig, write_scheduler
+from runner.scheduler import SLA, SchedulerConfig, StsCalibration, write_scheduler
 from simulator.workload import WorkloadSpec
 from tests.runner.test_scheduler import make_config
 
@@ -237,7 +237,7 @@ def test_export_cli_all_formats_and_bad_input(tmp_path, capsys):
 
 
 def test_uncalibrated_sts_exports_identity(tmp_path):
-    cfg = config("dspark_lagged", sts=StsConfig())
+    cfg = config("dspark_lagged", sts=StsCalibration())
     write_export(cfg, "sglang", tmp_path, simulate=False)
     assert load_export("sglang", tmp_path)["sts.json"] == {"temperatures": [1.0] * 7}
 

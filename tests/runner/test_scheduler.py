@@ -13,7 +13,7 @@ from runner.cli import main
 from runner.scheduler import (
     SLA,
     SchedulerConfig,
-    StsConfig,
+    StsCalibration,
     cost_hash,
     load_scheduler,
     parse_sla,
@@ -30,8 +30,9 @@ def make_config(**over) -> SchedulerConfig:
     base = dict(
         policy_name="dspark_lagged",
         params=(("lag", 2), ("min_verify_len", 1), ("max_verify_len", 5), ("survival_eps", 0.05)),
-        gamma=7, cost=small_cost(), sts=StsConfig(temperatures=(1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6),
-                                                  dataset="unit", num_samples=10),
+        gamma=7, cost=small_cost(),
+        sts=StsCalibration(temperatures=(1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6), dataset="unit",
+                           num_samples=10),
         max_concurrency=24, sla=(SLA("tps_per_user_p50", ">=", 80.0),),
         tuned={"load_mode": "concurrency", "load": 24.0, "throughput_tok_s": 1234.5},
         provenance={"seed": 3},

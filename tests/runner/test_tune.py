@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
-from runner.commands.tune import split_policies
+from runner.cli.commands.tune import split_policies
 from runner.scheduler import SLA, load_scheduler
-from runner.tune import Dim, PolicySearch, at_sla
+from runner.search import Dim, PolicySearch, at_sla
 
 TINY = [
     "--policies",

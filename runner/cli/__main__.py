@@ -1,0 +1,5 @@
+"""``python -m runner.cli``: the ``spectune`` console script."""
+
+from runner.cli import main
+
+raise SystemExit(main())

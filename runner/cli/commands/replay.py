@@ -1,0 +1,184 @@
+"""Replay a trace or a builtin workload through the simulated server under one policy.
+
+Reads the workload as a stream, runs the profiled backend (cost model + acceptance model) and
+prints the DESIGN §5 metrics: a table, or one JSON object with ``--json``. ``--out DIR`` writes
+``requests.csv`` (one row per request) and ``summary.json`` (the same object as ``--json``,
+with the resolved inputs that reproduce it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from policies.registry import check_gamma
+from profiles.documents import json_line
+from runner.cli import progress
+from runner.cli.engines import add_live_args
+from runner.cli.options import (
+    add_model_args,
+    add_output_args,
+    add_server_args,
+    add_workload_args,
+    models_from_args,
+    server_from_args,
+    workload_from_args,
+)
+from runner.paths import out_dir
+from simulator.capacity import overload
+
+NAME = "replay"
+HELP = "replay a trace or builtin workload through the simulated server"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_workload_args(p)
+    add_model_args(p)
+    add_server_args(p)
+    p.add_argument("--backend", choices=("profiled", "live"), default="profiled",
+                   help="profiled: cost model + acceptance model (default); live: run the real "
+                   "engine every step")  # fmt: skip
+    p.add_argument("--config", metavar="BEST.yaml",
+                   help="run a tuned scheduler (spectune.scheduler/v1): its policy, cost table, "
+                   "gamma and, unless given, --max-concurrency")  # fmt: skip
+    p.set_defaults(max_concurrency=None)  # None: the --config's cap, else 64
+    add_live_args(p)
+    add_output_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from policies import make_policy
+    from simulator.run import context_warning, simulate
+
+    policy = make_policy(args.policy)
+    if args.backend == "live":
+        from runner.cli.engines import clamp_to_context, engine_context
+
+        clamp_to_context(args, engine_context(args), args.gamma or 7)
+    cost, acceptance, gamma = models_from_args(args)
+    workload = workload_from_args(args, cost)
+    tuned = None
+    if args.config:  # the tuned scheduler replaces --policy, --profile and --gamma
+        from runner.scheduler import load_scheduler
+
+        tuned = load_scheduler(args.config)
+        _check_config(args, tuned, acceptance)
+        policy, cost, gamma = tuned.policy(), tuned.cost_model(), tuned.gamma
+    if args.max_concurrency is None:
+        args.max_concurrency = tuned.max_concurrency if tuned else 64
+    backend = None
+    if args.backend == "live":
+        from runner.cli.engines import build_live_backend
+
+        temps = tuned.sts.temperatures if tuned is not None else None
+        backend, gamma = build_live_backend(args, policy, cost, temps)
+    check_gamma(policy, gamma, "--config" if tuned else "--policy")
+    out = out_dir(args.out, NAME, force=args.force) if args.out else None  # before the work
+    config = server_from_args(args, gamma)
+    with progress.bar(args, "requests arrived", total=workload.expected, unit="req") as bar:
+        result = simulate(
+            workload, policy, cost, acceptance, config, seed=args.seed, backend=backend,
+            on_request=bar.tick if bar.on else None,
+        )  # fmt: skip
+    stats = {k: getattr(workload.stats, k) for k in workload.stats.__slots__}
+    summary = {"workload": workload.label, **stats, **result.summary}
+    over = overload(result.summary, result.recorder.arrays()["arrival"], args.rate_scale)
+    summary["overload"] = None if over is None else asdict(over)
+    summary["wall"] = summary.pop("wall")  # last: everything before it is seed-deterministic
+    for line in (context_warning(result.summary), over and over.message()):
+        if line:
+            sys.stderr.write(f"spectune: warning: {line}\n")
+    if out is not None:
+        result.recorder.write_csv(out / "requests.csv")
+        if backend is not None:
+            _write_texts(out / "texts.jsonl", result, backend.texts)
+        (out / "summary.json").write_text(json_line(summary, indent=2) + "\n")
+    if args.json:
+        print(json_line(summary))
+    else:
+        print(format_summary(summary))
+        if args.out:
+            print(f"wrote {Path(args.out) / 'requests.csv'} and summary.json")
+    return 0
+
+
+def _check_config(args: argparse.Namespace, tuned, acceptance) -> None:
+    """A --config's gamma is the server's: a different --gamma, or an acceptance model with
+    fewer positions, is an error (never a silent clamp); another acceptance model than the one
+    tuned with is stated on stderr."""
+    from profiles.errors import InputError
+
+    if args.gamma is not None and args.gamma != tuned.gamma:
+        raise InputError(f"--gamma {args.gamma} conflicts with --config's gamma {tuned.gamma} "
+                         "(the tuned scheduler drafts that many tokens); drop --gamma")  # fmt: skip
+    if acceptance.gamma < tuned.gamma:
+        raise InputError(f"--config drafts gamma {tuned.gamma} tokens, the acceptance model "
+                         f"{args.acceptance!r} models {acceptance.gamma} positions")  # fmt: skip
+    spec = (tuned.provenance.get("acceptance") or {}).get("spec")
+    if spec and spec != args.acceptance:
+        sys.stderr.write(f"spectune: warning: --config was tuned with --acceptance {spec}; this "
+                         f"replay uses {args.acceptance}\n")  # fmt: skip
+
+
+def format_summary(s: dict) -> str:
+    """A short human-readable report of one replay."""
+
+    def f(key: str, scale: float = 1.0, fmt: str = "{:.3f}") -> str:
+        v = s.get(key)
+        return "n/a" if v is None else fmt.format(v * scale)
+
+    wall = s.get("wall") or {}
+    lines = [
+        f"workload     {s['workload']}",
+        f"policy       {s['policy']}   (gamma {s['gamma']}, "
+        f"max concurrency {s['max_concurrency']})",
+        f"profile      {s['profile']}",
+        f"acceptance   {s['acceptance']}",
+        "",
+        f"requests     {s['requests_completed']} completed"
+        + (f", {s['requests_rejected_too_long']} rejected (prompt+output > KV capacity)"
+           if s["requests_rejected_too_long"] else "")
+        + (f", {s['requests_rejected_context']} rejected (beyond the {s['max_context']}-token "
+           "context)" if s.get("requests_rejected_context") else ""),  # fmt: skip
+        f"throughput   {f('throughput_tok_s', fmt='{:.1f}')} tok/s "
+        f"over {f('duration_s', fmt='{:.1f}')} s",
+        f"tok/s/user   p50 {f('tps_per_user_p50', fmt='{:.1f}')}   "
+        f"p90 {f('tps_per_user_p90', fmt='{:.1f}')}",
+        f"TTFT (ms)    p50 {f('ttft_p50_s', 1e3, '{:.1f}')}   p99 {f('ttft_p99_s', 1e3, '{:.1f}')}",
+        f"TPOT (ms)    p50 {f('tpot_p50_s', 1e3, '{:.2f}')}   p99 {f('tpot_p99_s', 1e3, '{:.2f}')}",
+        f"accepted     {f('mean_accepted_len')} tokens/step (bonus included), "
+        f"verify {f('mean_verify_len')} drafts/request/step",
+        f"batch        {f('mean_batch_size', fmt='{:.1f}')} requests/step, "
+        f"{s['decode_steps']} decode steps",
+        f"simulated in {wall.get('wall_s', 0):.2f} s wall "
+        f"({wall.get('decode_steps_per_wall_s', 0):,.0f} steps/s)",
+    ]  # fmt: skip
+    skipped = s.get("bad_rows_skipped")
+    if skipped:
+        lines.append(f"skipped      {skipped} malformed trace rows (--skip-bad-rows)")
+    if s.get("requests_clamped_to_context"):
+        lines.append(f"clamped      {s['requests_clamped_to_context']} requests to the engine's "
+                     f"{s['max_context']}-token context (--clamp-to-context)")  # fmt: skip
+    if s.get("extrapolated_steps"):
+        lines.append(
+            f"warning      {s['extrapolated_steps']} steps "
+            f"({s.get('extrapolated_step_share', 0):.1%}) priced beyond the profile's measured "
+            "range (requests, batch tokens, KV context or prefill; `spectune profiles` lists it)"
+        )
+    return "\n".join(lines)
+
+
+def _write_texts(path: Path, result, texts: dict[int, bytes]) -> None:
+    """Generated text per request of a live replay (bytes decoded as UTF-8, replacement for
+    invalid sequences; ``tokens`` holds the exact byte values)."""
+    domains = dict(zip(result.recorder.arrays()["id"].astype(int).tolist(),
+                       result.recorder.domains, strict=True))  # fmt: skip
+    with open(path, "w", encoding="utf-8") as f:
+        for rid in sorted(texts):
+            data = texts[rid]
+            row = {"id": rid, "domain": domains.get(rid), "tokens": list(data),
+                   "text": data.decode("utf-8", errors="replace")}  # fmt: skip
+            f.write(json.dumps(row) + "\n")

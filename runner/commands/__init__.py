@@ -1,1 +1,0 @@
-"""One module per ``spectune`` subcommand (NAME, HELP, add_arguments, run); see runner/cli.py."""

@@ -1,0 +1,1 @@
+"""Tests of the spectune command line (runner/cli/): the contract a user sees."""
