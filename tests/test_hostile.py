@@ -165,6 +165,9 @@ def build_world(d: Path) -> None:
     (d / "sps.json").write_text("[]", encoding="utf-8")
     (d / "metrics.txt").write_text("# no metrics here\n", encoding="utf-8")
     (d / "badcsv.csv").write_text("batch,seconds\n1,nan\n2,-1\n", encoding="utf-8")
+    (d / "goodcost.csv").write_text("batch_tokens,step_ms\n1,10\n64,20\n", encoding="utf-8")
+    (d / "ttft_one.csv").write_text("prompt_tokens,ttft_ms\n100,12\n100,13\n", encoding="utf-8")
+    (d / "ttft_nan.csv").write_text("prompt_tokens,ttft_ms\n100,12\n200,nan\n", encoding="utf-8")
 
 
 # ---- cases ------------------------------------------------------------------------------------
@@ -173,6 +176,7 @@ R = ["replay", "--quiet"]
 RT = [*R, "--trace", "{d}/trace.csv"]
 T = ["tune", "--quiet", "--quick", "--no-plots", "--out", "{o}/tune"]
 BAD_NUM = ("nan", "inf", "-inf", "-1", "")
+PF = ["import", "cost-csv", "{d}/goodcost.csv", "--out", "{o}/p.yaml", "--prefill-from"]
 
 
 def _numeric(cmd: list[str], option: str, values=BAD_NUM, extra: tuple = ()) -> list:
@@ -459,6 +463,32 @@ CASES: list[tuple[str, list[str]]] = [
             "{d}/nope.txt",
         ],
     ),
+    # import --prefill-from
+    *[
+        (f"import --prefill-from {name}", [*PF, src])
+        for name, src in (
+            ("one length", "{d}/ttft_one.csv"),
+            ("nan", "{d}/ttft_nan.csv"),
+            ("bad header", "{d}/badcsv.csv"),
+            ("missing", "{d}/nope.csv"),
+            ("binary", "{d}/binary.csv"),
+            ("no prefill term", "{d}/cost.yaml"),
+            ("unknown builtin", "builtin:bogus"),
+            ("dir", "{d}/foreign"),
+        )
+    ],  # fmt: skip
+    (
+        "import vllm --prefill-from",
+        [
+            "import",
+            "vllm-metrics",
+            "{d}/metrics.txt",
+            "--out",
+            "{o}/p.yaml",
+            "--prefill-from",
+            "{d}/ttft_one.csv",
+        ],
+    ),  # fmt: skip
     # audit, policies, profiles
     ("audit --policy unknown", ["audit", "--policy", "bogus"]),
     ("audit --policy dup", ["audit", "--policy", "fixed:k=1,k=2"]),

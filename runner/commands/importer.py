@@ -7,7 +7,11 @@
 The vLLM per-position counters are unconditional (drafts whose first k tokens were accepted); they
 are converted to conditional rates for a one-domain parametric model (--domain). Counters are
 cumulative since the server started: --since EARLIER.prom imports the window between two scrapes.
-Every output is labelled "imported: ..." and carries the input file's SHA-256.
+Every output is labelled "imported: ..." and carries the input file's SHA-256. A cost table has
+no prefill, draft or context term (a warning says so here and on every replay and tune that uses
+it); --prefill-from completes the prefill term from another cost profile, a CSV of prefill times
+(prompt_tokens,prefill_ms) or a low-load TTFT measurement (prompt_tokens,ttft_ms, or a
+requests.csv with prompt_tokens and ttft_s).
 """
 
 from __future__ import annotations
@@ -33,17 +37,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lookup", choices=("sglang", "linear"), default="sglang",
                    help="sglang-sps: read the table as SGLang does (floor probe / clamped, the "
                    "default) or interpolate and extrapolate linearly")  # fmt: skip
+    p.add_argument("--prefill-from", metavar="PROFILE|CSV",
+                   help="sglang-sps, cost-csv: the prefill term from a cost profile, a CSV of "
+                   "prefill times (prompt_tokens,prefill_ms) or of low-load TTFTs "
+                   "(prompt_tokens,ttft_ms or a requests.csv's ttft_s)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
     add_force(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from profiles.importers import csv_cost, provenance, sglang_cost
+    from profiles.errors import InputError
+    from profiles.importers import import_cost, prefill_from, prefill_source, provenance
     from profiles.store import acceptance_to_dict, cost_to_dict, write_yaml
     from runner.paths import out_file
 
     out_file(args.out, force=args.force)
     command = f"spectune import {args.kind} {args.file}"
+    if args.prefill_from is not None and args.kind == "vllm-metrics":
+        raise InputError("--prefill-from completes a cost profile (sglang-sps, cost-csv)")
+    prefill = prefill_from(args.prefill_from) if args.prefill_from is not None else None
     if args.kind == "vllm-metrics":
         from profiles.vllm import vllm_acceptance
 
@@ -74,21 +86,26 @@ def run(args: argparse.Namespace) -> int:
     else:
         import sys
 
-        from profiles.importers import INCOMPLETE
+        from profiles.importers import cost_warning
 
-        cost = (sglang_cost(args.file, args.lookup) if args.kind == "sglang-sps"
-                else csv_cost(args.file))  # fmt: skip
-        print(f"spectune: warning: {args.out}: {INCOMPLETE}", file=sys.stderr)
-        doc = cost_to_dict(cost, provenance(args.kind, args.file, command=command))
+        cost, probes = import_cost(args.kind, args.file, args.lookup, prefill)
+        warning = cost_warning(cost, args.out)
+        if warning:
+            print(f"spectune: warning: {warning}", file=sys.stderr)
+        meta = provenance(args.kind, args.file, command=command)
+        if args.prefill_from is not None:
+            meta["prefill_from"] = prefill_source(args.prefill_from)
+            command += f" --prefill-from {args.prefill_from}"
+            meta["command"] = command
+        doc = cost_to_dict(cost, meta)
         summary = {
             "kind": args.kind,
             "source": cost.source,
             "form": cost.kind,
-            "probes": len(cost.verify.x),
-            "batch_tokens": [cost.verify.x[0], cost.verify.x[-1]],
-            "step_ms": [
-                1e3 * cost.verify_time(1, int(b)) for b in (cost.verify.x[0], cost.verify.x[-1])
-            ],
+            "probes": len(probes),  # the file's, not the lookup's added step points
+            "batch_tokens": [probes[0], probes[-1]],
+            "step_ms": [1e3 * cost.verify_time(1, b) for b in (probes[0], probes[-1])],
+            "cost_warning": warning,
         }
         use = f"--profile {args.out}"
     write_yaml(args.out, doc)

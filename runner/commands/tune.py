@@ -97,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
     from runner.paths import hold
 
     cfg, cost, acceptance, label = config_from_args(args)  # quick checks, no simulation
+    from profiles.importers import cost_warning
+
+    if warn := cost_warning(cost, args.profile):  # also in summary.json ("cost_warning")
+        sys.stderr.write(f"spectune: warning: {warn}\n")
     out = claim_out(args.out, args.resume, args.force)
     with hold(out):
         summary = execute(cfg, cost, acceptance, label, out, backend=args.backend,
@@ -167,6 +171,10 @@ def execute(cfg, cost, acceptance, label: str, out: Path, *, backend: str = "loc
         "offered_req_s": over.offered_req_s, "capacity_req_s": over.capacity_req_s,
         "load_that_fits": over.rate_scale,
     }  # fmt: skip
+    from profiles.importers import cost_warning
+
+    if warn := cost_warning(cost, cfg.profile):
+        summary["cost_warning"] = warn
     summary["run"] = run_doc  # the resolved config, seed and profile hash behind it all
     summary["points"] = {"total": len(store.points), "reused": store.reused,
                          "simulated": len(store.points) - store.reused}  # fmt: skip
