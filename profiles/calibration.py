@@ -22,7 +22,6 @@ c_k vs 1[A ≥ k] over rounds with A ≥ k−1). Fit on one split of the records
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,14 +230,10 @@ def calibrate(fit: Any, report: Any, variant: str, **provenance: Any) -> Calibra
 def read_temperatures(path: str | Path) -> tuple[tuple[float, ...], str]:
     """(temperatures, variant) from a spectune calibration YAML or an SGLang STS JSON."""
     p = Path(path)
-    if p.suffix.lower() == ".json":
-        if not p.is_file():
-            raise InputError("no such file" if not p.exists() else "not a file", where=str(p))
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"invalid JSON ({exc})", where=str(p)) from None
-        variant = "cumulative"  # SGLang's fitter is the paper's cumulative STS
+    if p.suffix.lower() == ".json":  # validated as SGLang's DSparkStsCalibration
+        from profiles.sts import read_sglang_sts
+
+        return read_sglang_sts(p).temperatures, "cumulative"  # SGLang fits the paper's STS
     else:
         from profiles.store import load_yaml
 

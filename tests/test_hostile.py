@@ -165,6 +165,8 @@ def build_world(d: Path) -> None:
     (d / "sps.json").write_text("[]", encoding="utf-8")
     (d / "metrics.txt").write_text("# no metrics here\n", encoding="utf-8")
     (d / "badcsv.csv").write_text("batch,seconds\n1,nan\n2,-1\n", encoding="utf-8")
+    (d / "sts3.json").write_text('{"temperatures": [1.2, 1.1, 1.0]}', encoding="utf-8")
+    (d / "sts_null.json").write_text('{"temperatures": [1], "ece_after": [null]}', encoding="utf-8")
     (d / "goodcost.csv").write_text("batch_tokens,step_ms\n1,10\n64,20\n", encoding="utf-8")
     (d / "ttft_one.csv").write_text("prompt_tokens,ttft_ms\n100,12\n100,13\n", encoding="utf-8")
     (d / "ttft_nan.csv").write_text("prompt_tokens,ttft_ms\n100,12\n200,nan\n", encoding="utf-8")
@@ -463,6 +465,22 @@ CASES: list[tuple[str, list[str]]] = [
             "{d}/nope.txt",
         ],
     ),
+    # ?temps= on any acceptance model; a table beyond gamma
+    *[
+        (f"replay --acceptance ?temps {name}", [*R, "--acceptance", spec])
+        for name, spec in (
+            ("gamma mismatch", "paper:qwen3-8b-dspark?temps={d}/sts3.json"),
+            ("yaml gamma mismatch", "{d}/acc.yaml?temps={d}/sts3.json"),
+            ("null ece", "paper:qwen3-8b-dspark?temps={d}/sts_null.json"),
+            ("missing", "{d}/acc.yaml?temps={d}/nope.json"),
+            ("not json", "{d}/acc.yaml?temps={d}/nan.json"),
+            ("bad option", "paper:qwen3-8b-dspark?temp={d}/sts3.json"),
+            ("empty", "paper:qwen3-8b-dspark?temps="),
+        )
+    ],  # fmt: skip
+    ("tune --acceptance ?temps mismatch", [*T, "--acceptance", "{d}/acc.yaml?temps={d}/sts3.json"]),
+    ("replay --policy table ks>gamma", [*R, "--policy", "batch_table:sizes=4;8,ks=9;2"]),
+    ("replay --policy table default>gamma", [*R, "--policy", "batch_table:sizes=4,ks=2,default=8"]),
     # import --prefill-from
     *[
         (f"import --prefill-from {name}", [*PF, src])

@@ -181,3 +181,67 @@ def test_exported_table_is_a_whole_decode_step_over_the_tuned_range(sg, tmp_path
     probes = table.m_probes if isinstance(table, sg.SpsAdditiveCostTable) \
         else table.sample_batch_tokens  # fmt: skip
     assert probes[-1] >= top  # no clamping inside the range the server reaches
+
+
+STS_DOCS = [  # (JSON text, SGLang accepts): spectune's reader must agree on every one
+    (
+        '{"temperatures": [1.42, 1.31, 1.18], "dataset": "d", "num_samples": 4, '
+        '"ece_before": [0.1, 0.2, 0.3], "ece_after": [0.01, 0.02, 0.03]}',
+        True,
+    ),
+    ('{"temperatures": [2, 1]}', True),  # integers are numbers
+    ('{"temperatures": [1.0], "fitted_by": "someone"}', True),  # unknown keys ignored
+    ('{"temperatures": [1.0], "ece_before": []}', True),
+    ("[1.0]", False),
+    ("{}", False),
+    ('{"temperatures": []}', False),
+    ('{"temperatures": [1.0, 0.0]}', False),
+    ('{"temperatures": [1.0, -2.0]}', False),
+    ('{"temperatures": [1.0, "hot"]}', False),
+    ('{"temperatures": "hot"}', False),
+    ('{"temperatures": [1.0], "num_samples": 2.5}', False),
+    ('{"temperatures": [1.0], "num_samples": "many"}', False),
+    ('{"temperatures": [1.0], "dataset": 3}', False),
+    ('{"temperatures": [1.0], "ece_after": [null]}', False),
+    ('{"temperatures": [1.0, NaN]}', False),
+    ("{not json", False),
+]
+
+
+@pytest.mark.parametrize("text, accepts", STS_DOCS)
+def test_spectunes_sts_reader_accepts_what_sglangs_loader_accepts(sg, tmp_path, text, accepts):
+    from profiles import InputError
+    from profiles.sts import read_sglang_sts
+
+    path = tmp_path / "sts.json"
+    path.write_text(text)
+    try:
+        theirs = sg.sts.load_sts_calibration_from_path(str(path))
+    except Exception:  # noqa: BLE001  (msgspec.ValidationError, DecodeError, ValueError)
+        theirs = None
+    assert (theirs is not None) == accepts
+    try:
+        ours = read_sglang_sts(path)
+    except InputError:
+        ours = None
+    assert (ours is not None) == accepts
+    if accepts:
+        assert list(ours.temperatures) == list(theirs.temperatures)
+        assert (ours.dataset, ours.num_samples) == (theirs.dataset, theirs.num_samples)
+        assert list(ours.ece_before) == list(theirs.ece_before)
+        assert json.loads(theirs.to_json()) == ours.to_json()  # the same keys written back
+
+
+def test_calibrate_writes_an_sts_file_sglang_loads(sg, tmp_path):
+    from profiles.builtin import load_acceptance
+    from profiles.records import synthesize, write_records
+    from runner.cli import main
+
+    write_records(tmp_path / "r.npz", synthesize(load_acceptance("paper:qwen3-8b-dspark"), 8, 12,
+                                                 0, logit_scale=2.0))  # fmt: skip
+    assert main(["calibrate", "--records", str(tmp_path / "r.npz"), "--out",
+                 str(tmp_path / "c.yaml"), "--sglang-out", str(tmp_path / "sts.json"),
+                 "--no-plot"]) == 0  # fmt: skip
+    cal = sg.sts.load_sts_calibration_from_path(str(tmp_path / "sts.json"))
+    assert len(cal.temperatures) == 7 and cal.num_samples > 0 and len(cal.ece_after) == 7
+    sg.DSparkScheduleConfig(gamma=7).validate()
