@@ -87,6 +87,17 @@ def read_sglang_sts(path: str | Path) -> SglangSts:
                      _numbers(doc, "ece_after", where))  # fmt: skip
 
 
+def calibration_doc(sts: SglangSts, metadata: dict[str, Any]) -> dict[str, Any]:
+    """The spectune calibration YAML document (``spectune.calibration/v1``) of an SGLang STS
+    file (SGLang fits the paper's cumulative variant), with ``metadata`` (provenance)."""
+    from profiles.calibration import SCHEMA
+
+    return {"schema": SCHEMA, "variant": "cumulative", "temperatures": list(sts.temperatures),
+            "dataset": sts.dataset, "num_samples": sts.num_samples,
+            "ece_before": list(sts.ece_before), "ece_after": list(sts.ece_after),
+            "metadata": metadata}  # fmt: skip
+
+
 def check_gamma(temps: tuple[float, ...], gamma: int, where: str, what: str) -> None:
     """A calibration of another length than ``what``'s γ is an error (never a silent clamp)."""
     if len(temps) != gamma:

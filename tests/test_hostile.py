@@ -167,6 +167,7 @@ def build_world(d: Path) -> None:
     (d / "badcsv.csv").write_text("batch,seconds\n1,nan\n2,-1\n", encoding="utf-8")
     (d / "sts3.json").write_text('{"temperatures": [1.2, 1.1, 1.0]}', encoding="utf-8")
     (d / "sts_null.json").write_text('{"temperatures": [1], "ece_after": [null]}', encoding="utf-8")
+    (d / "shard.0.pt").write_bytes(b"not a torch file\n")
     (d / "goodcost.csv").write_text("batch_tokens,step_ms\n1,10\n64,20\n", encoding="utf-8")
     (d / "ttft_one.csv").write_text("prompt_tokens,ttft_ms\n100,12\n100,13\n", encoding="utf-8")
     (d / "ttft_nan.csv").write_text("prompt_tokens,ttft_ms\n100,12\n200,nan\n", encoding="utf-8")
@@ -481,6 +482,38 @@ CASES: list[tuple[str, list[str]]] = [
     ("tune --acceptance ?temps mismatch", [*T, "--acceptance", "{d}/acc.yaml?temps={d}/sts3.json"]),
     ("replay --policy table ks>gamma", [*R, "--policy", "batch_table:sizes=4;8,ks=9;2"]),
     ("replay --policy table default>gamma", [*R, "--policy", "batch_table:sizes=4,ks=2,default=8"]),
+    # import sglang-sts / sglang-shards
+    (
+        "import sglang-sts null ece",
+        ["import", "sglang-sts", "{d}/sts_null.json", "--out", "{o}/c.yaml"],
+    ),
+    ("import sglang-sts not json", ["import", "sglang-sts", "{d}/nan.json", "--out", "{o}/c.yaml"]),
+    (
+        "import sglang-sts --out .json",
+        ["import", "sglang-sts", "{d}/sts3.json", "--out", "{o}/c.json"],
+    ),
+    (
+        "import sglang-sts --out exists",
+        ["import", "sglang-sts", "{d}/sts3.json", "--out", "{d}/exists.yaml"],
+    ),
+    ("import sglang-shards none", ["import", "sglang-shards", "{d}/nope", "--out", "{o}/r.npz"]),
+    ("import sglang-shards bad", ["import", "sglang-shards", "{d}/shard", "--out", "{o}/r.npz"]),
+    (
+        "import sglang-shards --out .yaml",
+        ["import", "sglang-shards", "{d}/shard", "--out", "{o}/r.yaml"],
+    ),
+    (
+        "import sglang-shards --prefill-from",
+        [
+            "import",
+            "sglang-shards",
+            "{d}/shard",
+            "--out",
+            "{o}/r.npz",
+            "--prefill-from",
+            "builtin:h100-8b",
+        ],
+    ),
     # import --prefill-from
     *[
         (f"import --prefill-from {name}", [*PF, src])
@@ -734,6 +767,7 @@ SUBPROCESS: list[tuple[str, list[str], str]] = [
             ["evaluate", "--quiet", "--drafters", "ar", "--domains", "chat"],
             ["fidelity", "--quick", "--quiet"],
             ["replay", "--quiet", "--backend", "live", "--limit", "2"],
+            ["import", "sglang-shards", "{o}/sts", "--out", "{o}/r.npz"],
         )
     ],  # fmt: skip
 ]

@@ -3,6 +3,8 @@
   vllm-metrics  a Prometheus scrape of vLLM's /metrics → acceptance model (--acceptance FILE)
   sglang-sps    an SGLang SpsCostTable / SpsAdditiveCostTable JSON → cost model (--profile FILE)
   cost-csv      a CSV with header batch_tokens,step_ms → cost model (--profile FILE)
+  sglang-sts    an SGLang STS calibration JSON (dspark_sts_fit) → calibration (?temps=FILE)
+  sglang-shards SGLang's STS confidence shards STEM.{k}.pt → records (--acceptance records:FILE)
 
 The vLLM per-position counters are unconditional (drafts whose first k tokens were accepted); they
 are converted to conditional rates for a one-domain parametric model (--domain). Counters are
@@ -22,16 +24,18 @@ from profiles.documents import json_line
 from runner.options import add_force
 
 NAME = "import"
-HELP = "import vLLM metrics, SGLang SPS tables or a cost CSV as spectune profiles"
-KINDS = ("vllm-metrics", "sglang-sps", "cost-csv")
+HELP = "import vLLM metrics, SGLang SPS tables, STS files and shards, or a cost CSV"
+KINDS = ("vllm-metrics", "sglang-sps", "cost-csv", "sglang-sts", "sglang-shards")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("kind", choices=KINDS, help="what FILE is")
-    p.add_argument("file", metavar="FILE", help="the file to import")
+    p.add_argument("file", metavar="FILE", help="the file to import (sglang-shards: the STEM "
+                   "SGLANG_DSPARK_STS_COLLECT_PATH named, or one .pt shard)")  # fmt: skip
     p.add_argument("--out", required=True, metavar="FILE.yaml", help="profile to write")
     g = p.add_argument_group("vllm-metrics")
-    g.add_argument("--domain", default="chat", help="domain label of the model (default chat)")
+    g.add_argument("--domain", default="chat", help="domain label of the model or of the "
+                   "sglang-shards records (default chat)")  # fmt: skip
     g.add_argument("--model-name", help="only this model_name label (when a scrape has several)")
     g.add_argument("--since", metavar="EARLIER", help="subtract an earlier scrape's counters")
     p.add_argument("--lookup", choices=("sglang", "linear"), default="sglang",
@@ -53,8 +57,10 @@ def run(args: argparse.Namespace) -> int:
 
     out_file(args.out, force=args.force)
     command = f"spectune import {args.kind} {args.file}"
-    if args.prefill_from is not None and args.kind == "vllm-metrics":
+    if args.prefill_from is not None and args.kind not in ("sglang-sps", "cost-csv"):
         raise InputError("--prefill-from completes a cost profile (sglang-sps, cost-csv)")
+    if args.kind in ("sglang-sts", "sglang-shards"):
+        return _sglang(args, command)
     prefill = prefill_from(args.prefill_from) if args.prefill_from is not None else None
     if args.kind == "vllm-metrics":
         from profiles.vllm import vllm_acceptance
@@ -128,4 +134,49 @@ def run(args: argparse.Namespace) -> int:
             f"step {summary['step_ms'][0]:.2f}..{summary['step_ms'][1]:.2f} ms"
         )
     print(f"wrote {args.out}  (use with {use})")
+    return 0
+
+
+def _sglang(args: argparse.Namespace, command: str) -> int:
+    """``sglang-sts`` → a spectune calibration YAML; ``sglang-shards`` → a records ``.npz``."""
+    from pathlib import Path
+
+    from profiles.errors import InputError
+
+    suffix = Path(args.out).suffix.lower()
+    if args.kind == "sglang-sts":
+        from profiles.importers import provenance
+        from profiles.store import write_yaml
+        from profiles.sts import calibration_doc, read_sglang_sts
+
+        if suffix not in (".yaml", ".yml"):
+            raise InputError(f"--out {args.out}: sglang-sts writes a spectune calibration YAML "
+                             "(.yaml); use the SGLang JSON itself as ?temps=FILE.json")  # fmt: skip
+        sts = read_sglang_sts(args.file)
+        write_yaml(args.out, calibration_doc(sts, provenance(args.kind, args.file,
+                                                             command=command)))  # fmt: skip
+        summary = {"kind": args.kind, "temperatures": list(sts.temperatures),
+                   "gamma": len(sts.temperatures), "dataset": sts.dataset,
+                   "num_samples": sts.num_samples, "out": args.out}  # fmt: skip
+        lines = [f"STS calibration, gamma {summary['gamma']}, fitted on {sts.num_samples} "
+                 f"samples ({sts.dataset or 'dataset not named'})",
+                 "temperatures " + " ".join(f"{t:.3f}" for t in sts.temperatures),
+                 f"wrote {args.out}  (use with --acceptance MODEL?temps={args.out})"]  # fmt: skip
+    else:
+        if suffix != ".npz":
+            raise InputError(f"--out {args.out}: sglang-shards writes a records .npz")
+        from engine.shards import read_shards
+        from engine.shards import summary as shard_summary
+        from profiles.records import write_records
+
+        records = read_shards(args.file, args.domain, command=f"{command} --domain {args.domain}")
+        write_records(args.out, records)
+        summary = {"kind": args.kind, **shard_summary(records), "source": records.meta["source"],
+                   "out": args.out}  # fmt: skip
+        lines = [f"source       {summary['source']}",
+                 f"{summary['rounds']} rounds, gamma {summary['gamma']}, mean accepted "
+                 f"{summary['mean_accepted']:.3f} drafts of {summary['gamma']}",
+                 f"wrote {args.out}  (use with --acceptance records:{args.out}, or spectune "
+                 f"calibrate --records {args.out})"]  # fmt: skip
+    print(json_line(summary) if args.json else "\n".join(lines))
     return 0

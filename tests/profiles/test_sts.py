@@ -118,3 +118,19 @@ def test_bad_temps_options_are_refused():
         load_acceptance("paper:qwen3-8b-dspark?temps=")
     with pytest.raises(InputError, match="no such file"):
         load_acceptance("paper:qwen3-8b-dspark?temps=/nonexistent/sts.json")
+
+
+def test_import_sglang_sts_writes_a_calibration_any_model_takes(tmp_path, capsys):
+    from runner.cli import main
+    from runner.results import sts_for
+
+    temps = (1.3, 1.2, 1.1, 1.0, 0.9, 0.8, 0.7)
+    src = _sts(tmp_path, temps, dataset="prod/*.pt", num_samples=77)
+    out = tmp_path / "c.yaml"
+    assert main(["import", "sglang-sts", str(src), "--out", str(out)]) == 0
+    assert "temperatures 1.300 1.200" in capsys.readouterr().out
+    spec = f"paper:qwen3-8b-dspark?temps={out}"
+    model = load_acceptance(spec)
+    assert model.temperatures == temps
+    cfg = sts_for(spec, model, 7)
+    assert (cfg.dataset, cfg.num_samples, cfg.variant) == ("prod/*.pt", 77, "cumulative")
