@@ -64,6 +64,33 @@ def sglang_table(cfg: Any) -> dict[str, Any]:
             "max_batch_tokens": int(top)}  # fmt: skip
 
 
+def sglang_gap(cfg: Any, near: str) -> str | None:
+    """Why SGLang would not reproduce the tuned policy's decisions, or None when it does.
+
+    SGLang's planner and allocator reproduce the decisions of ``near`` planning with the
+    exported table (``tests/engines/test_sglang.py``); that is the tuned policy exactly when
+    ``near`` is the tuned spec (its parameters are SGLang's defaults), the cost model has no
+    context term (the table has no KV axis) and the table equals the tuned policy's planning
+    table (``plan_sps``) at every R <= cap and B = R..R(γ+1) to 1e-9."""
+    from profiles.sglang import Table
+
+    tuned = cfg.policy().spec
+    if tuned != near:
+        return f"the tuned {tuned} is not what SGLang runs ({near})"
+    c, cap, width = cfg.cost_model(), cfg.max_concurrency, cfg.gamma + 1
+    if any(c.context.y):
+        return ("the tuned policy prices attention at each step's KV size; SGLang's table has "
+                "no context axis")  # fmt: skip
+    table = Table(sglang_table(cfg))
+    for r in range(1, cap + 1):
+        ours = c.plan_sps(r, r, r * width + 1)
+        theirs = table.sps(r, np.arange(r, r * width + 1))
+        if not np.allclose(theirs, ours, rtol=1e-9, atol=0.0):
+            return (f"the exported table differs from the tuned cost model's planning table at "
+                    f"R = {r}")  # fmt: skip
+    return None
+
+
 def sglang(cfg: Any, near: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """(files, launch) for SGLang DSpark running the policy ``near``."""
     gamma, cap = cfg.gamma, cfg.max_concurrency

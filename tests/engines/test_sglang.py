@@ -119,22 +119,52 @@ def _parse_spec_args(sg, argv):
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-@pytest.mark.parametrize("lag", [1, 2])
-def test_sglang_planner_matches_spectunes_simulation_of_the_export(tmp_path, sg, profile, lag):
+@pytest.mark.parametrize("spec", ["dspark_lagged:lag=1", "dspark_lagged:lag=2", "dspark"])
+def test_sglang_planner_matches_spectunes_simulation_of_the_export(tmp_path, sg, profile, spec):
     from runner.export import write_export
 
-    cfg = scheduler(f"dspark_lagged:lag={lag}", profile)
+    cfg = scheduler(spec, profile)
     m = write_export(cfg, "sglang", tmp_path, simulate=False)
-    table = sg.sps.load_sps_table_from_path(str(tmp_path / "sps_table.json"))
-    ours = make_policy(m["exported_policy"])
+    assert not m["exact"] and m["notes"][0].startswith("not exact: ")  # context, eps, lag
     cost = PlannedCost(cfg.cost_model(), Table(json.loads((tmp_path / "sps_table.json")
                                                           .read_text())))  # fmt: skip
+    assert _agreement(sg, tmp_path, cfg, make_policy(m["exported_policy"]), cost) == 1000
+
+
+IMPORTED = ("sglang_sps.json", "sglang_sps_additive.json")
+
+
+@pytest.mark.parametrize("name", IMPORTED)
+@pytest.mark.parametrize("lag", [1, 2])
+def test_exact_is_claimed_where_sglangs_planner_makes_the_tuned_decisions(tmp_path, sg, name,
+                                                                          lag):  # fmt: skip
+    """Tuned on an imported SGLang table with SGLang's default parameters: "exact", and SGLang's
+    planner on the export makes the *tuned* policy's decisions on the *tuned* cost model."""
+    from profiles.importers import sglang_cost
+    from runner.export import write_export
+    from tests.profiles.test_importers import DATA
+
+    spec = f"dspark_lagged:lag={lag},survival_eps=1e-06"
+    cfg = scheduler(spec, "builtin:h100-8b", cost=sglang_cost(DATA / name))
+    m = write_export(cfg, "sglang", tmp_path, simulate=False)
+    assert m["exact"] and m["exported_policy"] == cfg.policy().spec, m["notes"]
+    # R = 1..cap: SGLang runs at most --max-running-requests = cap requests
+    assert _agreement(sg, tmp_path, cfg, cfg.policy(), cfg.cost_model(), top=1) == 1000
+    other = scheduler(f"dspark_lagged:lag={lag}", "builtin:h100-8b", cost=sglang_cost(DATA / name))
+    assert not write_export(other, "sglang", tmp_path / "eps0", simulate=False)["exact"]
+
+
+def _agreement(sg, d, cfg, ours, cost, n: int = 1000, top: int = 2) -> int:
+    """Random batches (R = 1 to ``top`` times the cap) on which SGLang's planner and allocator, fed the
+    export in ``d``, pick the budget and the per-request lengths ``ours`` picks on ``cost``."""
+    table = sg.sps.load_sps_table_from_path(str(d / "sps_table.json"))
     sched = sg.DSparkScheduleConfig(gamma=cfg.gamma)
     sched.validate()
+    lag = ours.lag
     rng = np.random.default_rng(14 + lag)
-    gamma, n, agree = cfg.gamma, 1000, 0
+    gamma, agree = cfg.gamma, 0
     for _ in range(n):
-        r = int(rng.integers(1, 2 * cfg.max_concurrency + 1))
+        r = int(rng.integers(1, top * cfg.max_concurrency + 1))
         now = rng.integers(0, 9, size=(r, gamma)) / 8.0  # [R, γ] multiples of 1/8
         old = rng.integers(0, 9, size=(r, gamma)) / 8.0
         fresh = rng.random(r) < 0.8  # the rest joined within the lag: survival 1
@@ -156,7 +186,7 @@ def test_sglang_planner_matches_spectunes_simulation_of_the_export(tmp_path, sg,
         assert k == budget, (r, k, budget)
         assert np.array_equal(drafts + 1, lens), (r, drafts, lens)  # SGLang counts the anchor
         agree += 1
-    assert agree == n
+    return agree
 
 
 @pytest.mark.parametrize("profile", PROFILES)
