@@ -155,8 +155,8 @@ def test_exact_is_claimed_where_sglangs_planner_makes_the_tuned_decisions(tmp_pa
 
 
 def _agreement(sg, d, cfg, ours, cost, n: int = 1000, top: int = 2) -> int:
-    """Random batches (R = 1 to ``top`` times the cap) on which SGLang's planner and allocator, fed the
-    export in ``d``, pick the budget and the per-request lengths ``ours`` picks on ``cost``."""
+    """Random batches (R = 1 to ``top`` times the cap) on which SGLang's planner and allocator,
+    fed the export in ``d``, pick the budget and per-request lengths ``ours`` picks on ``cost``."""
     table = sg.sps.load_sps_table_from_path(str(d / "sps_table.json"))
     sched = sg.DSparkScheduleConfig(gamma=cfg.gamma)
     sched.validate()
