@@ -111,9 +111,11 @@ def check_gamma(policy: Policy, gamma: int, option: str = "policy") -> None:
     """Refuse a draft-length parameter beyond ``gamma`` (never a silent clamp)."""
     for key in type(policy).draft_lengths:
         value = getattr(policy, key, None)
-        if isinstance(value, int) and value > gamma:
-            raise InputError(f"{option} {policy.spec}: {key}={value} exceeds gamma {gamma} "
-                             "(drafts proposed per step)")  # fmt: skip
+        for v in value if isinstance(value, tuple) else (value,):  # a table's ks too
+            if isinstance(v, int) and not isinstance(v, bool) and v > gamma:
+                shown = ";".join(map(str, value)) if isinstance(value, tuple) else value
+                raise InputError(f"{option} {policy.spec}: {key}={shown} exceeds gamma {gamma} "
+                                 "(drafts proposed per step)")  # fmt: skip
 
 
 def _convert(policy: str, key: str, raw: str, typ: Any) -> Any:

@@ -28,6 +28,7 @@ class BatchTable(Policy):
     default: int = 0  # drafts verified when the batch is larger than the last bound
 
     name = "batch_table"
+    draft_lengths = ("ks", "default")  # checked against gamma: never a silent clamp
     reads = frozenset()
     summary = "batch-size -> k table (vLLM per-batch-size draft length, TRT-LLM schedule)"
 

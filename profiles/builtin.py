@@ -1,8 +1,8 @@
 """Builtin profiles with stated provenance, and the spec strings that load any profile.
 
 Cost specs (``--profile``): ``builtin:NAME``, ``analytic:key=value,...`` or a YAML file.
-Acceptance specs (``--acceptance``): ``paper:NAME``, ``records:FILE.npz[?temps=CALIB]``,
-``parametric:FILE.yaml`` or a YAML file.
+Acceptance specs (``--acceptance``): ``paper:NAME``, ``records:FILE.npz``,
+``parametric:FILE.yaml`` or a YAML file, each with an optional ``?temps=CALIB``.
 
 Paper-derived acceptance (labelled "read from paper" everywhere): DSpark paper, Table 1 τ per
 benchmark at γ = 7, temperature 1, averaged over the three benchmarks of each domain; the
@@ -188,19 +188,27 @@ def cost_metadata(spec: str) -> dict:
 def load_acceptance(spec: str):
     """An acceptance model from ``builtin:NAME``, ``paper:NAME``,
     ``records:FILE.npz[?temps=CALIB]`` (or a bare ``.npz``) or a YAML file (parametric, e.g.
-    written by ``spectune import vllm-metrics``)."""
+    written by ``spectune import vllm-metrics``); every form takes ``?temps=CALIB`` (STS
+    temperatures from a spectune calibration or an SGLang STS JSON, ``profiles/sts.py``)."""
+    base, mark, query = spec.partition("?")
     if spec.startswith("builtin:"):
-        name = spec[len("builtin:") :]
+        name = base[len("builtin:") :]
         if name not in BUILTIN_ACCEPTANCE:
             known = ", ".join(BUILTIN_ACCEPTANCE) or "none yet"
             raise InputError(f"unknown builtin acceptance model {name!r} (known: {known})")
-        return load_acceptance(BUILTIN_ACCEPTANCE[name])
-    if spec.startswith("paper:"):
-        return paper_acceptance(spec[len("paper:") :])
-    if spec.startswith("records:") or spec.partition("?")[0].endswith(".npz"):
+        return load_acceptance(BUILTIN_ACCEPTANCE[name] + mark + query)
+    if spec.startswith("records:") or base.endswith(".npz"):
         from profiles.records import open_records
 
         return open_records(packaged(spec.removeprefix("records:")))
-    from profiles.store import read_acceptance
+    if base.startswith("paper:"):
+        model = paper_acceptance(base[len("paper:") :])
+    else:
+        from profiles.store import read_acceptance
 
-    return read_acceptance(spec.removeprefix("parametric:"))
+        model = read_acceptance(base.removeprefix("parametric:"))
+    if not mark:
+        return model
+    from profiles.sts import tempered  # ?temps=CALIB on a model without temperatures of its own
+
+    return tempered(model, query, spec)

@@ -254,22 +254,27 @@ class StsCalibration:
     def identity(cls, gamma: int) -> StsCalibration:
         return cls(temperatures=(1.0,) * gamma)
 
+    def to_sglang(self) -> dict[str, Any]:
+        """SGLang's ``DSparkStsCalibration`` JSON object; defaults omitted as its
+        ``omit_defaults=True`` encoder does (SGLang fits the cumulative variant only)."""
+        doc: dict[str, Any] = {"temperatures": list(self.temperatures)}
+        for key, empty in (("dataset", ""), ("num_samples", 0), ("ece_before", ()),
+                           ("ece_after", ())):  # fmt: skip
+            value = getattr(self, key)
+            if value != empty:
+                doc[key] = list(value) if isinstance(value, tuple) else value
+        return doc
+
 
 def read_sts(path: str | Path) -> StsCalibration:
     """The calibration in a spectune calibration YAML or an SGLang STS JSON, read once."""
-    from profiles.documents import parse_json
     from profiles.store import load_yaml
 
     p = Path(path)
-    if p.suffix.lower() == ".json":
-        if not p.is_file():
-            raise InputError("no such file" if not p.exists() else "not a file", where=str(p))
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"invalid JSON ({exc})", where=str(p)) from None
-        data = parse_json(text, str(p))
-        variant = "cumulative"  # SGLang's fitter is the paper's cumulative STS
+    if p.suffix.lower() == ".json":  # validated as SGLang's DSparkStsCalibration
+        from profiles.sts import read_sglang_sts
+
+        return read_sglang_sts(p)
     else:
         data = load_yaml(p)
         if data.get("schema", SCHEMA) != SCHEMA:

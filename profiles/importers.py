@@ -9,10 +9,16 @@
 - ``cost-csv``: a plain CSV ``batch_tokens,step_ms`` (one measured verify step per row) → an SPS
   cost model.
 
-Neither form carries prefill, drafter or context costs separately; the imported profile's source
-label says so (:data:`INCOMPLETE`) and ``spectune import`` warns. vLLM's acceptance counters are
-imported by ``profiles/vllm.py``. Every problem in the input is one InputError naming the file
-(and line or field).
+Neither form carries prefill, drafter or context costs separately: the imported profile's source
+label says so, and :func:`cost_warning` is the one warning line ``import``, ``replay`` and ``tune``
+print (and record in their JSON) for every cost model labelled "imported" that lacks a term.
+The prefill term can be completed from a second source (``--prefill-from``, :func:`prefill_from`):
+another cost profile's prefill curve, a CSV of prefill times (``prompt_tokens,prefill_ms``) or a
+low-load TTFT measurement (``prompt_tokens,ttft_ms``, or a ``requests.csv`` with ``prompt_tokens``
+and ``ttft_s``), whose TTFT is read as the time to prefill the prompt: that is what the simulator's
+TTFT is for a request that arrives at an idle server (one prefill step, no queue, no batch).
+vLLM's acceptance counters are imported by ``profiles/vllm.py``. Every problem in the input is
+one InputError naming the file (and line or field).
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from profiles.cost import CostModel
+import numpy as np
+
+from profiles.cost import CostModel, Curve
 from profiles.errors import InputError
 
 
@@ -68,6 +76,7 @@ def _number(data: dict, key: str, where: str) -> float:
 
 
 LOOKUPS = ("sglang", "linear")  # how an imported SGLang table is read between and beyond probes
+TERMS = ("prefill", "draft", "context")  # cost terms an imported table may lack
 INCOMPLETE = (
     "no prefill, draft or context terms: an SGLang table or a cost CSV prices the decode "
     "step alone, so replays and tunes on it under-price prompts and long contexts"
@@ -95,11 +104,15 @@ def _clamp(xs: list, ys: list) -> tuple[list, list]:
     return [*low[0], *xs, xs[-1] + 1], [*low[1], *ys, ys[-1]]
 
 
-def sglang_cost(path: str | Path, lookup: str = "sglang") -> CostModel:
+def sglang_cost(
+    path: str | Path, lookup: str = "sglang", prefill: tuple[Curve, str] | None = None
+) -> CostModel:
     """A cost model from an SGLang ``SpsCostTable`` or ``SpsAdditiveCostTable`` JSON, read as
     SGLang reads it (``lookup="sglang"``: floor probe for 1D tables, clamped beyond the probes
-    of additive ones) or interpolated and extrapolated linearly (``lookup="linear"``)."""
+    of additive ones) or interpolated and extrapolated linearly (``lookup="linear"``);
+    ``prefill`` is a (curve, label) from :func:`prefill_from`."""
     where = str(path)
+    extra, gaps = _completion(prefill)
     from profiles.documents import parse_json
 
     data = parse_json(read_text(path), where)
@@ -126,9 +139,8 @@ def sglang_cost(path: str | Path, lookup: str = "sglang") -> CostModel:
             if lookup == "sglang":
                 (bs, alpha), (m, theta) = _clamp(bs, alpha), _clamp(m, theta)
             return CostModel.additive(
-                bias, bs, alpha, m, theta,
-                source=f"imported: SGLang SpsAdditiveCostTable {name} ({lookup} lookup; "
-                f"{INCOMPLETE})",
+                bias, bs, alpha, m, theta, **extra,
+                source=f"imported: SGLang SpsAdditiveCostTable {name} ({lookup} lookup; {gaps})",
             )  # fmt: skip
         tokens = _list(data, "sample_batch_tokens", where, int)
         sps = _list(data, "sample_steps_per_sec", where)
@@ -155,8 +167,8 @@ def sglang_cost(path: str | Path, lookup: str = "sglang") -> CostModel:
         if lookup == "sglang":
             tokens, sps = _step(tokens, sps)
         return CostModel.from_sps_table(
-            tokens, sps, max_batch_tokens=int(top),
-            source=f"imported: SGLang SpsCostTable {name} ({lookup} lookup; {INCOMPLETE})",
+            tokens, sps, max_batch_tokens=int(top), **extra,
+            source=f"imported: SGLang SpsCostTable {name} ({lookup} lookup; {gaps})",
         )  # fmt: skip
     except InputError as exc:
         if exc.where:
@@ -164,9 +176,11 @@ def sglang_cost(path: str | Path, lookup: str = "sglang") -> CostModel:
         raise InputError(str(exc), where=where) from None
 
 
-def csv_cost(path: str | Path) -> CostModel:
-    """An SPS cost model from a CSV with header ``batch_tokens,step_ms``."""
+def csv_cost(path: str | Path, prefill: tuple[Curve, str] | None = None) -> CostModel:
+    """An SPS cost model from a CSV with header ``batch_tokens,step_ms`` (``prefill`` as in
+    :func:`sglang_cost`)."""
     where = str(path)
+    extra, gaps = _completion(prefill)
     rows = csv.reader(io.StringIO(read_text(path)))
     header, points = None, {}
     for i, row in enumerate(rows, start=1):
@@ -205,8 +219,135 @@ def csv_cost(path: str | Path) -> CostModel:
         tokens,
         [1000.0 / points[b] for b in tokens],
         max_batch_tokens=tokens[-1],
-        source=f"imported: cost CSV {Path(path).name} ({INCOMPLETE})",
+        source=f"imported: cost CSV {Path(path).name} ({gaps})",
+        **extra,
     )
+
+
+COST_KINDS = ("sglang-sps", "cost-csv")
+
+
+def import_cost(
+    kind: str, path: str | Path, lookup: str = "sglang", prefill: tuple[Curve, str] | None = None
+) -> tuple[CostModel, tuple[int, ...]]:
+    """(cost model, the file's own batch-token probes) of a ``sglang-sps`` or ``cost-csv`` file;
+    the probes are those of the file, not the step and clamp points the lookup adds."""
+    if kind == "cost-csv":
+        cost = csv_cost(path, prefill)
+        return cost, tuple(int(x) for x in cost.verify.x)
+    cost = sglang_cost(path, lookup, prefill)
+    from profiles.documents import parse_json
+
+    doc = parse_json(read_text(path), str(path))
+    return cost, tuple(doc["m_probes" if "bias_seconds" in doc else "sample_batch_tokens"])
+
+
+# -- incomplete profiles: the warning, and the prefill term from a second source ----------------
+_EFFECT = {"prefill": "prompts cost nothing (TTFT is queueing alone)",
+           "draft": "drafting costs nothing apart from what the step table includes",
+           "context": "long contexts cost what the table's own context did"}  # fmt: skip
+PREFILL_HEADERS = {"prefill_ms": 1e-3, "ttft_ms": 1e-3, "ttft_s": 1.0}  # column -> seconds
+_PROBES = 64  # most probes a prefill curve is binned to
+
+
+def missing_terms(cost: Any) -> tuple[str, ...]:
+    """The cost terms (of :data:`TERMS`) that are zero in ``cost``."""
+    return tuple(t for t in TERMS if not any(getattr(cost, t).y))
+
+
+def _gaps(missing: tuple[str, ...]) -> str:
+    if not missing:
+        return "prefill, draft and context terms present"
+    names = missing[0] if len(missing) == 1 else f"{', '.join(missing[:-1])} or {missing[-1]}"
+    if missing == TERMS:
+        return INCOMPLETE
+    effects = "; ".join(_EFFECT[t] for t in missing)
+    return f"no {names} term{'s' if len(missing) > 1 else ''}: {effects}"
+
+
+def _completion(prefill: tuple[Curve, str] | None) -> tuple[dict[str, Any], str]:
+    """(CostModel keyword arguments, source-label text) for an import with ``prefill``."""
+    if prefill is None:
+        return {}, INCOMPLETE
+    return {"prefill": prefill[0]}, f"prefill from {prefill[1]}; {_gaps(TERMS[1:])}"
+
+
+def cost_warning(cost: Any, name: str) -> str | None:
+    """The one warning line (without the ``spectune: warning:`` prefix) for a cost model
+    labelled "imported" that lacks prefill, draft or context terms; None otherwise."""
+    missing = missing_terms(cost)
+    if not missing or not str(cost.source).startswith("imported"):
+        return None
+    fix = (" (complete the prefill term: spectune import ... --prefill-from PROFILE|CSV)"
+           if "prefill" in missing else "")  # fmt: skip
+    return f"{name}: imported cost profile: {_gaps(missing)}{fix}"
+
+
+def prefill_from(spec: str) -> tuple[Curve, str]:
+    """(prefill curve, label) from a second source: a ``.csv`` of prefill times or low-load TTFTs
+    (module docstring), or any cost spec ``load_cost`` takes, whose prefill curve is used."""
+    if spec.lower().endswith(".csv"):
+        return _prefill_csv(spec), f"{Path(spec).name}"
+    from profiles.builtin import load_cost
+
+    cost = load_cost(spec)
+    if "prefill" in missing_terms(cost):
+        raise InputError("this cost profile has no prefill term to take", where=spec)
+    return cost.prefill, f"cost profile {spec}"
+
+
+def _prefill_csv(path: str) -> Curve:
+    """A prefill curve from a CSV with ``prompt_tokens`` and one of :data:`PREFILL_HEADERS`:
+    the median time per prompt length, binned into at most ``_PROBES`` quantile groups."""
+    rows = csv.reader(io.StringIO(read_text(path)))
+    header, column, scale, points = None, -1, 1.0, []
+    for i, row in enumerate(rows, start=1):
+        cells = [c.strip() for c in row]
+        if not "".join(cells) or cells[0].startswith("#"):
+            continue
+        if header is None:
+            header = cells
+            column = next((header.index(h) for h in PREFILL_HEADERS if h in header), -1)
+            if "prompt_tokens" not in header or column < 0:
+                need = ", ".join(PREFILL_HEADERS)
+                raise InputError(f"header needs prompt_tokens and one of {need}, got "
+                                 f"{','.join(cells)[:80]!r}", where=f"{path}:{i}")  # fmt: skip
+            scale = PREFILL_HEADERS[header[column]]
+            continue
+        if len(cells) != len(header):
+            raise InputError(
+                f"expected {len(header)} columns, got {len(cells)}", where=f"{path}:{i}"
+            )
+        try:
+            p, t = float(cells[header.index("prompt_tokens")]), float(cells[column]) * scale
+        except ValueError:
+            raise InputError(
+                f"not a number in {','.join(cells)[:80]!r}", where=f"{path}:{i}"
+            ) from None
+        if not (math.isfinite(p) and p >= 1 and p.is_integer() and p < 1 << 31):
+            raise InputError("prompt_tokens must be an integer >= 1", where=f"{path}:{i}")
+        if not (math.isfinite(t) and 0 < t < 1e6):
+            raise InputError(f"{header[column]} must be a positive number", where=f"{path}:{i}")
+        points.append((p, t))
+    if len({p for p, _ in points}) < 2:
+        raise InputError("needs rows at two or more prompt lengths (a prefill time grows with the "
+                         "prompt)", where=path)  # fmt: skip
+    x, y = np.asarray(points).T
+    lengths = np.unique(x)
+    medians = np.array([np.median(y[x == v]) for v in lengths])
+    if lengths.size > _PROBES:
+        groups = np.array_split(np.arange(lengths.size), _PROBES)
+        lengths = np.array([np.median(lengths[g]) for g in groups])
+        medians = np.array([np.median(medians[g]) for g in groups])
+    return Curve(tuple(lengths.tolist()), tuple(medians.tolist()))
+
+
+def prefill_source(spec: str) -> dict[str, Any]:
+    """Metadata of a ``--prefill-from`` source: its spec, and the file's hash when it is one."""
+    from profiles.builtin import packaged
+
+    path = Path(packaged(spec).partition("?")[0])
+    return provenance("prefill", path, spec=spec) if path.is_file() else {"spec": spec}
 
 
 def provenance(kind: str, path: str | Path, **extra: Any) -> dict[str, Any]:

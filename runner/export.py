@@ -170,7 +170,14 @@ class Sglang:
         lag = own or 2
         near = _spec(f"dspark_lagged:lag={lag},min_verify_len=0,max_verify_len=0,"
                      f"survival_eps={targets.SGLANG_EPS}")  # fmt: skip
+        gap = targets.sglang_gap(cfg, near)
+        if gap is None:
+            return Plan(True, near, (
+                "exact: SGLang's planner and allocator, run on the exported table, make the "
+                "tuned policy's decisions (its parameters are SGLang's defaults and the "
+                "table is its planning table; tests/engines/test_sglang.py)",))  # fmt: skip
         notes = (
+            f"not exact: {gap}",
             "SGLang's planner runs DSparkScheduleConfig(gamma) with its defaults "
             "(min_verify_len = anchor only, max = gamma+1, survival_eps = 1e-6): no flag "
             "sets them, so the tuned bounds are not exported",

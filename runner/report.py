@@ -66,6 +66,7 @@ class TuneReport:
     overload: dict[str, float] | None = None  # open loop: offered rate beyond the capacity
     run: dict[str, Any] = field(default_factory=dict)  # resolved config, seed, profile hash
     points: dict[str, int] = field(default_factory=dict)  # total, reused, simulated
+    cost_warning: str | None = None  # an imported cost profile's missing terms, if any
     fronts: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
     out: Path | None = None  # the run's directory
 
@@ -78,6 +79,7 @@ class TuneReport:
             "workload": self.workload, "profile": self.profile, "acceptance": self.acceptance,
             "files": list(self.files), "overload": self.overload, "run": self.run,
             "points": self.points,
+            **({"cost_warning": self.cost_warning} if self.cost_warning else {}),
         }  # fmt: skip
 
 

@@ -26,6 +26,7 @@ Read from the engines' released code (versions in :data:`VERSIONS`; the conforma
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,33 @@ def sglang_table(cfg: Any) -> dict[str, Any]:
             "max_batch_tokens": int(top)}  # fmt: skip
 
 
+def sglang_gap(cfg: Any, near: str) -> str | None:
+    """Why SGLang would not reproduce the tuned policy's decisions, or None when it does.
+
+    SGLang's planner and allocator reproduce the decisions of ``near`` planning with the
+    exported table (``tests/engines/test_sglang.py``); that is the tuned policy exactly when
+    ``near`` is the tuned spec (its parameters are SGLang's defaults), the cost model has no
+    context term (the table has no KV axis) and the table equals the tuned policy's planning
+    table (``plan_sps``) at every R <= cap and B = R..R(γ+1) to 1e-9."""
+    from profiles.sglang import Table
+
+    tuned = cfg.policy().spec
+    if tuned != near:
+        return f"the tuned {tuned} is not what SGLang runs ({near})"
+    c, cap, width = cfg.cost_model(), cfg.max_concurrency, cfg.gamma + 1
+    if any(c.context.y):
+        return ("the tuned policy prices attention at each step's KV size; SGLang's table has "
+                "no context axis")  # fmt: skip
+    table = Table(sglang_table(cfg))
+    for r in range(1, cap + 1):
+        ours = c.plan_sps(r, r, r * width + 1)
+        theirs = table.sps(r, np.arange(r, r * width + 1))
+        if not np.allclose(theirs, ours, rtol=1e-9, atol=0.0):
+            return (f"the exported table differs from the tuned cost model's planning table at "
+                    f"R = {r}")  # fmt: skip
+    return None
+
+
 def sglang(cfg: Any, near: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """(files, launch) for SGLang DSpark running the policy ``near``."""
     gamma, cap = cfg.gamma, cfg.max_concurrency
@@ -75,11 +103,8 @@ def sglang(cfg: Any, near: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         env = {"SGLANG_RAGGED_VERIFY_MODE": "static"}
         return {}, _launch(SGLANG + tuple(spec + ["--speculative-dspark-block-size",
                                                   str(min(near.k, gamma))] + run), env)  # fmt: skip
-    sts = cfg.sts
-    doc = {"temperatures": list(sts.temperatures) or [1.0] * gamma}
-    doc.update({k: v for k, v in (("dataset", sts.dataset), ("num_samples", sts.num_samples),
-                ("ece_before", list(sts.ece_before)),
-                ("ece_after", list(sts.ece_after))) if v})  # fmt: skip
+    sts = cfg.sts if cfg.sts.temperatures else replace(cfg.sts, temperatures=(1.0,) * gamma)
+    doc = sts.to_sglang()
     if len(doc["temperatures"]) != gamma:
         raise InputError(f"the scheduler's STS has {len(doc['temperatures'])} temperatures for "
                          f"gamma {gamma}; SGLang refuses that")  # fmt: skip

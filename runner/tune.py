@@ -114,7 +114,10 @@ def tune(cfg: TuneConfig, cost, acceptance, out: Path, executor, *, resume: bool
     rep = _write(cfg, searches, store, out, cost, acceptance)
     if plots:
         rep = replace(rep, files=rep.files + tuple(plots(rep)))
-    rep = replace(rep, overload=_overload(cfg, store), run=run_doc(cfg, cost), points={
+    from profiles.importers import cost_warning
+
+    rep = replace(rep, overload=_overload(cfg, store), run=run_doc(cfg, cost),
+                  cost_warning=cost_warning(cost, cfg.profile), points={
         "total": len(store.points), "reused": store.reused,
         "simulated": len(store.points) - store.reused})  # fmt: skip
     (out / "summary.json").write_text(json_line(rep.to_dict(), indent=2) + "\n", encoding="utf-8")

@@ -165,6 +165,12 @@ def build_world(d: Path) -> None:
     (d / "sps.json").write_text("[]", encoding="utf-8")
     (d / "metrics.txt").write_text("# no metrics here\n", encoding="utf-8")
     (d / "badcsv.csv").write_text("batch,seconds\n1,nan\n2,-1\n", encoding="utf-8")
+    (d / "sts3.json").write_text('{"temperatures": [1.2, 1.1, 1.0]}', encoding="utf-8")
+    (d / "sts_null.json").write_text('{"temperatures": [1], "ece_after": [null]}', encoding="utf-8")
+    (d / "shard.0.pt").write_bytes(b"not a torch file\n")
+    (d / "goodcost.csv").write_text("batch_tokens,step_ms\n1,10\n64,20\n", encoding="utf-8")
+    (d / "ttft_one.csv").write_text("prompt_tokens,ttft_ms\n100,12\n100,13\n", encoding="utf-8")
+    (d / "ttft_nan.csv").write_text("prompt_tokens,ttft_ms\n100,12\n200,nan\n", encoding="utf-8")
 
 
 # ---- cases ------------------------------------------------------------------------------------
@@ -173,6 +179,7 @@ R = ["replay", "--quiet"]
 RT = [*R, "--trace", "{d}/trace.csv"]
 T = ["tune", "--quiet", "--quick", "--no-plots", "--out", "{o}/tune"]
 BAD_NUM = ("nan", "inf", "-inf", "-1", "")
+PF = ["import", "cost-csv", "{d}/goodcost.csv", "--out", "{o}/p.yaml", "--prefill-from"]
 
 
 def _numeric(cmd: list[str], option: str, values=BAD_NUM, extra: tuple = ()) -> list:
@@ -459,6 +466,80 @@ CASES: list[tuple[str, list[str]]] = [
             "{d}/nope.txt",
         ],
     ),
+    # ?temps= on any acceptance model; a table beyond gamma
+    *[
+        (f"replay --acceptance ?temps {name}", [*R, "--acceptance", spec])
+        for name, spec in (
+            ("gamma mismatch", "paper:qwen3-8b-dspark?temps={d}/sts3.json"),
+            ("yaml gamma mismatch", "{d}/acc.yaml?temps={d}/sts3.json"),
+            ("null ece", "paper:qwen3-8b-dspark?temps={d}/sts_null.json"),
+            ("missing", "{d}/acc.yaml?temps={d}/nope.json"),
+            ("not json", "{d}/acc.yaml?temps={d}/nan.json"),
+            ("bad option", "paper:qwen3-8b-dspark?temp={d}/sts3.json"),
+            ("empty", "paper:qwen3-8b-dspark?temps="),
+        )
+    ],  # fmt: skip
+    ("tune --acceptance ?temps mismatch", [*T, "--acceptance", "{d}/acc.yaml?temps={d}/sts3.json"]),
+    ("replay --policy table ks>gamma", [*R, "--policy", "batch_table:sizes=4;8,ks=9;2"]),
+    ("replay --policy table default>gamma", [*R, "--policy", "batch_table:sizes=4,ks=2,default=8"]),
+    # import sglang-sts / sglang-shards
+    (
+        "import sglang-sts null ece",
+        ["import", "sglang-sts", "{d}/sts_null.json", "--out", "{o}/c.yaml"],
+    ),
+    ("import sglang-sts not json", ["import", "sglang-sts", "{d}/nan.json", "--out", "{o}/c.yaml"]),
+    (
+        "import sglang-sts --out .json",
+        ["import", "sglang-sts", "{d}/sts3.json", "--out", "{o}/c.json"],
+    ),
+    (
+        "import sglang-sts --out exists",
+        ["import", "sglang-sts", "{d}/sts3.json", "--out", "{d}/exists.yaml"],
+    ),
+    ("import sglang-shards none", ["import", "sglang-shards", "{d}/nope", "--out", "{o}/r.npz"]),
+    ("import sglang-shards bad", ["import", "sglang-shards", "{d}/shard", "--out", "{o}/r.npz"]),
+    (
+        "import sglang-shards --out .yaml",
+        ["import", "sglang-shards", "{d}/shard", "--out", "{o}/r.yaml"],
+    ),
+    (
+        "import sglang-shards --prefill-from",
+        [
+            "import",
+            "sglang-shards",
+            "{d}/shard",
+            "--out",
+            "{o}/r.npz",
+            "--prefill-from",
+            "builtin:h100-8b",
+        ],
+    ),
+    # import --prefill-from
+    *[
+        (f"import --prefill-from {name}", [*PF, src])
+        for name, src in (
+            ("one length", "{d}/ttft_one.csv"),
+            ("nan", "{d}/ttft_nan.csv"),
+            ("bad header", "{d}/badcsv.csv"),
+            ("missing", "{d}/nope.csv"),
+            ("binary", "{d}/binary.csv"),
+            ("no prefill term", "{d}/cost.yaml"),
+            ("unknown builtin", "builtin:bogus"),
+            ("dir", "{d}/foreign"),
+        )
+    ],  # fmt: skip
+    (
+        "import vllm --prefill-from",
+        [
+            "import",
+            "vllm-metrics",
+            "{d}/metrics.txt",
+            "--out",
+            "{o}/p.yaml",
+            "--prefill-from",
+            "{d}/ttft_one.csv",
+        ],
+    ),  # fmt: skip
     # audit, policies, profiles
     ("audit --policy unknown", ["audit", "--policy", "bogus"]),
     ("audit --policy dup", ["audit", "--policy", "fixed:k=1,k=2"]),
@@ -690,6 +771,7 @@ SUBPROCESS: list[tuple[str, list[str], str]] = [
             ["evaluate", "--quiet", "--drafters", "ar", "--domains", "chat"],
             ["fidelity", "--quick", "--quiet"],
             ["replay", "--quiet", "--backend", "live", "--limit", "2"],
+            ["import", "sglang-shards", "{o}/sts", "--out", "{o}/r.npz"],
         )
     ],  # fmt: skip
 ]

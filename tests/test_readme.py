@@ -6,7 +6,8 @@ Small settings are added where a block would be long, and only there: ``demo`` a
 ``--quick``; a trace replay without ``--limit`` gets ``--limit 300``; a builtin-workload replay
 without ``--num-requests`` gets ``--num-requests 200``; the live replay runs 6 requests. The
 ``...`` of a README line stands for the previous command's arguments. Files the profile block
-names (``scrape.prom``, ``sps_table.json``, ``steps.csv``, ``rounds.npz``) are small fixtures
+names (``scrape.prom``, ``sps_table.json``, ``steps.csv``, ``rounds.npz``, ``ttft.csv``,
+``sts.json``, ``shard.0.pt``) are small fixtures
 copied from the test data; blocks naming ``../shared/traces`` skip when the traces are absent.
 """
 
@@ -36,7 +37,10 @@ EXIT = {"audit --policy global_sync": 3}  # the README: exit 3 when a policy is 
 FIXTURES = {"scrape.prom": "tests/profiles/data/vllm_metrics.prom",
             "sps_table.json": "tests/profiles/data/sglang_sps.json",
             "steps.csv": "tests/profiles/data/cost.csv",
-            "rounds.npz": "profiles/data/records-dspark.npz"}  # fmt: skip
+            "rounds.npz": "profiles/data/records-dspark.npz",
+            "ttft.csv": "tests/profiles/data/ttft.csv",
+            "sts.json": "tests/profiles/data/sglang_sts.json",
+            "shard.0.pt": "tests/profiles/data/sglang_sts_shard.0.pt"}  # fmt: skip
 # sections whose blocks run for minutes (or tens of seconds) on a shared 2-core machine
 SLOW = ("Set-up", "Tuning", "Live", "Replaying", "Profiles")
 

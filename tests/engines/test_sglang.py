@@ -119,22 +119,52 @@ def _parse_spec_args(sg, argv):
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-@pytest.mark.parametrize("lag", [1, 2])
-def test_sglang_planner_matches_spectunes_simulation_of_the_export(tmp_path, sg, profile, lag):
+@pytest.mark.parametrize("spec", ["dspark_lagged:lag=1", "dspark_lagged:lag=2", "dspark"])
+def test_sglang_planner_matches_spectunes_simulation_of_the_export(tmp_path, sg, profile, spec):
     from runner.export import write_export
 
-    cfg = scheduler(f"dspark_lagged:lag={lag}", profile)
+    cfg = scheduler(spec, profile)
     m = write_export(cfg, "sglang", tmp_path, simulate=False)
-    table = sg.sps.load_sps_table_from_path(str(tmp_path / "sps_table.json"))
-    ours = make_policy(m["exported_policy"])
+    assert not m["exact"] and m["notes"][0].startswith("not exact: ")  # context, eps, lag
     cost = PlannedCost(cfg.cost_model(), Table(json.loads((tmp_path / "sps_table.json")
                                                           .read_text())))  # fmt: skip
+    assert _agreement(sg, tmp_path, cfg, make_policy(m["exported_policy"]), cost) == 1000
+
+
+IMPORTED = ("sglang_sps.json", "sglang_sps_additive.json")
+
+
+@pytest.mark.parametrize("name", IMPORTED)
+@pytest.mark.parametrize("lag", [1, 2])
+def test_exact_is_claimed_where_sglangs_planner_makes_the_tuned_decisions(tmp_path, sg, name,
+                                                                          lag):  # fmt: skip
+    """Tuned on an imported SGLang table with SGLang's default parameters: "exact", and SGLang's
+    planner on the export makes the *tuned* policy's decisions on the *tuned* cost model."""
+    from profiles.importers import sglang_cost
+    from runner.export import write_export
+    from tests.profiles.test_importers import DATA
+
+    spec = f"dspark_lagged:lag={lag},survival_eps=1e-06"
+    cfg = scheduler(spec, "builtin:h100-8b", cost=sglang_cost(DATA / name))
+    m = write_export(cfg, "sglang", tmp_path, simulate=False)
+    assert m["exact"] and m["exported_policy"] == cfg.policy().spec, m["notes"]
+    # R = 1..cap: SGLang runs at most --max-running-requests = cap requests
+    assert _agreement(sg, tmp_path, cfg, cfg.policy(), cfg.cost_model(), top=1) == 1000
+    other = scheduler(f"dspark_lagged:lag={lag}", "builtin:h100-8b", cost=sglang_cost(DATA / name))
+    assert not write_export(other, "sglang", tmp_path / "eps0", simulate=False)["exact"]
+
+
+def _agreement(sg, d, cfg, ours, cost, n: int = 1000, top: int = 2) -> int:
+    """Random batches (R = 1 to ``top`` times the cap) on which SGLang's planner and allocator,
+    fed the export in ``d``, pick the budget and per-request lengths ``ours`` picks on ``cost``."""
+    table = sg.sps.load_sps_table_from_path(str(d / "sps_table.json"))
     sched = sg.DSparkScheduleConfig(gamma=cfg.gamma)
     sched.validate()
+    lag = ours.lag
     rng = np.random.default_rng(14 + lag)
-    gamma, n, agree = cfg.gamma, 1000, 0
+    gamma, agree = cfg.gamma, 0
     for _ in range(n):
-        r = int(rng.integers(1, 2 * cfg.max_concurrency + 1))
+        r = int(rng.integers(1, top * cfg.max_concurrency + 1))
         now = rng.integers(0, 9, size=(r, gamma)) / 8.0  # [R, γ] multiples of 1/8
         old = rng.integers(0, 9, size=(r, gamma)) / 8.0
         fresh = rng.random(r) < 0.8  # the rest joined within the lag: survival 1
@@ -156,7 +186,7 @@ def test_sglang_planner_matches_spectunes_simulation_of_the_export(tmp_path, sg,
         assert k == budget, (r, k, budget)
         assert np.array_equal(drafts + 1, lens), (r, drafts, lens)  # SGLang counts the anchor
         agree += 1
-    assert agree == n
+    return agree
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -181,3 +211,67 @@ def test_exported_table_is_a_whole_decode_step_over_the_tuned_range(sg, tmp_path
     probes = table.m_probes if isinstance(table, sg.SpsAdditiveCostTable) \
         else table.sample_batch_tokens  # fmt: skip
     assert probes[-1] >= top  # no clamping inside the range the server reaches
+
+
+STS_DOCS = [  # (JSON text, SGLang accepts): spectune's reader must agree on every one
+    (
+        '{"temperatures": [1.42, 1.31, 1.18], "dataset": "d", "num_samples": 4, '
+        '"ece_before": [0.1, 0.2, 0.3], "ece_after": [0.01, 0.02, 0.03]}',
+        True,
+    ),
+    ('{"temperatures": [2, 1]}', True),  # integers are numbers
+    ('{"temperatures": [1.0], "fitted_by": "someone"}', True),  # unknown keys ignored
+    ('{"temperatures": [1.0], "ece_before": []}', True),
+    ("[1.0]", False),
+    ("{}", False),
+    ('{"temperatures": []}', False),
+    ('{"temperatures": [1.0, 0.0]}', False),
+    ('{"temperatures": [1.0, -2.0]}', False),
+    ('{"temperatures": [1.0, "hot"]}', False),
+    ('{"temperatures": "hot"}', False),
+    ('{"temperatures": [1.0], "num_samples": 2.5}', False),
+    ('{"temperatures": [1.0], "num_samples": "many"}', False),
+    ('{"temperatures": [1.0], "dataset": 3}', False),
+    ('{"temperatures": [1.0], "ece_after": [null]}', False),
+    ('{"temperatures": [1.0, NaN]}', False),
+    ("{not json", False),
+]
+
+
+@pytest.mark.parametrize("text, accepts", STS_DOCS)
+def test_spectunes_sts_reader_accepts_what_sglangs_loader_accepts(sg, tmp_path, text, accepts):
+    from profiles import InputError
+    from profiles.sts import read_sglang_sts
+
+    path = tmp_path / "sts.json"
+    path.write_text(text)
+    try:
+        theirs = sg.sts.load_sts_calibration_from_path(str(path))
+    except Exception:  # noqa: BLE001  (msgspec.ValidationError, DecodeError, ValueError)
+        theirs = None
+    assert (theirs is not None) == accepts
+    try:
+        ours = read_sglang_sts(path)
+    except InputError:
+        ours = None
+    assert (ours is not None) == accepts
+    if accepts:
+        assert list(ours.temperatures) == list(theirs.temperatures)
+        assert (ours.dataset, ours.num_samples) == (theirs.dataset, theirs.num_samples)
+        assert list(ours.ece_before) == list(theirs.ece_before)
+        assert json.loads(theirs.to_json()) == ours.to_sglang()  # the same keys written back
+
+
+def test_calibrate_writes_an_sts_file_sglang_loads(sg, tmp_path):
+    from profiles.builtin import load_acceptance
+    from profiles.records import synthesize, write_records
+    from runner.cli import main
+
+    write_records(tmp_path / "r.npz", synthesize(load_acceptance("paper:qwen3-8b-dspark"), 8, 12,
+                                                 0, logit_scale=2.0))  # fmt: skip
+    assert main(["calibrate", "--records", str(tmp_path / "r.npz"), "--out",
+                 str(tmp_path / "c.yaml"), "--sglang-out", str(tmp_path / "sts.json"),
+                 "--no-plot"]) == 0  # fmt: skip
+    cal = sg.sts.load_sts_calibration_from_path(str(tmp_path / "sts.json"))
+    assert len(cal.temperatures) == 7 and cal.num_samples > 0 and len(cal.ece_after) == 7
+    sg.DSparkScheduleConfig(gamma=7).validate()

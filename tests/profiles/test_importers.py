@@ -314,3 +314,134 @@ def test_import_cli_refuses_a_variable_k_scrape_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("spectune: error: ") and err.count("\n") == 1 and "variable-K" in err
     assert not (tmp_path / "a.yaml").exists()
+
+
+# -- incomplete cost profiles: the warning on every use, the prefill term from a second source -----
+def _ttft_csv(path, rows):
+    path.write_text("prompt_tokens,ttft_ms\n" + "".join(f"{p},{t}\n" for p, t in rows))
+    return path
+
+
+def test_prefill_from_a_low_load_ttft_measurement_reproduces_it(tmp_path):
+    """A request arriving at an idle server: the completed profile's TTFT is the measured one."""
+    from profiles.importers import cost_warning, prefill_from
+    from simulator.request import Request
+
+    rows = [(100, 12.0), (100, 14.0), (500, 41.0), (1000, 80.0), (2000, 171.0)]
+    curve, label = prefill_from(str(_ttft_csv(tmp_path / "ttft.csv", rows)))
+    assert curve.x == (100, 500, 1000, 2000) and curve.y[0] == pytest.approx(0.013)  # median
+    cost = sglang_cost(DATA / "sglang_sps.json", prefill=(curve, label))
+    assert "prefill from ttft.csv" in cost.source and "no draft or context terms" in cost.source
+    assert "prefill" not in cost_warning(cost, "p.yaml").split(":")[2]
+    prompts = (100, 500, 1000, 2000, 750)
+    work = [Request(i, 100.0 * i, p, 2) for i, p in enumerate(prompts)]  # far apart: idle server
+    res = simulate(work, make_policy("none"), cost, load_acceptance("paper:qwen3-8b-dspark"),
+                   ServerConfig(max_concurrency=4, gamma=7, max_prefill_tokens=4096))  # fmt: skip
+    ttft = res.recorder.per_request()["ttft_s"]
+    assert ttft[:4] == pytest.approx([0.013, 0.041, 0.080, 0.171], rel=1e-9)
+    assert ttft[4] == pytest.approx((0.041 + 0.080) / 2, rel=1e-9)  # linear between probes
+    plain = simulate(work, make_policy("none"), sglang_cost(DATA / "sglang_sps.json"),
+                     load_acceptance("paper:qwen3-8b-dspark"),
+                     ServerConfig(max_concurrency=4, gamma=7))  # fmt: skip
+    assert plain.recorder.per_request()["ttft_s"].max() == 0.0  # what the warning is about
+
+
+def test_prefill_from_a_cost_profile_or_a_requests_csv(tmp_path):
+    from profiles.importers import prefill_from
+
+    curve, label = prefill_from("builtin:h100-8b")
+    assert curve == load_cost("builtin:h100-8b").prefill and label == "cost profile builtin:h100-8b"
+    reqs = tmp_path / "requests.csv"  # a replay's requests.csv: extra columns, ttft in seconds
+    reqs.write_text("id,prompt_tokens,output_tokens,ttft_s\n0,64,5,0.010\n1,640,5,0.050\n"
+                    "2,640,9,0.060\n")  # fmt: skip
+    assert prefill_from(str(reqs))[0].y == pytest.approx((0.010, 0.055))
+    many = _ttft_csv(tmp_path / "many.csv", [(p, p / 100) for p in range(1, 1001)])
+    c = prefill_from(str(many))[0]
+    assert len(c.x) == 64 and c(np.array([500.0]))[0] == pytest.approx(0.005, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("tokens,ms\n1,2\n", "header needs prompt_tokens and one of prefill_ms, ttft_ms, ttft_s"),
+        ("prompt_tokens,ttft_ms\n100,12\n100,13\n", "two or more prompt lengths"),
+        ("prompt_tokens,ttft_ms\n100,12\n200,nan\n", "ttft_ms must be a positive number"),
+        ("prompt_tokens,ttft_ms\n100,12\n0.5,3\n", "prompt_tokens must be an integer >= 1"),
+        ("prompt_tokens,ttft_ms\n100,12\n200\n", "expected 2 columns, got 1"),
+        ("prompt_tokens,prefill_ms\n100,x\n", "not a number"),
+        ("", "two or more prompt lengths"),
+    ],
+)
+def test_prefill_csv_bad_input_names_file_and_line(tmp_path, text, message):
+    from profiles.importers import prefill_from
+
+    (tmp_path / "p.csv").write_text(text)
+    with pytest.raises(InputError, match=message) as err:
+        prefill_from(str(tmp_path / "p.csv"))
+    assert str(err.value).startswith(str(tmp_path / "p.csv"))
+
+
+def test_prefill_from_a_profile_without_prefill_is_refused(tmp_path):
+    from profiles.importers import prefill_from
+
+    path = tmp_path / "imported.yaml"
+    write_yaml(path, cost_to_dict(sglang_cost(DATA / "sglang_sps.json")))
+    with pytest.raises(InputError, match="no prefill term to take"):
+        prefill_from(str(path))
+
+
+def _one_warning(err: str, name: str) -> str:
+    lines = [x for x in err.splitlines() if "imported cost profile" in x]
+    assert len(lines) == 1 and lines[0].startswith(f"spectune: warning: {name}: "), err
+    return lines[0].removeprefix("spectune: warning: ")
+
+
+def test_replay_and_tune_warn_on_an_incomplete_imported_profile(tmp_path, capsys):
+    from runner.cli import main
+
+    prof = tmp_path / "p.yaml"
+    assert main(["import", "sglang-sps", str(DATA / "sglang_sps.json"), "--out", str(prof),
+                 "--json"]) == 0  # fmt: skip
+    out = capsys.readouterr()
+    line = _one_warning(out.err, str(prof))
+    assert json.loads(out.out)["cost_warning"] == line and "--prefill-from" in line
+    base = ["--quiet", "--profile", str(prof), "--num-requests", "6", "--request-rate", "1"]
+    assert main(["replay", *base, "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["cost_warning"] == _one_warning(out.err, str(prof)) == line
+    tune = tmp_path / "t"
+    assert main(["tune", "--quick", "--quiet", "--no-plots", "--profile", str(prof), "--policies",
+                 "none", "--concurrency", "2", "--num-requests", "6", "--out", str(tune),
+                 "--json"]) == 0  # fmt: skip
+    out = capsys.readouterr()
+    assert json.loads(out.out)["cost_warning"] == _one_warning(out.err, str(prof)) == line
+    assert json.loads((tune / "summary.json").read_text())["cost_warning"] == line
+    cfg = next(tune.rglob("scheduler.yaml"), None) or next(tune.rglob("best*.yaml"))
+    assert main(["replay", "--quiet", "--config", str(cfg), "--num-requests", "4", "--json"]) == 0
+    out = capsys.readouterr()
+    assert "cost_warning" in json.loads(out.out) and _one_warning(out.err, str(cfg))
+    assert main(["replay", "--quiet", "--num-requests", "4", "--json"]) == 0  # a builtin: none
+    out = capsys.readouterr()
+    assert "cost_warning" not in json.loads(out.out) and "imported cost" not in out.err
+
+
+def test_import_prefill_from_completes_the_profile(tmp_path, capsys):
+    from runner.cli import main
+
+    ttft = _ttft_csv(tmp_path / "ttft.csv", [(100, 12), (1000, 80)])
+    prof = tmp_path / "p.yaml"
+    assert main(["import", "cost-csv", str(DATA / "cost.csv"), "--out", str(prof),
+                 "--prefill-from", str(ttft)]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "no draft or context terms" in _one_warning(err, str(prof)) and "prefill-from" not in err
+    doc = yaml_load(prof)
+    assert doc["prefill"]["tokens"] == [100.0, 1000.0]
+    assert doc["metadata"]["prefill_from"]["sha256"] and "--prefill-from" in doc["metadata"][
+        "command"]  # fmt: skip
+    assert load_cost(str(prof)).prefill_time(1000) == pytest.approx(0.080)
+
+
+def yaml_load(path):
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())

@@ -4,8 +4,8 @@ load any other profile.
 Cost (--profile): builtin:NAME (each an analytic roofline until measured profiles land), the
 analytic:key=value,... generator with its parameters, or a YAML file (measured, or written by
 `spectune import sglang-sps|cost-csv`). Acceptance (--acceptance): paper:NAME (read from the DSpark
-paper, per-position curve shapes assumed), records:FILE.npz[?temps=CALIB] (engine recordings,
-optionally STS-calibrated), or a YAML file (parametric, e.g. `spectune import vllm-metrics`).
+paper, per-position curve shapes assumed), records:FILE.npz (engine recordings), or a YAML file
+(parametric, e.g. `spectune import vllm-metrics`); each takes ?temps=CALIB (STS temperatures).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ SPEC_FORMS = {
         "from `spectune calibrate` (YAML) or SGLang STS JSON",
         "FILE.yaml": "a spectune.acceptance/v1 parametric profile, e.g. `spectune import "
         "vllm-metrics`",
+        "SPEC?temps=CALIB": "any form above with STS temperatures (a spectune calibration or an "
+        "SGLang STS JSON; its length must be the model's gamma)",
     },
 }
 

@@ -87,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
     summary = {"workload": workload.label, **stats, **result.summary}
     over = overload(result.summary, result.recorder.arrays()["arrival"], args.rate_scale)
     summary["overload"] = None if over is None else asdict(over)
+    from profiles.importers import cost_warning
+
+    if warn := cost_warning(cost, args.config or args.profile):  # also in the JSON
+        summary["cost_warning"] = warn
+        sys.stderr.write(f"spectune: warning: {warn}\n")
     summary["wall"] = summary.pop("wall")  # last: everything before it is seed-deterministic
     for line in (context_warning(result.summary), over and over.message()):
         if line:

@@ -104,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
 
     cfg, cost, acceptance = config_from_args(args)  # quick checks, no simulation
     out = claim_out(args.out, args.resume, args.force)
+    from profiles.importers import cost_warning
+
+    if warn := cost_warning(cost, args.profile):  # also in summary.json ("cost_warning")
+        sys.stderr.write(f"spectune: warning: {warn}\n")
     if not cfg.server.clamp_to_context and cost.max_context:
         _warn_context(cfg, cost.max_context)
     executor = make_executor(args.backend, args.workers, args.address)
