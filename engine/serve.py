@@ -9,8 +9,11 @@ or SIGTERM (turned into ``SystemExit`` while the context is open) — the whole 
 SIGTERM, then SIGKILL after a grace period, so vLLM's engine-core child never outlives the command.
 An ``atexit`` hook covers interpreter exits that skip ``__exit__``.
 
-Our models have no text tokenizer: the server runs with ``--skip-tokenizer-init`` and is sent
-token-id prompts. No torch or vllm import here: the server is a child process.
+``--enable-logging-iteration-details`` makes vLLM log every engine step (its context and
+generation requests and tokens, and the step's elapsed time): :func:`engine.vllmbench.steps`
+reads them back. Our models have no text tokenizer: the server runs with
+``--skip-tokenizer-init`` and is sent token-id prompts. No torch or vllm import here: the server
+is a child process.
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ class ServeConfig:
                 "--max-num-seqs", str(self.max_num_seqs), "--max-model-len",
                 str(self.max_model_len), "--max-num-batched-tokens",
                 str(self.max_num_batched_tokens), "--dtype", self.dtype, "--seed",
-                str(self.seed), "--enforce-eager"]  # fmt: skip
+                str(self.seed), "--enforce-eager",
+                "--enable-logging-iteration-details"]  # fmt: skip
         if self.speculative is not None:
             args += ["--speculative-config", json.dumps(self.speculative)]
         return args + list(self.extra)

@@ -22,6 +22,7 @@ Where each figure comes from (measured, never modelled):
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,9 @@ def replay(requests: list[Request], setup: Setup, out: Path, seed: int,
         startup = srv.startup_s
     rec = recorder(outs)
     summary = rec.summary()
+    logged = steps(log)
+    if logged:
+        _write_steps(out / "steps.csv", logged)
     summary.update(totals(out / "metrics-after.prom", out / "metrics-before.prom",
                           setup.serve.speculative is not None))  # fmt: skip
     failed = [o for o in outs if not o.ok]
@@ -87,9 +91,49 @@ def replay(requests: list[Request], setup: Setup, out: Path, seed: int,
         "stream_gap_p99_s": float(np.percentile(gaps, 99)) if gaps.size else None,
         "send_lag_max_s": max(lag) if lag and not setup.load.concurrency else None,
         "http_client": "aiohttp",
+        "logged_steps": len(logged),
+        "logged_step_ms_mean": float(np.mean([r["elapsed_ms"] for r in logged]))
+        if logged
+        else None,
     }
     summary["wall"] = {"wall_s": time.perf_counter() - t0, "load_s": sent_s}
     return summary, rec
+
+
+_ITERATION = re.compile(
+    r"Iteration\((\d+)\): (\d+) context requests, (\d+) context tokens, (\d+) generation "
+    r"requests, (\d+) generation tokens, iteration elapsed time: ([\d.]+) ms"
+)
+STEP_FIELDS = ("index", "ctx_requests", "ctx_tokens", "gen_requests", "gen_tokens", "elapsed_ms")
+
+
+def steps(log: Path) -> list[dict[str, float]]:
+    """vLLM's per-step log lines (``--enable-logging-iteration-details``) in ``log``, in order."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = _ITERATION.search(line)
+        if m and "(dummy)" not in line:
+            vals = [int(x) for x in m.groups()[:5]] + [float(m.group(6))]
+            out.append(dict(zip(STEP_FIELDS, vals, strict=True)))
+    return out
+
+
+def table_check(rows: list[dict[str, float]], k_of) -> dict[str, float]:
+    """Drafted tokens per draft the log shows against a batch-size → K table at the batch sizes
+    the server ran: a decode request of step s verifies what was drafted at step s−1 with
+    ``k_of(R)``, R = the requests scheduled at s−1 (vLLM's lookup index)."""
+    drafts = verified = expected = 0.0
+    for prev, cur in zip(rows, rows[1:], strict=False):
+        if cur["index"] != prev["index"] + 1 or not cur["gen_requests"]:
+            continue
+        n = cur["gen_requests"]
+        drafts += n
+        verified += cur["gen_tokens"] - n
+        expected += n * k_of(int(prev["ctx_requests"] + prev["gen_requests"]))
+    if not drafts:
+        return {"decode_requests": 0, "log_tokens_per_draft": None, "table_tokens_per_draft": None}
+    return {"decode_requests": int(drafts), "log_tokens_per_draft": verified / drafts,
+            "table_tokens_per_draft": expected / drafts}  # fmt: skip
 
 
 def recorder(outs: list[bench.Outcome]) -> Recorder:
@@ -133,6 +177,11 @@ def _counters(c: VllmCounters) -> dict[str, Any]:
     return {"drafts": int(c.drafts), "draft_tokens": int(c.draft_tokens),
             "accepted_tokens": int(c.accepted), "accepted_per_pos": [int(x) for x in c.per_pos],
             "draft_tokens_per_draft": c.draft_tokens / c.drafts if c.drafts else None}  # fmt: skip
+
+
+def _write_steps(path: Path, rows: list[dict[str, float]]) -> None:
+    lines = [",".join(STEP_FIELDS)] + [",".join(f"{r[f]:g}" for f in STEP_FIELDS) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _sum(path: Path, name: str) -> float:

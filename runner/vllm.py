@@ -89,13 +89,14 @@ def run_vllm(args: argparse.Namespace) -> tuple[dict, object]:
                 raise InputError(str(exc), where="--backend vllm") from None
     stats = {k: getattr(workload.stats, k) for k in workload.stats.__slots__}
     summary = {"workload": workload.label, **stats, **summary}
-    summary.update({"requests_clamped_to_context": 0, "max_context": context,
+    summary.update({"extrapolated_steps": None, "extrapolated_step_share": None,  # no pricing
+                    "requests_clamped_to_context": 0, "max_context": context,
                     "policy": _policy_label(args, spec), "gamma": k, "max_concurrency": cap,
                     "kv_capacity_tokens": None, "seed": args.seed,
                     "backend": f"vllm serve {vllm.version()} (live, 127.0.0.1)",
                     "profile": "live: vLLM wall time (measured, no cost model)",
                     "acceptance": f"live: vLLM {'draft_model ' + draft if spec else 'none'}",
-                    "engine": engine})  # fmt: skip
+                    "engine": engine, "overload": None})  # fmt: skip
     summary["vllm"]["models"] = {"target": target, "draft": draft}
     summary["wall"] = summary.pop("wall")
     failed = summary["vllm"]["requests_failed"]
