@@ -244,3 +244,37 @@ def test_bad_vllm_replays_are_one_line_and_exit_2(tmp_path, capsys):
         assert err.startswith("spectune: error: ") and err.count("\n") == 1, (argv, err)
         if why is not None:
             assert "spectune[vllm]" in err
+
+
+def test_ctrl_c_during_a_vllm_replay_stops_the_server_and_exits_130(fake, tmp_path):
+    """The whole command (``replay --backend vllm``) against the stand-in, interrupted."""
+    import signal
+
+    from engine import vllm
+
+    if vllm.missing():
+        pytest.skip("the command checks that vllm imports first (run in .venv-vllm)")
+    cfg, pids = fake("ok")
+    out = tmp_path / "out"
+    code = (
+        "import os, sys\n"
+        f"sys.path[:0] = [{str(Path(__file__).resolve().parents[2])!r}]\n"
+        "from engine import serve\n"
+        f"serve.SERVE = {serve.SERVE!r}\n"
+        f"os.environ.update({dict(cfg.env)!r})\n"
+        "from runner.cli import main\n"
+        "sys.exit(main(['replay', '--backend', 'vllm', '--workload', 'synthetic', "
+        "'--num-requests', '300', '--request-rate', '5', '--max-prompt-tokens', '16', "
+        f"'--max-output-tokens', '16', '--out', {str(out)!r}, '--quiet']))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    for _ in range(1200):  # the models are exported first, then the server starts
+        if (out / "metrics-before.prom").exists() or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert proc.stderr.read() == "spectune: interrupted\n"
+    assert _wait_gone(pids)
+    assert not (out / "summary.json").exists()  # an interrupted replay writes no results
