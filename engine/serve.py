@@ -90,6 +90,8 @@ class ServeConfig:
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.kv_cache_gib))
+        if env.get("VLLM_LOGGING_LEVEL", "INFO").upper() != "DEBUG":
+            env["VLLM_LOGGING_LEVEL"] = "INFO"  # per-step lines are INFO; engine.vllm sets WARNING
         env.update(dict(self.env))
         return env
 

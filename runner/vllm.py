@@ -46,8 +46,9 @@ def add_vllm_args(p: argparse.ArgumentParser) -> None:
                    help="seconds one request may take (default 300)")  # fmt: skip
 
 
-def run_vllm(args: argparse.Namespace) -> tuple[dict, object]:
-    """(summary, recorder) of ``replay --backend vllm``; ``args.out`` is the claimed directory."""
+def run_vllm(args: argparse.Namespace, claim) -> tuple[dict, object]:
+    """(summary, recorder) of ``replay --backend vllm``; ``claim()`` claims ``--out`` once the
+    options are checked, before the server starts."""
     from engine import bench, serve, vllm, vllmbench, vllmcost
 
     why = vllm.missing()
@@ -61,7 +62,6 @@ def run_vllm(args: argparse.Namespace) -> tuple[dict, object]:
         target, draft = vllmcost.parse_engine(engine)
     except ValueError as exc:
         raise InputError(str(exc), where="--engine") from None
-    out = Path(args.out)
     with tempfile.TemporaryDirectory(prefix="spectune-hf-") as scratch:
         try:
             tdir = vllmcost.resolve_model(target, scratch)
@@ -73,6 +73,7 @@ def run_vllm(args: argparse.Namespace) -> tuple[dict, object]:
         context = int(json.loads((Path(tdir) / "config.json").read_text())
                       ["max_position_embeddings"])  # fmt: skip
         requests, workload = _requests(args, context, k)
+        out = claim()  # after every check, before the server starts
         cfg = serve.ServeConfig(tdir, spec, max_num_seqs=cap, max_model_len=context,
                                 max_num_batched_tokens=args.max_prefill_tokens,
                                 seed=args.seed)  # fmt: skip

@@ -58,9 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == "vllm":
         from runner.vllm import run_vllm
 
-        out = out_dir(args.out, NAME, force=args.force) if args.out else None
-        summary, recorder = run_vllm(args)
-        return _emit(args, out, summary, recorder)
+        summary, recorder = run_vllm(args, lambda: out_dir(args.out, NAME, force=args.force))
+        return _emit(args, Path(args.out), summary, recorder)
     policy = make_policy(args.policy)
     if args.backend == "live":
         from runner.live import clamp_to_context, engine_context

@@ -244,6 +244,7 @@ def test_bad_vllm_replays_are_one_line_and_exit_2(tmp_path, capsys):
         assert err.startswith("spectune: error: ") and err.count("\n") == 1, (argv, err)
         if why is not None:
             assert "spectune[vllm]" in err
+    assert not any(p.name in "abcdef" for p in tmp_path.iterdir())  # no --out claimed
 
 
 def test_ctrl_c_during_a_vllm_replay_stops_the_server_and_exits_130(fake, tmp_path):
@@ -278,3 +279,11 @@ def test_ctrl_c_during_a_vllm_replay_stops_the_server_and_exits_130(fake, tmp_pa
     assert proc.stderr.read() == "spectune: interrupted\n"
     assert _wait_gone(pids)
     assert not (out / "summary.json").exists()  # an interrupted replay writes no results
+
+
+def test_the_server_logs_its_steps_whatever_level_the_caller_set(monkeypatch):
+    monkeypatch.setenv("VLLM_LOGGING_LEVEL", "WARNING")  # what engine.vllm.open_llm sets
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    env = serve.ServeConfig("/m").environment()
+    assert env["VLLM_LOGGING_LEVEL"] == "INFO" and "VLLM_ENABLE_V1_MULTIPROCESSING" not in env
+    assert "--enable-logging-iteration-details" in serve.ServeConfig("/m").argv(1)
