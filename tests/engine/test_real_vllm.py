@@ -15,7 +15,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
-FILES = ("tests/engine/test_hf.py", "tests/engine/test_vllm.py", "tests/engines/test_vllm.py")
+FILES = (
+    "tests/engine/test_hf.py",
+    "tests/engine/test_vllm.py",
+    "tests/engines/test_vllm.py",
+    "tests/engine/test_vllm_serve.py",
+    "tests/engine/test_vllm_replay.py",
+)
 
 
 @pytest.mark.slow

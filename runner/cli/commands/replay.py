@@ -27,6 +27,7 @@ from runner.cli.options import (
     server_from_args,
     workload_from_args,
 )
+from runner.cli.vllm import add_vllm_args
 from runner.paths import out_dir
 from simulator.capacity import overload
 
@@ -38,14 +39,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_workload_args(p)
     add_model_args(p)
     add_server_args(p)
-    p.add_argument("--backend", choices=("profiled", "live"), default="profiled",
+    p.add_argument("--backend", choices=("profiled", "live", "vllm"), default="profiled",
                    help="profiled: cost model + acceptance model (default); live: run the real "
-                   "engine every step")  # fmt: skip
+                   "engine every step; vllm: a live vllm serve (runner/cli/vllm.py)")  # fmt: skip
     p.add_argument("--config", metavar="BEST.yaml",
                    help="run a tuned scheduler (spectune.scheduler/v1): its policy, cost table, "
                    "gamma and, unless given, --max-concurrency")  # fmt: skip
     p.set_defaults(max_concurrency=None)  # None: the --config's cap, else 64
     add_live_args(p)
+    add_vllm_args(p)
     add_output_args(p)
 
 
@@ -53,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
     from policies import make_policy
     from simulator.run import context_warning, simulate
 
+    if args.backend == "vllm":
+        from runner.cli.vllm import run_vllm
+
+        summary, recorder = run_vllm(args, lambda: out_dir(args.out, NAME, force=args.force))
+        return _emit(args, Path(args.out), summary, recorder)
     policy = make_policy(args.policy)
     if args.backend == "live":
         from runner.cli.engines import clamp_to_context, engine_context
@@ -96,10 +103,15 @@ def run(args: argparse.Namespace) -> int:
     for line in (context_warning(result.summary), over and over.message()):
         if line:
             sys.stderr.write(f"spectune: warning: {line}\n")
+    if out is not None and backend is not None:
+        _write_texts(out / "texts.jsonl", result, backend.texts)
+    return _emit(args, out, summary, result.recorder)
+
+
+def _emit(args: argparse.Namespace, out: Path | None, summary: dict, recorder) -> int:
+    """Write requests.csv and summary.json (with --out) and print the summary."""
     if out is not None:
-        result.recorder.write_csv(out / "requests.csv")
-        if backend is not None:
-            _write_texts(out / "texts.jsonl", result, backend.texts)
+        recorder.write_csv(out / "requests.csv")
         (out / "summary.json").write_text(json_line(summary, indent=2) + "\n")
     if args.json:
         print(json_line(summary))
@@ -161,6 +173,10 @@ def format_summary(s: dict) -> str:
         f"simulated in {wall.get('wall_s', 0):.2f} s wall "
         f"({wall.get('decode_steps_per_wall_s', 0):,.0f} steps/s)",
     ]  # fmt: skip
+    if s.get("vllm"):  # a live vllm serve: nothing was simulated
+        v = s["vllm"]
+        lines[-1] = (f"vllm serve   started in {v['startup_s']:.0f} s, {v['loop']} loop, "
+                     f"{v['requests_failed']} failed; log {v['log']}")  # fmt: skip
     skipped = s.get("bad_rows_skipped")
     if skipped:
         lines.append(f"skipped      {skipped} malformed trace rows (--skip-bad-rows)")

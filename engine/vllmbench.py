@@ -1,0 +1,188 @@
+"""A replay against a live ``vllm serve``, summarised in the simulator's own schema.
+
+:func:`replay` starts the server (:mod:`engine.serve`), scrapes ``/metrics``, sends the workload
+(:mod:`engine.bench`), scrapes again, stops the server, and returns the simulator's
+:class:`~simulator.metrics.Recorder` filled with the completed requests plus a summary with the
+same keys as ``spectune replay`` (``requests_completed`` … ``wall``) and a ``vllm`` block.
+
+Where each figure comes from (measured, never modelled):
+
+- per request (client side, wall clock of this process): arrival = when the request was sent,
+  TTFT, TPOT, ITL (mean time between the request's token-bearing stream chunks), E2E. The queue
+  delay inside the server is not visible per request (``admitted`` is empty, ``queue_*`` null);
+  ``decode_steps`` is the request's stream chunks after the first, a lower bound of its decode
+  steps (vLLM merges deltas when the client reads late); per-request ``verified``/``accepted``
+  are not visible and left empty;
+- totals (the server's counters, after − before): ``mean_accepted_len`` = 1 + accepted / drafts
+  (vLLM's mean acceptance length: tokens per request-step with bonus, as the simulator's),
+  ``mean_verify_len`` = draft tokens / drafts, ``decode_steps`` = engine iterations
+  (``vllm:iteration_tokens_total`` count, prefill steps included), ``mean_batch_tokens`` =
+  tokens per iteration, ``mean_batch_size`` = drafts per iteration (requests drafting per step).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine import bench, serve
+from profiles.vllm import VllmCounters, counters_since, parse_prometheus, vllm_counters
+from simulator.metrics import Recorder
+from simulator.request import Request
+
+NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One live replay: the server, how to load it, and its start-up timeout."""
+
+    serve: serve.ServeConfig
+    load: bench.Load
+    startup_timeout_s: float = 300.0
+
+
+def replay(requests: list[Request], setup: Setup, out: Path, seed: int,
+           on_done=None) -> tuple[dict[str, Any], Recorder]:  # fmt: skip
+    """Serve, send, scrape (see module doc); ``server.log`` and both scrapes go to ``out``."""
+    from engine.data import load_all
+
+    domains = tuple(sorted({r.domain for r in requests}))
+    todo = bench.jobs(requests, seed, load_all("heldout", domains))
+    log = out / "server.log"
+    t0 = time.perf_counter()
+    with serve.Served(setup.serve, log, setup.startup_timeout_s) as srv:
+        (out / "metrics-before.prom").write_text(srv.metrics())
+        t1 = time.perf_counter()
+        outs = bench.run(srv.url, setup.serve.served_name, todo, setup.load, on_done)
+        sent_s = time.perf_counter() - t1
+        (out / "metrics-after.prom").write_text(srv.metrics())
+        startup = srv.startup_s
+    rec = recorder(outs)
+    summary = rec.summary()
+    logged = steps(log)
+    if logged:
+        _write_steps(out / "steps.csv", logged)
+    summary.update(totals(out / "metrics-after.prom", out / "metrics-before.prom",
+                          setup.serve.speculative is not None))  # fmt: skip
+    failed = [o for o in outs if not o.ok]
+    gaps = np.array([g for o in outs if o.ok for g in o.gaps])
+    lag = [o.sent - j.arrival_s for o, j in zip(outs, todo, strict=True) if o.sent == o.sent]
+    summary["vllm"] = {
+        "argv": setup.serve.argv(0)[3:],  # after the launcher; port 0 = the free port chosen
+        "speculative_config": setup.serve.speculative,
+        "log": str(log),
+        "scrapes": [str(out / "metrics-before.prom"), str(out / "metrics-after.prom")],
+        "startup_s": round(startup, 2),
+        "loop": f"closed, concurrency {setup.load.concurrency}"
+        if setup.load.concurrency
+        else "open (workload arrivals)",
+        "time_limit_s": setup.load.time_limit_s,
+        "temperature": setup.load.temperature,
+        "requests_sent": sum(o.sent == o.sent for o in outs),
+        "requests_failed": len(failed),
+        "failures": sorted({o.error for o in failed})[:5],
+        "stream_gap_p50_s": float(np.percentile(gaps, 50)) if gaps.size else None,
+        "stream_gap_p99_s": float(np.percentile(gaps, 99)) if gaps.size else None,
+        "send_lag_max_s": max(lag) if lag and not setup.load.concurrency else None,
+        "http_client": "aiohttp",
+        "logged_steps": len(logged),
+        "logged_step_ms_mean": float(np.mean([r["elapsed_ms"] for r in logged]))
+        if logged
+        else None,
+    }
+    summary["wall"] = {"wall_s": time.perf_counter() - t0, "load_s": sent_s}
+    return summary, rec
+
+
+_ITERATION = re.compile(
+    r"Iteration\((\d+)\): (\d+) context requests, (\d+) context tokens, (\d+) generation "
+    r"requests, (\d+) generation tokens, iteration elapsed time: ([\d.]+) ms"
+)
+STEP_FIELDS = ("index", "ctx_requests", "ctx_tokens", "gen_requests", "gen_tokens", "elapsed_ms")
+
+
+def steps(log: Path) -> list[dict[str, float]]:
+    """vLLM's per-step log lines (``--enable-logging-iteration-details``) in ``log``, in order."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = _ITERATION.search(line)
+        if m and "(dummy)" not in line:
+            vals = [int(x) for x in m.groups()[:5]] + [float(m.group(6))]
+            out.append(dict(zip(STEP_FIELDS, vals, strict=True)))
+    return out
+
+
+def table_check(rows: list[dict[str, float]], k_of) -> dict[str, float]:
+    """Drafted tokens per draft the log shows against a batch-size → K table at the batch sizes
+    the server ran: a decode request of step s verifies what was drafted at step s−1 with
+    ``k_of(R)``, R = the requests scheduled at s−1 (vLLM's lookup index)."""
+    drafts = verified = expected = 0.0
+    for prev, cur in zip(rows, rows[1:], strict=False):
+        if cur["index"] != prev["index"] + 1 or not cur["gen_requests"]:
+            continue
+        n = cur["gen_requests"]
+        drafts += n
+        verified += cur["gen_tokens"] - n
+        expected += n * k_of(int(prev["ctx_requests"] + prev["gen_requests"]))
+    if not drafts:
+        return {"decode_requests": 0, "log_tokens_per_draft": None, "table_tokens_per_draft": None}
+    return {"decode_requests": int(drafts), "log_tokens_per_draft": verified / drafts,
+            "table_tokens_per_draft": expected / drafts}  # fmt: skip
+
+
+def recorder(outs: list[bench.Outcome]) -> Recorder:
+    """The simulator's recorder over the completed requests (see module doc for each column)."""
+    rec = Recorder()
+    for o in sorted((o for o in outs if o.ok), key=lambda o: o.sent):
+        req = Request(o.id, o.sent, o.prompt_tokens, o.tokens, o.domain)
+        rec.finish(req, NAN, o.first, o.finish, (max(o.chunks - 1, 0), NAN, NAN))
+    return rec
+
+
+def totals(after: Path, before: Path, speculative: bool) -> dict[str, Any]:
+    """The summary keys the server's counters give (after − before)."""
+    it = {k: _sum(after, k) - _sum(before, k) for k in
+          ("vllm:iteration_tokens_total_count", "vllm:iteration_tokens_total_sum",
+           "vllm:num_preemptions_total", "vllm:generation_tokens_total")}  # fmt: skip
+    steps = it["vllm:iteration_tokens_total_count"]
+    out: dict[str, Any] = {
+        "decode_steps": int(steps),
+        "mean_batch_tokens": it["vllm:iteration_tokens_total_sum"] / steps if steps else 0.0,
+        "preemptions": int(it["vllm:num_preemptions_total"]),
+        "engine_busy_fraction": None,
+        "max_concurrency_seen": None,
+    }
+    if not speculative:
+        none = {"mean_accepted_len": 1.0, "mean_verify_len": 0.0, "wasted_verify_tokens": 0,
+                "mean_batch_size": None, "spec_decode": None}  # fmt: skip
+        return {**out, **none}
+    c = counters_since(vllm_counters(after), vllm_counters(before), str(after))
+    return {
+        **out,
+        "mean_accepted_len": c.mean_acceptance_length if c.drafts else 1.0,
+        "mean_verify_len": c.draft_tokens / c.drafts if c.drafts else 0.0,
+        "wasted_verify_tokens": int(c.draft_tokens - c.accepted),
+        "mean_batch_size": c.drafts / steps if steps else None,
+        "spec_decode": _counters(c),
+    }
+
+
+def _counters(c: VllmCounters) -> dict[str, Any]:
+    return {"drafts": int(c.drafts), "draft_tokens": int(c.draft_tokens),
+            "accepted_tokens": int(c.accepted), "accepted_per_pos": [int(x) for x in c.per_pos],
+            "draft_tokens_per_draft": c.draft_tokens / c.drafts if c.drafts else None}  # fmt: skip
+
+
+def _write_steps(path: Path, rows: list[dict[str, float]]) -> None:
+    lines = [",".join(STEP_FIELDS)] + [",".join(f"{r[f]:g}" for f in STEP_FIELDS) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _sum(path: Path, name: str) -> float:
+    return sum(s.value for s in parse_prometheus(path.read_text(), str(path)) if s.name == name)
