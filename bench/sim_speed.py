@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from policies import make_policy  # noqa: E402
-from profiles.builtin import DEFAULT_ACCEPTANCE, DEFAULT_COST, load_acceptance, load_cost  # noqa: E402
+from profiles.builtin import load_acceptance, load_cost  # noqa: E402
 from simulator.run import simulate  # noqa: E402
 from simulator.server import ServerConfig  # noqa: E402
 from simulator.workload import WorkloadSpec, open_workload  # noqa: E402
@@ -37,13 +37,15 @@ def main() -> None:
     ap.add_argument("--trace", default=str(TRACE))
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--policies", default="dspark,fixed:k=1")
+    ap.add_argument("--cost", default="builtin:h100-8b")
+    ap.add_argument("--acceptance", default="paper:qwen3-8b-dspark")
     ap.add_argument("--profile", action="store_true", help="print a cProfile breakdown")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    cost, acceptance = load_cost(DEFAULT_COST), load_acceptance(DEFAULT_ACCEPTANCE)
-    print(f"trace {args.trace} (limit {args.limit}); profile {DEFAULT_COST}; "
-          f"acceptance {DEFAULT_ACCEPTANCE}; one core")  # fmt: skip
+    cost, acceptance = load_cost(args.cost), load_acceptance(args.acceptance)
+    print(f"trace {args.trace} (limit {args.limit}); profile {args.cost}; "
+          f"acceptance {args.acceptance}; one core")  # fmt: skip
     print("| load | policy | requests | decode steps | mean batch | wall s | steps/s | "
           "request-steps/s |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")

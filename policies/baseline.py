@@ -29,6 +29,9 @@ class NoSpeculation(Policy):
     def draft_tokens(self, gamma: int) -> int:
         return 0
 
+    def kernel(self, gamma: int) -> tuple[str, tuple[float, ...]]:
+        return self.name, ()
+
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         return np.zeros(conf.shape[0], dtype=np.int64)
 
@@ -50,6 +53,9 @@ class Fixed(Policy):
 
     def draft_tokens(self, gamma: int) -> int:
         return min(self.k, gamma)
+
+    def kernel(self, gamma: int) -> tuple[str, tuple[float, ...]]:
+        return self.name, (self.k,)
 
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape

@@ -42,6 +42,9 @@ class BatchTable(Policy):
         if any(k < 0 for k in self.ks) or self.default < 0:
             raise InputError("batch_table: ks and default must be >= 0")
 
+    def kernel(self, gamma: int) -> tuple[str, tuple[float, ...]]:
+        return self.name, (*self.sizes, *self.ks, self.default)
+
     def k_for(self, requests: int) -> int:
         """Drafts per request for a batch of ``requests`` requests."""
         i = int(np.searchsorted(self.sizes, requests, side="left"))

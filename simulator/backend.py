@@ -33,6 +33,7 @@ from simulator.request import Request
 
 _ACCEPT_STREAM = 1  # spawn-key tag of the per-request acceptance streams
 _BLOCK = 64  # decode steps drawn at a time per request
+_WIDTH = 2 * _BLOCK  # ring columns per slot: the rows not yet read plus one block drawn ahead
 
 
 class Backend(Protocol):
@@ -66,10 +67,10 @@ class ProfiledBackend:
         self.gamma = gamma
         self.seed = seed
         self.source = f"profiled ({cost.source}; acceptance {acceptance.source})"
-        # Each slot's stream lives in a ring of _BLOCK rows indexed by the backend's step count,
+        # Each slot's stream lives in a ring of _WIDTH rows indexed by the backend's step count,
         # so reading the running batch's rows is one gather at a scalar column.
-        self._conf = np.zeros((capacity, _BLOCK, gamma))  # [slot, step % BLOCK, γ]
-        self._acc = np.zeros((capacity, _BLOCK), dtype=np.int64)  # [slot, step % BLOCK]
+        self._conf = np.zeros((capacity, _WIDTH, gamma))  # [slot, step % WIDTH, γ]
+        self._acc = np.zeros((capacity, _WIDTH), dtype=np.int64)  # [slot, step % WIDTH]
         self._state: list = [None] * capacity  # (latent, rng) per slot
         self._due: dict[int, list[int]] = {}  # step -> slots whose rows run out at that step
         self._due_at = np.full(capacity, -1, dtype=np.int64)  # the step each slot's rows run out
@@ -86,6 +87,7 @@ class ProfiledBackend:
         seq = np.random.SeedSequence(self.seed, spawn_key=(_ACCEPT_STREAM, request.id))
         rng = np.random.Generator(np.random.PCG64(seq))
         self._state[slot] = (self.acceptance.start(request.domain, rng), rng)
+        self._due_at[slot] = self._step
         # A request needs at most output − 1 decode steps: a short one draws only those (the
         # size depends on the request alone, so every policy sees the same stream).
         self._refill(slot, min(_BLOCK, max(request.output_tokens - 1, 1)))
@@ -94,31 +96,65 @@ class ProfiledBackend:
         self._state[slot] = None
 
     def _refill(self, slot: int, n: int = _BLOCK) -> None:
-        """Draw the slot's next ``n`` steps into ring columns step, step+1, ... (mod _BLOCK)."""
+        """Draw the slot's next ``n`` steps into the ring after the rows it already has."""
         latent, rng = self._state[slot]
         conf, acc = self.acceptance.draw(latent, n, rng)
-        cols = (self._step + np.arange(n)) % _BLOCK
+        start = int(self._due_at[slot])
+        cols = (start + np.arange(n)) % _WIDTH
         self._conf[slot, cols] = conf[:, : self.gamma]
         self._acc[slot, cols] = np.minimum(acc, self.gamma)
-        self._due_at[slot] = self._step + n
-        self._due.setdefault(self._step + n, []).append(slot)
+        self._due_at[slot] = start + n
+        self._due.setdefault(start + n, []).append(slot)
 
     def draft(self, slots: np.ndarray) -> np.ndarray:
-        return self._conf[slots, self._step % _BLOCK]
+        return self._conf[slots, self._step % _WIDTH]
 
     def accepted(self, slots: np.ndarray) -> np.ndarray:
-        return self._acc[slots, self._step % _BLOCK]
+        return self._acc[slots, self._step % _WIDTH]
 
     def verify(self, slots: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        gained = np.minimum(self._acc[slots, self._step % _BLOCK], lengths)
+        gained = np.minimum(self._acc[slots, self._step % _WIDTH], lengths)
         gained += 1
+        self._tick()
+        return gained
+
+    def _tick(self) -> None:
+        """One decode step done: refill the slots whose rows ran out."""
         self._step += 1
         due = self._due.pop(self._step, None)
         if due:
-            for slot in due:  # skip entries left by an earlier occupant of a reused slot
+            for slot in due:  # skip stale entries (a reused slot, a slot drawn ahead)
                 if self._state[slot] is not None and self._due_at[slot] == self._step:
                     self._refill(slot)
-        return gained
+
+    # -- the compiled step path (simulator/compiled.py) reads the rings directly ---------------
+    @property
+    def conf_ring(self) -> np.ndarray:
+        return self._conf  # [slot, step % WIDTH, γ]
+
+    @property
+    def acc_ring(self) -> np.ndarray:
+        return self._acc  # [slot, step % WIDTH]
+
+    @property
+    def step_count(self) -> int:
+        return self._step
+
+    def prefetch(self, slots: np.ndarray, left: np.ndarray) -> int:
+        """Draw ahead (the same blocks, from each request's own generator) so that every
+        running slot has rows for the steps it may still need, up to a block; returns how many
+        steps all of them can run."""
+        ahead = self._due_at[slots] - self._step
+        for slot in slots[(ahead < _BLOCK) & (ahead < left)].tolist():
+            self._refill(slot)
+        return int((self._due_at[slots] - self._step).min())
+
+    def advance(self, steps: int, extrapolated: int) -> None:
+        """``steps`` decode steps ran (compiled), ``extrapolated`` of them priced outside."""
+        for _ in range(steps):
+            self._tick()
+        self.priced_steps += steps
+        self.extrapolated_steps += extrapolated
 
     def step_time(
         self,

@@ -66,6 +66,7 @@ class Server:
         cost: object = None,
         seed: int = 0,
         on_request: Callable[[Request], None] | None = None,
+        compiled: bool = True,
     ) -> None:
         self.config, self.policy, self.backend = config, policy, backend
         self.env = simpy.Environment()
@@ -103,6 +104,13 @@ class Server:
         if self._lag:
             self._hist = np.zeros((self._lag, cap, config.gamma))  # [lag, slot, γ]
             self._hist_step = np.full((self._lag, cap), -1, dtype=np.int64)
+        # The compiled step path (simulator/compiled.py) where the policy has a kernel and the
+        # backend is profiled; ``compiled=False`` keeps the reference step for every step.
+        self._fast = None
+        if compiled and policy.kernel(config.gamma) is not None and hasattr(backend, "prefetch"):
+            from simulator.compiled import FastPath  # numba is imported only when used
+
+            self._fast = FastPath.build(policy, backend, cost, config.gamma, cap, self._lag)
 
     # -- processes ---------------------------------------------------------------------------------
     def run(self, workload: Iterable[Request]) -> Recorder:
@@ -149,9 +157,12 @@ class Server:
                 continue
             if prefilled:
                 self.backend.prefill(prefilled)
-            dt, left = self._decode_step(chunk)
-            self.now += dt
-            rec.busy_s += dt
+            if self._fast is not None and self._running.size:  # decode steps up to an event
+                left = self._fast.steps(self, chunk, env.peek())
+            else:
+                dt, left = self._decode_step(chunk)
+                self.now += dt
+                rec.busy_s += dt
             self._complete(left)
             self._start_decoding(prefilled)
 
