@@ -79,6 +79,8 @@ class ProfiledBackend:
         self.priced_steps = 0  # steps priced (decode steps and prefill-only steps)
         self.drafts: int | None = None  # drafts per request the policy needs (None: γ), set
         # by the server from Policy.draft_tokens; prices the draft pass (CostModel.draft_scale)
+        self.fill = None  # (latent, n, rng, slot, start) -> None: a compiled acceptance draw
+        # into the ring, set by simulator/compiled.py (None: acceptance.draw, the reference)
 
     def prefill(self, entries: list[tuple[int, Request]]) -> None:
         """Nothing to do: the cost model prices the prefill chunk in ``step_time``."""
@@ -98,11 +100,14 @@ class ProfiledBackend:
     def _refill(self, slot: int, n: int = _BLOCK) -> None:
         """Draw the slot's next ``n`` steps into the ring after the rows it already has."""
         latent, rng = self._state[slot]
-        conf, acc = self.acceptance.draw(latent, n, rng)
         start = int(self._due_at[slot])
-        cols = (start + np.arange(n)) % _WIDTH
-        self._conf[slot, cols] = conf[:, : self.gamma]
-        self._acc[slot, cols] = np.minimum(acc, self.gamma)
+        if self.fill is not None:  # the same draws, compiled, straight into the ring
+            self.fill(latent, n, rng, slot, start)
+        else:
+            conf, acc = self.acceptance.draw(latent, n, rng)
+            cols = (start + np.arange(n)) % _WIDTH
+            self._conf[slot, cols] = conf[:, : self.gamma]
+            self._acc[slot, cols] = np.minimum(acc, self.gamma)
         self._due_at[slot] = start + n
         self._due.setdefault(start + n, []).append(slot)
 

@@ -28,6 +28,7 @@ from numba import njit
 
 from policies import kernels
 from policies.kernels import curve_at
+from profiles.acceptance import ParametricAcceptance
 
 _DENSE = 1 << 16  # profiles.cost._DENSE_LIMIT
 
@@ -226,6 +227,8 @@ class FastPath:
             return None
         scale = backend.cost.draft_scale(backend.drafts)
         params = np.asarray(spec[1], dtype=float)
+        if type(backend.acceptance) is ParametricAcceptance:
+            backend.fill = _ParametricFill(backend)
         return cls(Kernel(kernels.KERNELS[spec[0]], params, lag, scale), plan, price)
 
     def steps(self, server: Any, chunk: int, until: float) -> np.ndarray:
@@ -251,3 +254,36 @@ class FastPath:
         rec.verified += tot.verified
         rec.tokens_gained += tot.gained
         return left
+
+
+class _ParametricFill:
+    """``ParametricAcceptance.draw`` compiled, written into a backend's ring (its ``fill``)."""
+
+    def __init__(self, backend: Any) -> None:
+        acc = backend.acceptance
+        self.backend, self.sigmas = backend, (acc.token_sigma, acc.conf_sigma)
+
+    def __call__(self, latent: Any, n: int, rng: np.random.Generator, slot: int, start: int):
+        mu, delta = latent
+        b = self.backend
+        noise = rng.standard_normal((n, mu.size, 2))  # [n, γ_model, (η, ε)], as draw() calls
+        u = rng.random((n, mu.size))  # [n, γ_model]
+        parametric_rows(mu, delta, noise, u, *self.sigmas, b.conf_ring, b.acc_ring, slot, start)
+
+
+@njit(cache=True)
+def parametric_rows(mu, delta, noise, u, token_sigma, conf_sigma, conf_ring, acc_ring, slot,
+                    start):  # fmt: skip
+    """The rest of ``profiles.acceptance.ParametricAcceptance.draw`` from its random numbers
+    ``noise`` [n, γ_model, 2] and ``u`` [n, γ_model], into ring columns ``start, start+1, ...``
+    of ``slot`` (confidences of the first γ positions, A capped at γ), with the same float
+    operations (``expit(x) = 1 / (1 + exp(-x))``)."""
+    width, gamma = conf_ring.shape[1], conf_ring.shape[2]
+    for s in range(noise.shape[0]):
+        col, lead = (start + s) % width, 0
+        for k in range(gamma):
+            logit_q = mu[k] + delta + token_sigma * noise[s, k, 0]
+            conf_ring[slot, col, k] = 1.0 / (1.0 + np.exp(-(logit_q + conf_sigma * noise[s, k, 1])))
+            if lead == k and u[s, k] < 1.0 / (1.0 + np.exp(-logit_q)):
+                lead += 1
+        acc_ring[slot, col] = lead

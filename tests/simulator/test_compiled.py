@@ -10,7 +10,7 @@ import pytest
 
 from policies import make_policy
 from policies.base import Policy
-from profiles.builtin import load_cost
+from profiles.builtin import load_acceptance, load_cost
 from simulator.request import Request
 from simulator.run import simulate
 from simulator.server import Server, ServerConfig
@@ -50,11 +50,15 @@ def test_compiled_equals_reference(spec, load, cost, acceptance):
     assert json.loads(out[0][0])["decode_steps"] > n  # the run did decode
 
 
+@pytest.mark.parametrize("records", [False, True])
 @pytest.mark.parametrize("spec", ["dspark", "dspark_lagged", "fixed:k=2"])
-def test_compiled_equals_reference_padded_kv_limited(spec, acceptance):
+def test_compiled_equals_reference_padded_kv_limited(spec, records, acceptance):
     """The CPU default (additive cost, padded context, padding terms) with a KV budget and
-    short prefill chunks, so admissions stall and prompts span several steps."""
+    short prefill chunks, so admissions stall and prompts span several steps; acceptance from
+    the paper (compiled draws) or from recorded rounds (the model's own draws)."""
     cost = load_cost("builtin:cpu-tiny-additive")
+    if records:
+        acceptance = load_acceptance("builtin:cpu-tiny-dspark")
     rng = np.random.default_rng(3)
     reqs = [
         Request(i, float(t), int(p), int(o), d)
