@@ -234,8 +234,8 @@ class FastPath:
     def steps(self, server: Any, chunk: int, until: float) -> np.ndarray:
         """Run decode steps on ``server``'s batch (the first co-batching ``chunk`` prompt
         tokens); returns the batch's tokens left (aligned with its running slots)."""
-        backend, rec, slots = server.backend, server.recorder, server._running
-        left, ver, gain, _, size = server._run
+        backend, rec, b = server.backend, server.recorder, server.batch
+        slots, left = b.slots, b.left
         cost = backend.cost
         horizon = backend.prefetch(slots, left)
         limit = Limit(until, horizon, chunk, cost.prefill_time(chunk) if chunk else 0.0,
@@ -244,7 +244,8 @@ class FastPath:
                       server._kv_running, server._tokens)  # fmt: skip
         hist, hist_step = (server._hist, server._hist_step) if server._lag else self._empty
         clock, tot = run(self.plan, self.price, self.kernel, backend.conf_ring, backend.acc_ring,
-                         hist, hist_step, slots, left, ver, gain, size, server._padded, clock,
+                         hist, hist_step, slots, left, b.verified, b.gained, b.size, server._padded,
+                         clock,
                          limit)  # fmt: skip
         server.now, rec.busy_s, _, server.ctx.step, server._kv_running, server._tokens = clock
         backend.advance(tot.steps, tot.extrapolated)
