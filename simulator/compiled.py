@@ -214,7 +214,6 @@ class FastPath:
 
     def __init__(self, kernel: Kernel, plan: CostTables, price: CostTables) -> None:
         self.kernel, self.plan, self.price = kernel, plan, price
-        self._empty = (np.zeros((1, 1, 1)), np.zeros((1, 1), np.int64))
 
     @classmethod
     def build(cls, policy: Any, backend: Any, cost: Any, gamma: int, cap: int, lag: int):
@@ -242,7 +241,7 @@ class FastPath:
                       bool(chunk) and cost.outside(0, 0, 0, chunk))  # fmt: skip
         clock = Clock(server.now, rec.busy_s, backend.step_count, server.ctx.step,
                       server._kv_running, server._tokens)  # fmt: skip
-        hist, hist_step = (server._hist, server._hist_step) if server._lag else self._empty
+        hist, hist_step = server.history.conf, server.history.step  # [lag, slot, γ], [lag, slot]
         clock, tot = run(self.plan, self.price, self.kernel, backend.conf_ring, backend.acc_ring,
                          hist, hist_step, slots, left, b.verified, b.gained, b.size, server._padded,
                          clock,

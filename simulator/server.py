@@ -27,6 +27,7 @@ import numpy as np
 import simpy
 
 from policies.base import Policy, StepContext
+from policies.history import History, lag_of
 from profiles.errors import InputError
 from simulator.backend import Backend
 from simulator.metrics import Recorder
@@ -121,17 +122,14 @@ class Server:
         )
         if hasattr(backend, "drafts"):  # a profiled backend prices the draft pass the policy needs
             backend.drafts = policy.draft_tokens(config.gamma)
-        self._lag = int(getattr(policy, "lag", 0)) if "lagged" in policy.reads else 0
-        if self._lag:
-            self._hist = np.zeros((self._lag, cap, config.gamma))  # [lag, slot, γ]
-            self._hist_step = np.full((self._lag, cap), -1, dtype=np.int64)
+        self.history = History(cap, config.gamma, lag_of(policy))  # what the policy sees
         # The compiled step path (simulator/compiled.py) where the policy has a kernel and the
         # backend is profiled; ``compiled=False`` keeps the reference step for every step.
         self._fast = None
         if compiled and policy.kernel(config.gamma) is not None and hasattr(backend, "prefetch"):
             from simulator.compiled import FastPath  # numba is imported only when used
 
-            self._fast = FastPath.build(policy, backend, cost, config.gamma, cap, self._lag)
+            self._fast = FastPath.build(policy, backend, cost, config.gamma, cap, self.history.lag)
 
     # -- processes ---------------------------------------------------------------------------------
     def run(self, workload: Iterable[Request]) -> Recorder:
@@ -262,6 +260,8 @@ class Server:
         ctx.rate = self._tokens / busy if busy > 0 else 0.0  # running tokens per busy second
         lengths = self.policy.decide(conf, None, ctx)  # [R]
         gained = backend.verify(slots, lengths)  # [R] = min(A, ℓ) + 1
+        if "history" in self.policy.reads:
+            self.history.count(slots, gained - 1, lengths)
         verified = int(lengths.sum())
         dt = backend.step_time(r, r + verified, kv, prefill_tokens, int(lengths.max()) + 1)
         self.recorder.step(r, r + verified, verified, int(gained.sum()))
@@ -278,17 +278,9 @@ class Server:
         ctx.step += 1
         if "realized" in reads:
             ctx.accepted = self.backend.accepted(slots)
-        if "history" in reads:
-            steps = self.recorder.decode_steps - self.batch.joined  # earlier steps of each
-            ctx.accepted_total, ctx.verified_total = self.batch.gained - steps, self.batch.verified
-        if self._lag:
-            lag, step = self._lag, ctx.step
-            past = np.arange(step - lag, step)  # steps whose confidences are visible, oldest first
-            ring = past % lag
-            ctx.lagged = self._hist[ring[:, None], slots[None, :]]  # [lag, R, γ]
-            ctx.lagged_known = self._hist_step[ring[:, None], slots[None, :]] == past[:, None]
-            self._hist[step % lag, slots] = conf
-            self._hist_step[step % lag, slots] = step
+        for key, value in self.history.inputs(self.policy, slots, ctx.step).items():
+            setattr(ctx, key, value)
+        self.history.record(slots, ctx.step, conf)
         return ctx
 
     def _complete(self, left: np.ndarray | None) -> None:
@@ -315,6 +307,5 @@ class Server:
         )
         self._kv_used -= req.prompt_tokens + req.output_tokens + self.config.gamma
         self._req[slot] = None
-        if self._lag:
-            self._hist_step[:, slot] = -1
+        self.history.clear(slot)
         self._free.append(slot)
