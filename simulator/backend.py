@@ -9,11 +9,11 @@ backend owns what a step costs and what the drafter and target produce:
 - ``draft(slots) -> conf [R, γ]``: the drafter's confidences for the running requests;
 - ``accepted(slots) -> A [R]``: accepted drafts if all γ were verified (oracle policies only);
 - ``verify(slots, lengths) -> gained [R]``: tokens each request gains, ``min(A, ℓ) + 1``;
-- ``step_time(requests, batch_tokens, kv_tokens, prefill_tokens, longest) -> seconds`` of the
-  step (``longest``: the most verify tokens of one request, ``1 + max ℓ``);
-  ``kv_tokens`` counts the KV tokens attention reads on the backend's ``context_basis``: the sum
-  over the batch (``total``) or requests × the longest context (``padded``), see
-  ``profiles/cost.py``.
+- ``step_time(StepShape) -> seconds`` of the step: its requests, verify batch tokens B, KV
+  tokens, co-batched prefill tokens and ``longest`` (the most verify tokens of one request,
+  ``1 + max ℓ``); ``kv_tokens`` counts the KV tokens attention reads on the backend's
+  ``context_basis``: the sum over the batch (``total``) or requests × the longest context
+  (``padded``), see ``profiles/cost.py``.
 
 ``ProfiledBackend`` answers from a cost model and an acceptance model. Each request draws its
 own stream of (confidence, A) rows from a generator seeded by (seed, request id), so the j-th
@@ -24,7 +24,7 @@ The live backend (issue #6) runs the real engine behind the same calls.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -34,6 +34,16 @@ from simulator.request import Request
 _ACCEPT_STREAM = 1  # spawn-key tag of the per-request acceptance streams
 _BLOCK = 64  # decode steps drawn at a time per request
 _WIDTH = 2 * _BLOCK  # ring columns per slot: the rows not yet read plus one block drawn ahead
+
+
+class StepShape(NamedTuple):
+    """What a step's price depends on (the arguments of ``CostModel.step_time``)."""
+
+    requests: int  # requests in the decode batch R
+    batch_tokens: int  # verify batch tokens B = Σ (1 + ℓ)
+    kv_tokens: int  # KV tokens attention reads, on the backend's context_basis
+    prefill_tokens: int = 0  # prompt tokens co-batched into the step
+    longest: int = 0  # verify tokens of the longest request, 1 + max ℓ (0: unknown)
 
 
 class Backend(Protocol):
@@ -47,14 +57,7 @@ class Backend(Protocol):
     def draft(self, slots: np.ndarray) -> np.ndarray: ...
     def accepted(self, slots: np.ndarray) -> np.ndarray: ...
     def verify(self, slots: np.ndarray, lengths: np.ndarray) -> np.ndarray: ...
-    def step_time(
-        self,
-        requests: int,
-        batch_tokens: int,
-        kv_tokens: int,
-        prefill_tokens: int,
-        longest: int = 0,
-    ) -> float: ...
+    def step_time(self, step: StepShape) -> float: ...
 
 
 class ProfiledBackend:
@@ -161,17 +164,8 @@ class ProfiledBackend:
         self.priced_steps += steps
         self.extrapolated_steps += extrapolated
 
-    def step_time(
-        self,
-        requests: int,
-        batch_tokens: int,
-        kv_tokens: int,
-        prefill_tokens: int,
-        longest: int = 0,
-    ) -> float:
+    def step_time(self, step: StepShape) -> float:
         self.priced_steps += 1
-        if self.cost.outside(requests, batch_tokens, kv_tokens, prefill_tokens):
+        if self.cost.outside(step.requests, step.batch_tokens, step.kv_tokens, step.prefill_tokens):
             self.extrapolated_steps += 1
-        return self.cost.step_time(
-            requests, batch_tokens, kv_tokens, prefill_tokens, longest, self.drafts
-        )
+        return self.cost.step_time(*step, self.drafts)

@@ -29,7 +29,7 @@ import simpy
 from policies.base import Policy, StepContext
 from policies.history import History, lag_of
 from profiles.errors import InputError
-from simulator.backend import Backend
+from simulator.backend import Backend, StepShape
 from simulator.metrics import Recorder
 from simulator.request import Request
 
@@ -251,7 +251,7 @@ class Server:
         slots = batch.slots
         r = slots.size
         if not r:
-            return backend.step_time(0, 0, 0, prefill_tokens), None
+            return backend.step_time(StepShape(0, 0, 0, prefill_tokens)), None
         left = batch.left
         kv = r * int((batch.size - left).max()) if self._padded else self._kv_running
         ctx = self._context(slots, conf := backend.draft(slots))  # conf [R, γ]
@@ -263,7 +263,8 @@ class Server:
         if "history" in self.policy.reads:
             self.history.count(slots, gained - 1, lengths)
         verified = int(lengths.sum())
-        dt = backend.step_time(r, r + verified, kv, prefill_tokens, int(lengths.max()) + 1)
+        shape = StepShape(r, r + verified, kv, prefill_tokens, int(lengths.max()) + 1)
+        dt = backend.step_time(shape)
         self.recorder.step(r, r + verified, verified, int(gained.sum()))
         take = np.minimum(gained, left)
         left -= take
