@@ -3,7 +3,8 @@
 Runs every (load, policy) on the reference step path and on the compiled one
 (``simulator/compiled.py``) side by side in one run, checks the two give identical summaries
 (apart from ``wall``), and reports wall time, simulated decode steps per wall-second and
-request-steps (Σ batch size over steps) per wall-second, with the compiled/reference ratio.
+request-steps (Σ batch size over steps) per wall-second, with the compiled/reference ratio
+(``--repeats N``: N runs per path, interleaved, median wall; every run's summary compared).
 ``--startup`` also times whole short runs (a fresh process, imports included, 1,000 requests) on
 both paths; ``--compile-cost`` times the first compiled run on a machine (empty numba cache).
 Pinned to one core (``os.sched_setaffinity``) when possible; ``--profile`` prints a cProfile
@@ -71,6 +72,7 @@ def main() -> None:
     ap.add_argument("--paths", default="reference,compiled")
     ap.add_argument("--cost", default="builtin:h100-8b")
     ap.add_argument("--acceptance", default="paper:qwen3-8b-dspark")
+    ap.add_argument("--repeats", type=int, default=1, help="runs per path (interleaved; median)")
     ap.add_argument("--startup", action="store_true", help="time short runs in fresh processes")
     ap.add_argument("--compile-cost", action="store_true", help="time a run with no numba cache")
     ap.add_argument("--profile", action="store_true", help="print a cProfile breakdown")
@@ -92,29 +94,31 @@ def main() -> None:
     for load, (scale, cap) in LOADS.items():
         requests = list(open_workload(WorkloadSpec(args.trace, rate_scale=scale, limit=args.limit)))
         for spec in args.policies.split(","):
-            seen, base = {}, None
+            seen, walls, base = {}, {p: [] for p in paths}, None
+            for _ in range(args.repeats):  # interleaved, so drifting load hits both paths alike
+                for path in paths:
+                    prof = cProfile.Profile() if args.profile else None
+                    if prof:
+                        prof.enable()
+                    s = simulate(requests, make_policy(spec), cost, acceptance,
+                                 ServerConfig(max_concurrency=cap),
+                                 compiled=path == "compiled").summary  # fmt: skip
+                    if prof:
+                        prof.disable()
+                        out = io.StringIO()
+                        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(12)
+                        print("\n".join(out.getvalue().splitlines()[:30]))
+                    walls[path].append(s.pop("wall")["wall_s"])
+                    seen.setdefault(path, set()).add(json.dumps(s, sort_keys=True))
             for path in paths:
-                prof = cProfile.Profile() if args.profile else None
-                if prof:
-                    prof.enable()
-                s = simulate(requests, make_policy(spec), cost, acceptance,
-                             ServerConfig(max_concurrency=cap),
-                             compiled=path == "compiled").summary  # fmt: skip
-                if prof:
-                    prof.disable()
-                wall = s.pop("wall")["wall_s"]
-                seen[path] = json.dumps(s, sort_keys=True)
+                wall = statistics.median(walls[path])
                 base = base or wall
                 req_steps = s["mean_batch_size"] * s["decode_steps"]
                 steps = s["decode_steps"]
                 print(f"| {load} (x{scale:g}, cap {cap}) | {spec} | {path} | {steps} | "
                       f"{s['mean_batch_size']:.1f} | {wall:.2f} | {steps / wall:,.0f} | "
                       f"{req_steps / wall:,.0f} | {base / wall:.2f}x |")  # fmt: skip
-                if prof:
-                    out = io.StringIO()
-                    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(12)
-                    print("\n".join(out.getvalue().splitlines()[:30]))
-            same = len(set(seen.values())) == 1
+            same = len(set().union(*seen.values())) == 1
             print(f"|  |  | identical summaries (apart from wall): {'yes' if same else 'NO'} |")
     if args.startup:
         _startup(args, paths)
