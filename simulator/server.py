@@ -127,9 +127,13 @@ class Server:
         # backend is profiled; ``compiled=False`` keeps the reference step for every step.
         self._fast = None
         if compiled and policy.kernel(config.gamma) is not None and hasattr(backend, "prefetch"):
-            from simulator.compiled import FastPath  # numba is imported only when used
-
-            self._fast = FastPath.build(policy, backend, cost, config.gamma, cap, self.history.lag)
+            try:  # numba is imported only when used (and a checkout without it runs the reference)
+                from simulator.compiled import FastPath
+            except ImportError:
+                FastPath = None
+            if FastPath is not None:
+                lag = self.history.lag
+                self._fast = FastPath.build(policy, backend, cost, config.gamma, cap, lag)
 
     # -- processes ---------------------------------------------------------------------------------
     def run(self, workload: Iterable[Request]) -> Recorder:

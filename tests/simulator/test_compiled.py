@@ -4,6 +4,10 @@ same summary apart from the ``wall`` object, same per-request columns, same seed
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,3 +95,25 @@ def test_fast_path_chosen_only_where_it_applies(cost, acceptance):
     assert server(make_policy("dspark"), compiled=False)._fast is None
     assert server(make_policy("clairvoyant"))._fast is None
     assert Policy().kernel(7) is None
+
+
+def test_without_numba_the_reference_runs():
+    """A checkout without numba (``import numba`` fails) still simulates, on the reference."""
+    code = (
+        "import sys; sys.modules['numba'] = None\n"
+        "from policies import make_policy\n"
+        "from profiles.builtin import load_acceptance, load_cost\n"
+        "from simulator.backend import ProfiledBackend\n"
+        "from simulator.server import Server, ServerConfig\n"
+        "from tests.conftest import make_requests\n"
+        "cost, acc = load_cost('builtin:h100-8b'), load_acceptance('paper:qwen3-8b-dspark')\n"
+        "s = Server(ServerConfig(max_concurrency=8), make_policy('dspark'),\n"
+        "           ProfiledBackend(cost, acc, 8, 0, 7), cost=cost)\n"
+        "rec = s.run(make_requests(20, 5.0))\n"
+        "print(s._fast is None, rec.summary()['requests_completed'])\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    cmd = [sys.executable, "-c", code]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env, check=True)
+    assert out.stdout.split() == ["True", "20"]
