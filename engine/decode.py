@@ -9,13 +9,13 @@ verify lengths, the engine verifies them in one target forward. It records per-s
 from __future__ import annotations
 
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from engine.engine import Engine
+from policies.history import History, lag_of
 from profiles.errors import InputError
 
 
@@ -89,9 +89,7 @@ def generate(
     active = {engine.add(p, gen): i for i, p in enumerate(prompts)}
     trace.first = [engine.slots[s].generated[0] for s in active]  # dicts keep prompt order
     trace.prefill_s = time.perf_counter() - t0
-    lag = max(1, int(getattr(policy, "lag", 2)))
-    history = {s: deque(maxlen=lag) for s in active}  # slot -> recent conf rows
-    totals = {s: [0, 0] for s in active}  # slot -> accepted, verified drafts so far
+    history = History(engine.cache.slots, engine.gamma, lag_of(policy) if policy else 0)
     t0 = time.perf_counter()
     while active:
         ts = time.perf_counter()
@@ -103,13 +101,17 @@ def generate(
             tp = time.perf_counter()
             logits = d.conf_logits if temps is None else d.conf_logits / temps  # STS
             conf = torch.sigmoid(logits).double().cpu().numpy()  # [R, γ]
-            ell = policy(conf, **_policy_inputs(policy, conf, slots, history, totals, cost, rng))
+            kw = _policy_inputs(policy, np.asarray(slots), trace.steps, history, cost, rng)
+            ell = policy(conf, **kw)
             trace.policy_s += time.perf_counter() - tp
             v = engine.verify(slots, d, ell.tolist(), gen, full=record_full)
         else:
             conf, ell = None, np.zeros(len(slots), dtype=np.int64)
             v = engine.verify(slots, None, None, gen)
         trace.verify_s += engine.last["verify"]
+        if conf is not None:
+            history.record(np.asarray(slots), trace.steps, conf)
+            history.count(np.asarray(slots), np.asarray(v.accepted), ell)
         trace.steps += 1
         for i, s in enumerate(slots):
             out = trace.outputs[active[s]]
@@ -122,9 +124,6 @@ def generate(
                 trace.full_accepted.append(v.full_accepted[i])
             if conf is not None:
                 trace.conf.append(conf[i].tolist())
-                history[s].append(conf[i])
-                totals[s][0] += v.accepted[i]
-                totals[s][1] += int(ell[i])
             if len(out) >= max_new_tokens or engine.room(s) < engine.gamma + 2:
                 engine.remove(s)
                 del active[s]
@@ -135,27 +134,14 @@ def generate(
     return trace
 
 
-def _policy_inputs(policy, conf, slots, history, totals, cost, rng) -> dict:
-    """Keyword inputs a policy reads: cost model, lagged confidences, per-request history."""
-    kw: dict = {"rng": rng}
+def _policy_inputs(policy, slots, step, history, cost, rng) -> dict:
+    """Keyword inputs a policy reads: cost model, generator, and from ``history``
+    (policies/history.py) lagged confidences and per-request totals at decode ``step``."""
+    kw: dict = {"rng": rng, **history.inputs(policy, slots, step)}
     if "cost" in policy.reads:
         if cost is None:
             raise InputError(f"policy {policy.name!r} needs a cost model (--cost FILE)")
         kw["cost"] = cost
-    if "lagged" in policy.reads:
-        lag = max(len(h) for h in history.values()) if history else 0
-        lag = max(lag, 1)
-        lagged = np.ones((lag, *conf.shape))
-        known = np.zeros((lag, conf.shape[0]), dtype=bool)
-        for i, s in enumerate(slots):
-            rows = list(history[s])
-            for j, row in enumerate(rows):  # rows[-1] is the newest: goes to index lag-1
-                lagged[lag - len(rows) + j, i] = row
-                known[lag - len(rows) + j, i] = True
-        kw["lagged"], kw["lagged_known"] = lagged, known
-    if "history" in policy.reads:
-        kw["accepted_total"] = np.array([totals[s][0] for s in slots])
-        kw["verified_total"] = np.array([totals[s][1] for s in slots])
     return kw
 
 

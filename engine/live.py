@@ -27,6 +27,7 @@ import torch
 
 from engine.engine import Engine
 from profiles.errors import InputError
+from simulator.backend import StepShape
 from simulator.request import Request
 
 _PROMPT_STREAM = 3  # spawn-key tag of per-request prompt choice
@@ -133,17 +134,10 @@ class LiveBackend:
         self._elapsed += self.engine.last["verify"]
         return np.asarray([len(t) for t in verdict.tokens], dtype=np.int64)
 
-    def step_time(
-        self,
-        requests: int,
-        batch_tokens: int,
-        kv_tokens: int,
-        prefill_tokens: int,
-        longest: int = 0,
-    ) -> float:
+    def step_time(self, step: StepShape) -> float:
         measured, self._elapsed = self._elapsed, 0.0
         if self.between_steps is not None:
             self.between_steps()
         if self.time == "cost":
-            return self.cost.step_time(requests, batch_tokens, kv_tokens, prefill_tokens, longest)
+            return self.cost.step_time(*step)
         return measured

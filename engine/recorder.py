@@ -26,6 +26,7 @@ import torch
 
 from engine.decode import _policy_inputs, check_policy
 from engine.engine import Engine
+from policies.history import History, lag_of
 
 
 @dataclass(frozen=True)
@@ -94,21 +95,23 @@ def decode(
     gamma, run = engine.gamma, Run()
     queue = deque(range(len(prompts)))
     active: dict[int, tuple[int, int]] = {}  # slot -> (prompt index, steps so far)
-    lag = max(1, int(getattr(policy, "lag", 2)))
-    history: dict[int, deque] = {}
-    totals: dict[int, list[int]] = {}
+    history, step = History(engine.cache.slots, gamma, lag_of(policy)), 0
     while queue or active:
         take = [queue.popleft() for _ in range(min(len(engine.free_slots()), len(queue)))]
         if take:
             for s, i in zip(engine.add_many([prompts[i] for i in take], gen), take, strict=True):
-                active[s], history[s], totals[s] = (i, 0), deque(maxlen=lag), [0, 0]
+                active[s] = (i, 0)
+                history.clear(s)
         slots = list(active)
         d = engine.draft(slots, gen)
         logits = d.conf_logits.float().cpu().numpy()  # [R, γ]
         conf = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-        kw = _policy_inputs(policy, conf, slots, history, totals, cost, rng)
+        kw = _policy_inputs(policy, np.asarray(slots), step, history, cost, rng)
         ell = np.asarray(policy(conf, **kw), dtype=np.int64)
         v = engine.verify(slots, d, ell.tolist(), gen, full=True)
+        history.record(np.asarray(slots), step, conf)
+        history.count(np.asarray(slots), np.asarray(v.accepted), ell)
+        step += 1
         run.batch.append(len(slots))
         for i, s in enumerate(slots):
             idx, step = active[s]
@@ -118,9 +121,6 @@ def decode(
             run.full_accepted.append(v.full_accepted[i])
             run.verified.append(int(ell[i]))
             run.accepted.append(v.accepted[i])
-            history[s].append(conf[i])
-            totals[s][0] += v.accepted[i]
-            totals[s][1] += int(ell[i])
             active[s] = (idx, step + 1)
             if len(engine.slots[s].generated) >= max_new_tokens or engine.room(s) < gamma + 2:
                 engine.remove(s)

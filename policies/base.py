@@ -143,6 +143,12 @@ class Policy:
         ``CostModel.draft_scale``)."""
         return gamma
 
+    def kernel(self, gamma: int) -> tuple[str, tuple[float, ...]] | None:
+        """The compiled decision that reproduces :meth:`decide` on the simulator's fast path:
+        a name in ``policies.kernels.KERNELS`` and its float parameters; None (the default,
+        e.g. plugins) runs :meth:`decide` on the reference path."""
+        return None
+
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         """Verify lengths ``int64 [R]`` for confidences ``conf [R, γ]`` (trusted inputs).
 

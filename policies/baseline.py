@@ -35,6 +35,9 @@ class NoSpeculation(Policy):
     def batch_table(self, cap: int, gamma: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         return (cap,), (0,)
 
+    def kernel(self, gamma: int) -> tuple[str, tuple[float, ...]]:
+        return self.name, ()
+
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         return np.zeros(conf.shape[0], dtype=np.int64)
 
@@ -66,6 +69,9 @@ class Fixed(Policy):
 
     def batch_table(self, cap: int, gamma: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         return (cap,), (min(int(self.k), gamma),)
+
+    def kernel(self, gamma: int) -> tuple[str, tuple[float, ...]]:
+        return self.name, (self.k,)
 
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape

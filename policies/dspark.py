@@ -63,6 +63,10 @@ class DSpark(Policy):
         prefix.check_bounds(self.name, self.min_verify_len, self.max_verify_len, self.survival_eps)
         prefix.check_objective(self.name, self.objective)
 
+    def kernel(self, gamma: int) -> tuple[str, tuple[float, ...]]:
+        step = float(self.objective == "step")
+        return self.name, (self.min_verify_len, self.max_verify_len, self.survival_eps, step)
+
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape
         if r == 0:

@@ -70,6 +70,10 @@ class DSparkLagged(Policy):
         prefix.check_bounds(self.name, self.min_verify_len, self.max_verify_len, self.survival_eps)
         prefix.check_objective(self.name, self.objective)
 
+    def kernel(self, gamma: int) -> tuple[str, tuple[float, ...]]:
+        step = float(self.objective == "step")  # the server keeps ``lag`` steps of history
+        return self.name, (self.min_verify_len, self.max_verify_len, self.survival_eps, step)
+
     def capacity(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> int:
         """K: drafts the batch verifies beyond ``min_verify_len``, from stale confidences only."""
         r, gamma = conf.shape

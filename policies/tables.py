@@ -50,6 +50,9 @@ class BatchTable(Policy):
             ks.append(min(int(self.default), gamma))
         return tuple(int(s) for s in sizes), tuple(ks)
 
+    def kernel(self, gamma: int) -> tuple[str, tuple[float, ...]]:
+        return self.name, (*self.sizes, *self.ks, self.default)
+
     def k_for(self, requests: int) -> int:
         """Drafts per request for a batch of ``requests`` requests."""
         i = int(np.searchsorted(self.sizes, requests, side="left"))

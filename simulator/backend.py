@@ -9,11 +9,11 @@ backend owns what a step costs and what the drafter and target produce:
 - ``draft(slots) -> conf [R, γ]``: the drafter's confidences for the running requests;
 - ``accepted(slots) -> A [R]``: accepted drafts if all γ were verified (oracle policies only);
 - ``verify(slots, lengths) -> gained [R]``: tokens each request gains, ``min(A, ℓ) + 1``;
-- ``step_time(requests, batch_tokens, kv_tokens, prefill_tokens, longest) -> seconds`` of the
-  step (``longest``: the most verify tokens of one request, ``1 + max ℓ``);
-  ``kv_tokens`` counts the KV tokens attention reads on the backend's ``context_basis``: the sum
-  over the batch (``total``) or requests × the longest context (``padded``), see
-  ``profiles/cost.py``.
+- ``step_time(StepShape) -> seconds`` of the step: its requests, verify batch tokens B, KV
+  tokens, co-batched prefill tokens and ``longest`` (the most verify tokens of one request,
+  ``1 + max ℓ``); ``kv_tokens`` counts the KV tokens attention reads on the backend's
+  ``context_basis``: the sum over the batch (``total``) or requests × the longest context
+  (``padded``), see ``profiles/cost.py``.
 
 ``ProfiledBackend`` answers from a cost model and an acceptance model. Each request draws its
 own stream of (confidence, A) rows from a generator seeded by (seed, request id), so the j-th
@@ -24,7 +24,7 @@ The live backend (issue #6) runs the real engine behind the same calls.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -33,6 +33,17 @@ from simulator.request import Request
 
 _ACCEPT_STREAM = 1  # spawn-key tag of the per-request acceptance streams
 _BLOCK = 64  # decode steps drawn at a time per request
+_WIDTH = 2 * _BLOCK  # ring columns per slot: the rows not yet read plus one block drawn ahead
+
+
+class StepShape(NamedTuple):
+    """What a step's price depends on (the arguments of ``CostModel.step_time``)."""
+
+    requests: int  # requests in the decode batch R
+    batch_tokens: int  # verify batch tokens B = Σ (1 + ℓ)
+    kv_tokens: int  # KV tokens attention reads, on the backend's context_basis
+    prefill_tokens: int = 0  # prompt tokens co-batched into the step
+    longest: int = 0  # verify tokens of the longest request, 1 + max ℓ (0: unknown)
 
 
 class Backend(Protocol):
@@ -46,14 +57,7 @@ class Backend(Protocol):
     def draft(self, slots: np.ndarray) -> np.ndarray: ...
     def accepted(self, slots: np.ndarray) -> np.ndarray: ...
     def verify(self, slots: np.ndarray, lengths: np.ndarray) -> np.ndarray: ...
-    def step_time(
-        self,
-        requests: int,
-        batch_tokens: int,
-        kv_tokens: int,
-        prefill_tokens: int,
-        longest: int = 0,
-    ) -> float: ...
+    def step_time(self, step: StepShape) -> float: ...
 
 
 class ProfiledBackend:
@@ -66,10 +70,10 @@ class ProfiledBackend:
         self.gamma = gamma
         self.seed = seed
         self.source = f"profiled ({cost.source}; acceptance {acceptance.source})"
-        # Each slot's stream lives in a ring of _BLOCK rows indexed by the backend's step count,
+        # Each slot's stream lives in a ring of _WIDTH rows indexed by the backend's step count,
         # so reading the running batch's rows is one gather at a scalar column.
-        self._conf = np.zeros((capacity, _BLOCK, gamma))  # [slot, step % BLOCK, γ]
-        self._acc = np.zeros((capacity, _BLOCK), dtype=np.int64)  # [slot, step % BLOCK]
+        self._conf = np.zeros((capacity, _WIDTH, gamma))  # [slot, step % WIDTH, γ]
+        self._acc = np.zeros((capacity, _WIDTH), dtype=np.int64)  # [slot, step % WIDTH]
         self._state: list = [None] * capacity  # (latent, rng) per slot
         self._due: dict[int, list[int]] = {}  # step -> slots whose rows run out at that step
         self._due_at = np.full(capacity, -1, dtype=np.int64)  # the step each slot's rows run out
@@ -78,6 +82,8 @@ class ProfiledBackend:
         self.priced_steps = 0  # steps priced (decode steps and prefill-only steps)
         self.drafts: int | None = None  # drafts per request the policy needs (None: γ), set
         # by the server from Policy.draft_tokens; prices the draft pass (CostModel.draft_scale)
+        self.fill = None  # (latent, n, rng, slot, start) -> None: a compiled acceptance draw
+        # into the ring, set by simulator/compiled.py (None: acceptance.draw, the reference)
 
     def prefill(self, entries: list[tuple[int, Request]]) -> None:
         """Nothing to do: the cost model prices the prefill chunk in ``step_time``."""
@@ -86,6 +92,7 @@ class ProfiledBackend:
         seq = np.random.SeedSequence(self.seed, spawn_key=(_ACCEPT_STREAM, request.id))
         rng = np.random.Generator(np.random.PCG64(seq))
         self._state[slot] = (self.acceptance.start(request.domain, rng), rng)
+        self._due_at[slot] = self._step
         # A request needs at most output − 1 decode steps: a short one draws only those (the
         # size depends on the request alone, so every policy sees the same stream).
         self._refill(slot, min(_BLOCK, max(request.output_tokens - 1, 1)))
@@ -94,43 +101,71 @@ class ProfiledBackend:
         self._state[slot] = None
 
     def _refill(self, slot: int, n: int = _BLOCK) -> None:
-        """Draw the slot's next ``n`` steps into ring columns step, step+1, ... (mod _BLOCK)."""
+        """Draw the slot's next ``n`` steps into the ring after the rows it already has."""
         latent, rng = self._state[slot]
-        conf, acc = self.acceptance.draw(latent, n, rng)
-        cols = (self._step + np.arange(n)) % _BLOCK
-        self._conf[slot, cols] = conf[:, : self.gamma]
-        self._acc[slot, cols] = np.minimum(acc, self.gamma)
-        self._due_at[slot] = self._step + n
-        self._due.setdefault(self._step + n, []).append(slot)
+        start = int(self._due_at[slot])
+        if self.fill is not None:  # the same draws, compiled, straight into the ring
+            self.fill(latent, n, rng, slot, start)
+        else:
+            conf, acc = self.acceptance.draw(latent, n, rng)
+            cols = (start + np.arange(n)) % _WIDTH
+            self._conf[slot, cols] = conf[:, : self.gamma]
+            self._acc[slot, cols] = np.minimum(acc, self.gamma)
+        self._due_at[slot] = start + n
+        self._due.setdefault(start + n, []).append(slot)
 
     def draft(self, slots: np.ndarray) -> np.ndarray:
-        return self._conf[slots, self._step % _BLOCK]
+        return self._conf[slots, self._step % _WIDTH]
 
     def accepted(self, slots: np.ndarray) -> np.ndarray:
-        return self._acc[slots, self._step % _BLOCK]
+        return self._acc[slots, self._step % _WIDTH]
 
     def verify(self, slots: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        gained = np.minimum(self._acc[slots, self._step % _BLOCK], lengths)
+        gained = np.minimum(self._acc[slots, self._step % _WIDTH], lengths)
         gained += 1
+        self._tick()
+        return gained
+
+    def _tick(self) -> None:
+        """One decode step done: refill the slots whose rows ran out."""
         self._step += 1
         due = self._due.pop(self._step, None)
         if due:
-            for slot in due:  # skip entries left by an earlier occupant of a reused slot
+            for slot in due:  # skip stale entries (a reused slot, a slot drawn ahead)
                 if self._state[slot] is not None and self._due_at[slot] == self._step:
                     self._refill(slot)
-        return gained
 
-    def step_time(
-        self,
-        requests: int,
-        batch_tokens: int,
-        kv_tokens: int,
-        prefill_tokens: int,
-        longest: int = 0,
-    ) -> float:
+    # -- the compiled step path (simulator/compiled.py) reads the rings directly ---------------
+    @property
+    def conf_ring(self) -> np.ndarray:
+        return self._conf  # [slot, step % WIDTH, γ]
+
+    @property
+    def acc_ring(self) -> np.ndarray:
+        return self._acc  # [slot, step % WIDTH]
+
+    @property
+    def step_count(self) -> int:
+        return self._step
+
+    def prefetch(self, slots: np.ndarray, left: np.ndarray) -> int:
+        """Draw ahead (the same blocks, from each request's own generator) so that every
+        running slot has rows for the steps it may still need, up to a block; returns how many
+        steps all of them can run."""
+        ahead = self._due_at[slots] - self._step
+        for slot in slots[(ahead < _BLOCK) & (ahead < left)].tolist():
+            self._refill(slot)
+        return int((self._due_at[slots] - self._step).min())
+
+    def advance(self, steps: int, extrapolated: int) -> None:
+        """``steps`` decode steps ran (compiled), ``extrapolated`` of them priced outside."""
+        for _ in range(steps):
+            self._tick()
+        self.priced_steps += steps
+        self.extrapolated_steps += extrapolated
+
+    def step_time(self, step: StepShape) -> float:
         self.priced_steps += 1
-        if self.cost.outside(requests, batch_tokens, kv_tokens, prefill_tokens):
+        if self.cost.outside(step.requests, step.batch_tokens, step.kv_tokens, step.prefill_tokens):
             self.extrapolated_steps += 1
-        return self.cost.step_time(
-            requests, batch_tokens, kv_tokens, prefill_tokens, longest, self.drafts
-        )
+        return self.cost.step_time(*step, self.drafts)

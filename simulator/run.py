@@ -38,8 +38,12 @@ def simulate(
     seed: int = 0,
     backend: Backend | None = None,
     on_request: Callable[[Request], None] | None = None,
+    compiled: bool = True,
 ) -> Result:
-    """Run ``workload`` through a simulated server and summarise it (profiled backend default)."""
+    """Run ``workload`` through a simulated server and summarise it (profiled backend default).
+
+    ``compiled``: use the compiled step path where the policy has a kernel (same results,
+    simulator/compiled.py); False runs the reference step throughout."""
     if config.gamma > acceptance.gamma:
         raise InputError(
             f"gamma {config.gamma} exceeds the acceptance model's {acceptance.gamma} positions"
@@ -50,7 +54,9 @@ def simulate(
     if cost.max_context:
         workload = fit_context(workload, cost.max_context, config.clamp_to_context, fits,
                                on_reject=on_request)  # fmt: skip
-    server = Server(config, policy, backend, cost=cost, seed=seed, on_request=on_request)
+    server = Server(
+        config, policy, backend, cost=cost, seed=seed, on_request=on_request, compiled=compiled
+    )
     t0 = time.perf_counter()
     recorder = server.run(workload)
     wall = time.perf_counter() - t0

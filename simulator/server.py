@@ -21,14 +21,15 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import simpy
 
 from policies.base import Policy, StepContext
+from policies.history import History, lag_of
 from profiles.errors import InputError
-from simulator.backend import Backend
+from simulator.backend import Backend, StepShape
 from simulator.metrics import Recorder
 from simulator.request import Request
 
@@ -54,6 +55,31 @@ class ServerConfig:
             raise InputError(f"gamma must be in 1..64, got {self.gamma}")
 
 
+@dataclass
+class Batch:
+    """The decode batch: one entry per running request, in admission order (int64 arrays)."""
+
+    slots: np.ndarray  # the request's batch slot
+    left: np.ndarray  # output tokens it still has to generate
+    verified: np.ndarray  # drafts verified so far
+    gained: np.ndarray  # tokens gained so far (bonus included)
+    joined: np.ndarray  # decode-step count when it joined (its steps = the count now − this)
+    size: np.ndarray  # prompt + output tokens (its KV length is this minus the tokens left)
+
+    @classmethod
+    def of(cls, **columns: object) -> Batch:
+        return cls(**{f.name: np.asarray(columns.get(f.name, ()), dtype=np.int64)
+                      for f in fields(cls)})  # fmt: skip
+
+    def extend(self, other: Batch) -> None:
+        for f in fields(self):
+            setattr(self, f.name, np.concatenate([getattr(self, f.name), getattr(other, f.name)]))
+
+    def keep(self, mask: np.ndarray) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name)[mask])
+
+
 class Server:
     """One simulated server: build it, then :meth:`run` a workload through it."""
 
@@ -66,6 +92,7 @@ class Server:
         cost: object = None,
         seed: int = 0,
         on_request: Callable[[Request], None] | None = None,
+        compiled: bool = True,
     ) -> None:
         self.config, self.policy, self.backend = config, policy, backend
         self.env = simpy.Environment()
@@ -80,11 +107,7 @@ class Server:
         self._admitted = np.zeros(cap)  # admission time per slot
         self._first = np.zeros(cap)  # first-token time per slot
         self._stats: list[tuple[int, int, int]] = [(0, 0, 0)] * cap  # steps, verified, accepted
-        self._running = np.zeros(0, dtype=np.int64)  # slots in the decode batch, admission order
-        # Per running request, aligned with _running: tokens left, drafts verified, tokens gained
-        # (bonus included), decode-step count when it joined (its steps = now's count − this),
-        # prompt + output tokens (its KV length is this minus the tokens left).
-        self._run = [np.zeros(0, dtype=np.int64) for _ in range(5)]
+        self.batch = Batch.of()  # the running requests
         self._kv_running = 0  # Σ KV length over the decode batch
         self._tokens = 0  # decode tokens generated so far (the running rate's numerator)
         # How the step's attended KV tokens are counted (see profiles/cost.py): the sum over the
@@ -99,10 +122,18 @@ class Server:
         )
         if hasattr(backend, "drafts"):  # a profiled backend prices the draft pass the policy needs
             backend.drafts = policy.draft_tokens(config.gamma)
-        self._lag = int(getattr(policy, "lag", 0)) if "lagged" in policy.reads else 0
-        if self._lag:
-            self._hist = np.zeros((self._lag, cap, config.gamma))  # [lag, slot, γ]
-            self._hist_step = np.full((self._lag, cap), -1, dtype=np.int64)
+        self.history = History(cap, config.gamma, lag_of(policy))  # what the policy sees
+        # The compiled step path (simulator/compiled.py) where the policy has a kernel and the
+        # backend is profiled; ``compiled=False`` keeps the reference step for every step.
+        self._fast = None
+        if compiled and policy.kernel(config.gamma) is not None and hasattr(backend, "prefetch"):
+            try:  # numba is imported only when used (and a checkout without it runs the reference)
+                from simulator.compiled import FastPath
+            except ImportError:
+                FastPath = None
+            if FastPath is not None:
+                lag = self.history.lag
+                self._fast = FastPath.build(policy, backend, cost, config.gamma, cap, lag)
 
     # -- processes ---------------------------------------------------------------------------------
     def run(self, workload: Iterable[Request]) -> Recorder:
@@ -136,7 +167,7 @@ class Server:
                 yield env.timeout(self.now - env.now)
             self._admit()
             chunk, prefilled = self._schedule_prefill()
-            if not chunk and not self._running.size:
+            if not chunk and not self.batch.slots.size:
                 if self._arrivals_done and not self.queue:
                     return
                 if self.now > env.now:
@@ -149,9 +180,12 @@ class Server:
                 continue
             if prefilled:
                 self.backend.prefill(prefilled)
-            dt, left = self._decode_step(chunk)
-            self.now += dt
-            rec.busy_s += dt
+            if self._fast is not None and self.batch.slots.size:  # decode steps up to an event
+                left = self._fast.steps(self, chunk, env.peek())
+            else:
+                dt, left = self._decode_step(chunk)
+                self.now += dt
+                rec.busy_s += dt
             self._complete(left)
             self._start_decoding(prefilled)
 
@@ -206,39 +240,40 @@ class Server:
                 joined.append(slot)
         if joined:
             reqs = [self._req[s] for s in joined]
-            add = np.asarray(joined, dtype=np.int64)
-            left = np.asarray([r.output_tokens - 1 for r in reqs], dtype=np.int64)
-            zeros = np.zeros(add.size, dtype=np.int64)
-            joined_at = np.full(add.size, self.recorder.decode_steps, dtype=np.int64)
-            size = np.asarray([r.prompt_tokens + r.output_tokens for r in reqs], dtype=np.int64)
-            self._running = np.concatenate([self._running, add])
-            new = (left, zeros, zeros, joined_at, size)
-            self._run = [np.concatenate(pair) for pair in zip(self._run, new, strict=True)]
+            zeros = [0] * len(joined)
+            self.batch.extend(Batch.of(
+                slots=joined, left=[r.output_tokens - 1 for r in reqs], verified=zeros,
+                gained=zeros, joined=[self.recorder.decode_steps] * len(joined),
+                size=[r.prompt_tokens + r.output_tokens for r in reqs]))  # fmt: skip
             self._kv_running += sum(r.prompt_tokens + 1 for r in reqs)
-        self.recorder.max_running = max(self.recorder.max_running, self._running.size)
+        self.recorder.max_running = max(self.recorder.max_running, self.batch.slots.size)
 
     # -- one decode step ---------------------------------------------------------------------------
     def _decode_step(self, prefill_tokens: int) -> tuple[float, np.ndarray]:
         """Decide and account one step; returns its duration and a mask of finishing requests."""
-        slots, backend = self._running, self.backend
+        batch, backend = self.batch, self.backend
+        slots = batch.slots
         r = slots.size
         if not r:
-            return backend.step_time(0, 0, 0, prefill_tokens), None
-        left, ver, gain, _, size = self._run  # aligned with self._running
-        kv = r * int((size - left).max()) if self._padded else self._kv_running
+            return backend.step_time(StepShape(0, 0, 0, prefill_tokens)), None
+        left = batch.left
+        kv = r * int((batch.size - left).max()) if self._padded else self._kv_running
         ctx = self._context(slots, conf := backend.draft(slots))  # conf [R, γ]
         ctx.kv_tokens, ctx.prefill_tokens = kv, prefill_tokens
         busy = self.recorder.busy_s
         ctx.rate = self._tokens / busy if busy > 0 else 0.0  # running tokens per busy second
         lengths = self.policy.decide(conf, None, ctx)  # [R]
         gained = backend.verify(slots, lengths)  # [R] = min(A, ℓ) + 1
+        if "history" in self.policy.reads:
+            self.history.count(slots, gained - 1, lengths)
         verified = int(lengths.sum())
-        dt = backend.step_time(r, r + verified, kv, prefill_tokens, int(lengths.max()) + 1)
+        shape = StepShape(r, r + verified, kv, prefill_tokens, int(lengths.max()) + 1)
+        dt = backend.step_time(shape)
         self.recorder.step(r, r + verified, verified, int(gained.sum()))
         take = np.minimum(gained, left)
         left -= take
-        ver += lengths
-        gain += gained
+        batch.verified += lengths
+        batch.gained += gained
         self._kv_running += int(take.sum())
         self._tokens += int(take.sum())
         return dt, left
@@ -248,35 +283,27 @@ class Server:
         ctx.step += 1
         if "realized" in reads:
             ctx.accepted = self.backend.accepted(slots)
-        if "history" in reads:
-            steps = self.recorder.decode_steps - self._run[3]  # earlier steps of each request
-            ctx.accepted_total, ctx.verified_total = self._run[2] - steps, self._run[1]
-        if self._lag:
-            lag, step = self._lag, ctx.step
-            past = np.arange(step - lag, step)  # steps whose confidences are visible, oldest first
-            ring = past % lag
-            ctx.lagged = self._hist[ring[:, None], slots[None, :]]  # [lag, R, γ]
-            ctx.lagged_known = self._hist_step[ring[:, None], slots[None, :]] == past[:, None]
-            self._hist[step % lag, slots] = conf
-            self._hist_step[step % lag, slots] = step
+        for key, value in self.history.inputs(self.policy, slots, ctx.step).items():
+            setattr(ctx, key, value)
+        self.history.record(slots, ctx.step, conf)
         return ctx
 
     def _complete(self, left: np.ndarray | None) -> None:
-        """Retire the running requests with no tokens left (``left`` aligned with _running)."""
+        """Retire the running requests with no tokens left (``left`` aligned with the batch)."""
         if left is None or left.min() > 0:
             return
         done = left == 0
         keep = ~done
-        _, ver, gain, joined_at, _ = self._run
+        b = self.batch
+        ver, gain, joined_at = b.verified, b.gained, b.joined
         for i in np.flatnonzero(done).tolist():
-            slot = int(self._running[i])
+            slot = int(b.slots[i])
             steps = self.recorder.decode_steps - int(joined_at[i])
             self._stats[slot] = (steps, int(ver[i]), int(gain[i]) - steps)
             self._kv_running -= self._req[slot].prompt_tokens + self._req[slot].output_tokens
             self.backend.leave(slot)
             self._retire(slot)
-        self._running = self._running[keep]
-        self._run = [a[keep] for a in self._run]
+        b.keep(keep)
 
     def _retire(self, slot: int) -> None:
         req = self._req[slot]
@@ -285,6 +312,5 @@ class Server:
         )
         self._kv_used -= req.prompt_tokens + req.output_tokens + self.config.gamma
         self._req[slot] = None
-        if self._lag:
-            self._hist_step[:, slot] = -1
+        self.history.clear(slot)
         self._free.append(slot)

@@ -14,6 +14,7 @@ from engine.live import LiveBackend  # noqa: E402
 from policies import make_policy  # noqa: E402
 from profiles.builtin import load_acceptance, load_cost  # noqa: E402
 from profiles.errors import InputError  # noqa: E402
+from simulator.backend import StepShape  # noqa: E402
 from simulator.request import Request  # noqa: E402
 from simulator.run import simulate  # noqa: E402
 from simulator.server import ServerConfig  # noqa: E402
@@ -76,7 +77,7 @@ def test_same_seed_same_live_text_with_cost_timing():
 def test_cost_timing_mode_uses_the_cost_model():
     cost = load_cost("builtin:h100-8b")
     backend = LiveBackend(_engine(1.0), CORPORA, time="cost", cost=cost)
-    assert backend.step_time(2, 6, 100, 0) == pytest.approx(cost.step_time(2, 6, 100, 0))
+    assert backend.step_time(StepShape(2, 6, 100, 0)) == pytest.approx(cost.step_time(2, 6, 100, 0))
 
 
 def test_request_beyond_context_is_an_input_error():
@@ -108,5 +109,5 @@ def test_prompts_completing_in_one_step_prefill_in_one_forward():
     )
     backend.prefill([(0, _requests()[0]), (1, _requests()[1])])
     assert calls == [2]
-    assert backend.step_time(0, 0, 0, 43) == backend.engine.last["prefill"] > 0
+    assert backend.step_time(StepShape(0, 0, 0, 43)) == backend.engine.last["prefill"] > 0
     assert backend.context_basis == "padded"  # the engine pads keys to the longest context

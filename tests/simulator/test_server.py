@@ -164,9 +164,9 @@ def test_attended_kv_follows_the_backend_context_basis(basis, cost, acceptance):
     from simulator.backend import ProfiledBackend
 
     class Spy(ProfiledBackend):
-        def step_time(self, requests, batch_tokens, kv_tokens, prefill_tokens, longest=0):
-            seen.append((requests, kv_tokens, longest))
-            return super().step_time(requests, batch_tokens, kv_tokens, prefill_tokens, longest)
+        def step_time(self, step):
+            seen.append((step.requests, step.kv_tokens, step.longest))
+            return super().step_time(step)
 
     seen: list[tuple[int, int, int]] = []
     spy = Spy(cost, acceptance, 4, 7, 7)

@@ -1,0 +1,289 @@
+"""The compiled step path (numba): the decode steps between two events in one call.
+
+``simulator/server.py`` stays the reference: SimPy runs arrivals and wake-ups, Python admits,
+schedules prefill chunks, starts and retires requests. Between two such events the running batch
+only decodes, so :class:`FastPath` hands those steps to :func:`run` — per step the policy's
+compiled decision (``policies/kernels.py``), acceptance read from the backend's ring of drawn
+rows, the step's price, the batch's bookkeeping and the recorder's totals — until a request
+finishes, a prompt chunk was co-batched (the step after it needs Python again), the next SimPy
+event is due, or a request's drawn rows run out (the backend draws ahead before each call, from
+each request's own generator in the reference's blocks, so the draws are the same).
+
+It is used when the policy names a kernel (:meth:`policies.base.Policy.kernel`), the backend is
+profiled (it has ``prefetch``) and both cost models are ``CostModel``\\ s within their dense
+tables; otherwise the server runs its reference step. Same seed, same results: every float is
+computed with the reference's operations in the reference's order (tests/simulator/
+test_compiled.py compares whole summaries). Compiled functions are cached on disk
+(``cache=True``, in ``__pycache__``), so only the first run on a machine pays the compile.
+numba's cache is keyed on each function's own file: after editing ``policies/kernels.py``,
+delete ``simulator/__pycache__/compiled.*.nbi`` (or touch this file) so :func:`run` recompiles.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from numba import njit
+
+from policies import kernels
+from policies.kernels import curve_at
+from profiles.acceptance import ParametricAcceptance
+
+_DENSE = 1 << 16  # profiles.cost._DENSE_LIMIT
+
+
+class CostTables(NamedTuple):
+    """A ``CostModel``'s dense tables and terms, as the compiled code reads them."""
+
+    verify: np.ndarray  # seconds of the verify forward at B = index (bias included)
+    alpha: np.ndarray  # additive alpha(bs) at bs = index (zeros for a 1D table)
+    draft: np.ndarray  # drafter seconds at R = index
+    ctx_x: np.ndarray  # context curve (monotone) probes
+    ctx_y: np.ndarray
+    one_x: np.ndarray  # context curve with one query token per request (monotone)
+    one_y: np.ndarray
+    has_context: bool
+    context_base: float
+    context_queries: float
+    padding_s: float
+    ragged_s: float
+    hi_tokens: float  # measured envelope: verify tokens, requests, attended KV tokens
+    hi_requests: float
+    ctx_lo: float
+    ctx_hi: float
+
+
+class Kernel(NamedTuple):
+    """The policy's compiled decision and what the step path needs of it."""
+
+    code: int  # policies.kernels.KERNELS[name]
+    params: np.ndarray  # float64 hyperparameters, as the policy's ``kernel`` returns them
+    lag: int  # steps of confidence history the server keeps (0: none)
+    draft_scale: float  # CostModel.draft_scale of the policy's drafts per request
+
+
+class Clock(NamedTuple):
+    """Scalars the loop advances (in and out)."""
+
+    now: float  # the engine's clock, simulated seconds
+    busy: float  # engine busy seconds
+    col: int  # the backend's decode step count (ring column = col % width)
+    step: int  # the policy context's step index
+    kv: int  # Σ KV tokens over the running batch (the total basis)
+    tokens: int  # decode tokens generated (the running rate's numerator)
+
+
+class Limit(NamedTuple):
+    """When the loop must hand back to Python, and the first step's prefill."""
+
+    until: float  # the next SimPy event: stop once the clock reaches it
+    horizon: int  # steps every running request has drawn rows for
+    prefill_tokens: int  # prompt tokens co-batched into the first step (then stop)
+    prefill_s: float  # their price
+    prefill_outside: bool  # their price reads beyond the prefill probes
+
+
+class Totals(NamedTuple):
+    """What the recorder and the backend count over the loop's steps."""
+
+    steps: int
+    request_steps: int
+    batch_tokens: int
+    verified: int
+    gained: int
+    extrapolated: int
+
+
+def tables(cost: Any) -> CostTables | None:
+    """The compiled view of a ``profiles.cost.CostModel`` (None for other cost objects)."""
+    need = ("_verify_dense", "_alpha_dense", "_draft_dense", "_context_m", "_context_one_m")
+    if not all(hasattr(cost, n) for n in need):
+        return None
+    additive = cost.kind == "additive"
+    f = np.asarray
+    return CostTables(
+        f(cost._verify_dense, float), f(cost._alpha_dense if additive else
+        np.zeros(_DENSE), float), f(cost._draft_dense, float),
+        f(cost._context_m.x, float), f(cost._context_m.y, float),
+        f(cost._context_one_m.x, float), f(cost._context_one_m.y, float),
+        bool(cost._has_context), float(cost.context_base), float(cost.context_queries),
+        float(cost.padding_s), float(cost.ragged_s), float(cost._hi[0]), float(cost._hi[1]),
+        float(cost.context.lo), float(cost.context.hi),
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def step_seconds(t, r, tokens, kv, longest, prefill_s, scale):
+    """``CostModel.step_time`` of a decode step (prefill priced by the caller)."""
+    s = prefill_s
+    s += t.verify[tokens] + t.alpha[r] + scale * t.draft[r]
+    if t.has_context:
+        if not t.context_base:
+            s += max(curve_at(t.ctx_x, t.ctx_y, kv), 0.0)
+        else:
+            base = r * t.context_base
+            extra = curve_at(t.ctx_x, t.ctx_y, kv) - curve_at(t.ctx_x, t.ctx_y, base)
+            if t.context_queries and tokens:
+                one = curve_at(t.one_x, t.one_y, kv) - curve_at(t.one_x, t.one_y, base)
+                q = float(longest) if longest else tokens / r
+                extra = one + (q - 1.0) / (t.context_queries - 1.0) * (extra - one)
+            s += extra
+    if longest and r * longest > tokens:
+        s += t.padding_s * (r * longest - tokens) + t.ragged_s
+    return max(s, 0.0)
+
+
+@njit(cache=True)
+def outside(t, r, tokens, kv):
+    """``CostModel.outside`` of a decode step without prefill."""
+    if tokens > t.hi_tokens or 0 < t.hi_requests < r:
+        return True
+    if t.has_context:
+        base = r * t.context_base
+        return not (t.ctx_lo <= kv <= t.ctx_hi) or (base > 0 and base > t.ctx_hi)
+    return False
+
+
+@njit(cache=True)
+def run(plan, price, pol, conf_ring, acc_ring, hist, hist_step, slots, left, ver, gain, size,
+        padded, clock, limit):  # fmt: skip
+    """Decode steps of the running batch ``slots`` [R] until a :class:`Limit`; the batch
+    columns ``left, ver, gain, size`` [R] are updated in place. Returns (Clock, Totals)."""
+    r, gamma = slots.size, conf_ring.shape[2]
+    width = conf_ring.shape[1]
+    conf, out = np.empty((r, gamma)), np.empty(r, np.int64)
+    stale, known = np.empty((r, gamma)), np.ones(r, np.bool_)
+    now, busy, col, step, kv_run, tokens = clock
+    n = req_steps = batch_tok = verified = gained = extra = 0
+    lag = pol.lag
+    while True:
+        c = col % width
+        for i in range(r):
+            conf[i] = conf_ring[slots[i], c]
+        kv = kv_run
+        if padded:
+            kv = 0
+            for i in range(r):
+                kv = max(kv, size[i] - left[i])
+            kv *= r
+        step += 1
+        if lag:
+            ring, past = step % lag, step - lag
+            for i in range(r):
+                stale[i] = hist[ring, slots[i]]
+                known[i] = hist_step[ring, slots[i]] == past
+                hist[ring, slots[i]] = conf[i]
+                hist_step[ring, slots[i]] = step
+        pf = limit.prefill_tokens if n == 0 else 0
+        rate = tokens / busy if busy > 0 else 0.0
+        kernels.decide(pol.code, pol.params, plan, conf, kv, pf, rate, stale, known, out)
+        ver_step = gain_step = take_step = longest = 0
+        for i in range(r):
+            g = min(acc_ring[slots[i], c], out[i]) + 1
+            take = min(g, left[i])
+            left[i] -= take
+            ver[i] += out[i]
+            gain[i] += g
+            ver_step += out[i]
+            gain_step += g
+            take_step += take
+            longest = max(longest, out[i])
+        col += 1
+        dt = step_seconds(price, r, r + ver_step, kv, longest + 1,
+                          limit.prefill_s if n == 0 else 0.0, pol.draft_scale)  # fmt: skip
+        if outside(price, r, r + ver_step, kv) or (n == 0 and limit.prefill_outside):
+            extra += 1
+        n += 1
+        req_steps += r
+        batch_tok += r + ver_step
+        verified += ver_step
+        gained += gain_step
+        kv_run += take_step
+        tokens += take_step
+        now += dt
+        busy += dt
+        if pf or n >= limit.horizon or now >= limit.until or left.min() == 0:
+            break
+    return (Clock(now, busy, col, step, kv_run, tokens),
+            Totals(n, req_steps, batch_tok, verified, gained, extra))  # fmt: skip
+
+
+class FastPath:
+    """The server's dispatch to :func:`run`: built once per server, None when not eligible."""
+
+    def __init__(self, kernel: Kernel, plan: CostTables, price: CostTables) -> None:
+        self.kernel, self.plan, self.price = kernel, plan, price
+
+    @classmethod
+    def build(cls, policy: Any, backend: Any, cost: Any, gamma: int, cap: int, lag: int):
+        """The fast path of this server, or None (the reference step runs)."""
+        spec = policy.kernel(gamma)
+        if spec is None or not hasattr(backend, "prefetch") or cap * (gamma + 1) >= _DENSE:
+            return None
+        plan, price = tables(cost), tables(backend.cost)
+        if plan is None or price is None or spec[0] not in kernels.KERNELS:
+            return None
+        scale = backend.cost.draft_scale(backend.drafts)
+        params = np.asarray(spec[1], dtype=float)
+        if type(backend.acceptance) is ParametricAcceptance:
+            backend.fill = _ParametricFill(backend)
+        return cls(Kernel(kernels.KERNELS[spec[0]], params, lag, scale), plan, price)
+
+    def steps(self, server: Any, chunk: int, until: float) -> np.ndarray:
+        """Run decode steps on ``server``'s batch (the first co-batching ``chunk`` prompt
+        tokens); returns the batch's tokens left (aligned with its running slots)."""
+        backend, rec, b = server.backend, server.recorder, server.batch
+        slots, left = b.slots, b.left
+        cost = backend.cost
+        horizon = backend.prefetch(slots, left)
+        limit = Limit(until, horizon, chunk, cost.prefill_time(chunk) if chunk else 0.0,
+                      bool(chunk) and cost.outside(0, 0, 0, chunk))  # fmt: skip
+        clock = Clock(server.now, rec.busy_s, backend.step_count, server.ctx.step,
+                      server._kv_running, server._tokens)  # fmt: skip
+        hist, hist_step = server.history.conf, server.history.step  # [lag, slot, γ], [lag, slot]
+        clock, tot = run(self.plan, self.price, self.kernel, backend.conf_ring, backend.acc_ring,
+                         hist, hist_step, slots, left, b.verified, b.gained, b.size, server._padded,
+                         clock,
+                         limit)  # fmt: skip
+        server.now, rec.busy_s, _, server.ctx.step, server._kv_running, server._tokens = clock
+        backend.advance(tot.steps, tot.extrapolated)
+        rec.decode_steps += tot.steps
+        rec.request_steps += tot.request_steps
+        rec.batch_tokens += tot.batch_tokens
+        rec.verified += tot.verified
+        rec.tokens_gained += tot.gained
+        return left
+
+
+class _ParametricFill:
+    """``ParametricAcceptance.draw`` compiled, written into a backend's ring (its ``fill``)."""
+
+    def __init__(self, backend: Any) -> None:
+        acc = backend.acceptance
+        self.backend, self.sigmas = backend, (acc.token_sigma, acc.conf_sigma)
+
+    def __call__(self, latent: Any, n: int, rng: np.random.Generator, slot: int, start: int):
+        mu, delta = latent
+        b = self.backend
+        noise = rng.standard_normal((n, mu.size, 2))  # [n, γ_model, (η, ε)], as draw() calls
+        u = rng.random((n, mu.size))  # [n, γ_model]
+        parametric_rows(mu, delta, noise, u, *self.sigmas, b.conf_ring, b.acc_ring, slot, start)
+
+
+@njit(cache=True)
+def parametric_rows(mu, delta, noise, u, token_sigma, conf_sigma, conf_ring, acc_ring, slot,
+                    start):  # fmt: skip
+    """The rest of ``profiles.acceptance.ParametricAcceptance.draw`` from its random numbers
+    ``noise`` [n, γ_model, 2] and ``u`` [n, γ_model], into ring columns ``start, start+1, ...``
+    of ``slot`` (confidences of the first γ positions, A capped at γ), with the same float
+    operations (``expit(x) = 1 / (1 + exp(-x))``)."""
+    width, gamma = conf_ring.shape[1], conf_ring.shape[2]
+    for s in range(noise.shape[0]):
+        col, lead = (start + s) % width, 0
+        for k in range(gamma):
+            logit_q = mu[k] + delta + token_sigma * noise[s, k, 0]
+            conf_ring[slot, col, k] = 1.0 / (1.0 + np.exp(-(logit_q + conf_sigma * noise[s, k, 1])))
+            if lead == k and u[s, k] < 1.0 / (1.0 + np.exp(-logit_q)):
+                lead += 1
+        acc_ring[slot, col] = lead

@@ -1,0 +1,119 @@
+"""The compiled step path (simulator/compiled.py) gives exactly the reference path's results:
+same summary apart from the ``wall`` object, same per-request columns, same seed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policies import make_policy
+from policies.base import Policy
+from profiles.builtin import load_acceptance, load_cost
+from simulator.request import Request
+from simulator.run import simulate
+from simulator.server import Server, ServerConfig
+from tests.conftest import make_requests
+
+POLICIES = ["none", "fixed:k=1", "fixed:k=5", "batch_table", "dspark", "global_sync",
+            "dspark:min_verify_len=1,max_verify_len=4,survival_eps=0.05",
+            "dspark:objective=verify", "dspark_lagged", "dspark_lagged:lag=1"]  # fmt: skip
+# light: a few requests running at a time; saturated: the queue never empties (cap 16)
+LOADS = {"light": (120, 2.0, 64), "saturated": (200, 400.0, 16)}
+
+
+def _both(reqs, spec, cost, acceptance, **cfg):
+    config = ServerConfig(**cfg)
+    out = []
+    for compiled in (False, True):
+        res = simulate(reqs, make_policy(spec), cost, acceptance, config, seed=11,
+                       compiled=compiled)  # fmt: skip
+        res.summary.pop("wall")
+        out.append((json.dumps(res.summary, sort_keys=True), res.recorder.arrays()))
+    return out
+
+
+def _same(out):
+    (ref, ref_cols), (fast, fast_cols) = out
+    assert fast == ref
+    for key, col in ref_cols.items():
+        np.testing.assert_array_equal(fast_cols[key], col, err_msg=key)
+
+
+@pytest.mark.parametrize("load", LOADS)
+@pytest.mark.parametrize("spec", POLICIES)
+def test_compiled_equals_reference(spec, load, cost, acceptance):
+    n, rate, cap = LOADS[load]
+    out = _both(make_requests(n, rate, seed=5), spec, cost, acceptance, max_concurrency=cap)
+    _same(out)
+    assert json.loads(out[0][0])["decode_steps"] > n  # the run did decode
+
+
+@pytest.mark.parametrize("records", [False, True])
+@pytest.mark.parametrize("spec", ["dspark", "dspark_lagged", "fixed:k=2"])
+def test_compiled_equals_reference_padded_kv_limited(spec, records, acceptance):
+    """The CPU default (additive cost, padded context, padding terms) with a KV budget and
+    short prefill chunks, so admissions stall and prompts span several steps; acceptance from
+    the paper (compiled draws) or from recorded rounds (the model's own draws)."""
+    cost = load_cost("builtin:cpu-tiny-additive")
+    if records:
+        acceptance = load_acceptance("builtin:cpu-tiny-dspark")
+    rng = np.random.default_rng(3)
+    reqs = [
+        Request(i, float(t), int(p), int(o), d)
+        for i, (t, p, o, d) in enumerate(
+            zip(
+                np.cumsum(rng.exponential(0.05, 150)),
+                rng.integers(8, 600, 150),
+                rng.integers(1, 300, 150),
+                rng.choice(["code", "chat", "math"], 150),
+                strict=True,
+            )
+        )
+    ]
+    out = _both(reqs, spec, cost, acceptance, max_concurrency=8, kv_capacity_tokens=3000,
+                max_prefill_tokens=256, gamma=5)  # fmt: skip
+    _same(out)
+
+
+def test_fast_path_chosen_only_where_it_applies(cost, acceptance):
+    """Built-in policies with a kernel take the compiled path; a policy without one (a
+    plugin, an oracle) and ``compiled=False`` run the reference step."""
+    from simulator.backend import ProfiledBackend
+
+    def server(policy, compiled=True):
+        backend = ProfiledBackend(cost, acceptance, 8, 0, 7)
+        return Server(ServerConfig(max_concurrency=8), policy, backend, cost=cost,
+                      compiled=compiled)  # fmt: skip
+
+    assert server(make_policy("dspark"))._fast is not None
+    assert server(make_policy("dspark"), compiled=False)._fast is None
+    assert server(make_policy("clairvoyant"))._fast is None
+    assert Policy().kernel(7) is None
+
+
+def test_without_numba_the_reference_runs():
+    """A checkout without numba (``import numba`` fails) still simulates, on the reference."""
+    code = (
+        "import sys; sys.modules['numba'] = None\n"
+        "from policies import make_policy\n"
+        "from profiles.builtin import load_acceptance, load_cost\n"
+        "from simulator.backend import ProfiledBackend\n"
+        "from simulator.server import Server, ServerConfig\n"
+        "from tests.conftest import make_requests\n"
+        "cost, acc = load_cost('builtin:h100-8b'), load_acceptance('paper:qwen3-8b-dspark')\n"
+        "s = Server(ServerConfig(max_concurrency=8), make_policy('dspark'),\n"
+        "           ProfiledBackend(cost, acc, 8, 0, 7), cost=cost)\n"
+        "rec = s.run(make_requests(20, 5.0))\n"
+        "print(s._fast is None, rec.summary()['requests_completed'])\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    cmd = [sys.executable, "-c", code]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env, check=True)
+    assert out.stdout.split() == ["True", "20"]
