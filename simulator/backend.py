@@ -19,6 +19,9 @@ backend owns what a step costs and what the drafter and target produce:
 own stream of (confidence, A) rows from a generator seeded by (seed, request id), so the j-th
 decode step of a request sees the same draws under every policy (common random numbers): a
 policy that verifies fewer drafts only truncates what the same rejection sampling would accept.
+An acceptance model with a ``stream(capacity)`` (records, ``profiles/replay.py``) instead picks
+each step's row from how the request's previous round ended (bonus or residual) and its token
+position, so the backend tells it every outcome (``advance``) and reads one row per step.
 The live backend (issue #6) runs the real engine behind the same calls.
 """
 
@@ -78,6 +81,7 @@ class ProfiledBackend:
         self.priced_steps = 0  # steps priced (decode steps and prefill-only steps)
         self.drafts: int | None = None  # drafts per request the policy needs (None: γ), set
         # by the server from Policy.draft_tokens; prices the draft pass (CostModel.draft_scale)
+        self._stream = acceptance.stream(capacity) if hasattr(acceptance, "stream") else None
 
     def prefill(self, entries: list[tuple[int, Request]]) -> None:
         """Nothing to do: the cost model prices the prefill chunk in ``step_time``."""
@@ -85,6 +89,9 @@ class ProfiledBackend:
     def join(self, slot: int, request: Request) -> None:
         seq = np.random.SeedSequence(self.seed, spawn_key=(_ACCEPT_STREAM, request.id))
         rng = np.random.Generator(np.random.PCG64(seq))
+        if self._stream is not None:
+            self._stream.join(slot, request.domain, rng)
+            return
         self._state[slot] = (self.acceptance.start(request.domain, rng), rng)
         # A request needs at most output − 1 decode steps: a short one draws only those (the
         # size depends on the request alone, so every policy sees the same stream).
@@ -92,6 +99,8 @@ class ProfiledBackend:
 
     def leave(self, slot: int) -> None:
         self._state[slot] = None
+        if self._stream is not None:
+            self._stream.leave(slot)
 
     def _refill(self, slot: int, n: int = _BLOCK) -> None:
         """Draw the slot's next ``n`` steps into ring columns step, step+1, ... (mod _BLOCK)."""
@@ -104,12 +113,22 @@ class ProfiledBackend:
         self._due.setdefault(self._step + n, []).append(slot)
 
     def draft(self, slots: np.ndarray) -> np.ndarray:
+        if self._stream is not None:
+            return self._stream.rows(slots)[0][:, : self.gamma]
         return self._conf[slots, self._step % _BLOCK]
 
     def accepted(self, slots: np.ndarray) -> np.ndarray:
+        if self._stream is not None:
+            return np.minimum(self._stream.rows(slots)[1], self.gamma)
         return self._acc[slots, self._step % _BLOCK]
 
     def verify(self, slots: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        if self._stream is not None:
+            acc = self.accepted(slots)
+            gained = np.minimum(acc, lengths) + 1
+            self._stream.advance(slots, acc >= lengths, gained)
+            self._step += 1
+            return gained
         gained = np.minimum(self._acc[slots, self._step % _BLOCK], lengths)
         gained += 1
         self._step += 1
