@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                       if "per_request_gained" in eng else float("nan"))  # fmt: skip
                 bias = sim["accepted"] / want - 1
                 cells.append(
-                    f"{sim['accepted']:.3f}/{want:.3f} ({100 * bias:+.2f}% ±{100 * se / want:.2f})"
+                    f"{sim['accepted']:.3f}/{want:.3f} ({100 * bias:+.2f}%"
+                    + (f" ±{100 * se / want:.2f})" if np.isfinite(se) else ")")
                 )
                 out.append({"drafter": drafter, "policy": spec, "domain": d,
                             "replay": sim["accepted"], "engine": want, "engine_se": se,
@@ -153,15 +154,15 @@ def main(argv: list[str] | None = None) -> int:
                 pooled["var"] += (se * steps) ** 2
             b = pooled["sim"] / pooled["eng"] - 1
             se = np.sqrt(pooled["var"]) / pooled["eng"]
-            rows.append(
-                f"| {drafter} | {spec} | {' | '.join(cells)} | {100 * b:+.2f}% ±{100 * se:.2f} |"
-            )
+            tail = f" ±{100 * se:.2f}" if np.isfinite(se) else ""
+            rows.append(f"| {drafter} | {spec} | {' | '.join(cells)} | {100 * b:+.2f}%{tail} |")
             out.append({"drafter": drafter, "policy": spec, "domain": "pooled", "bias": b,
                         "engine_se_rel": float(se)})  # fmt: skip
     print(f"| drafter | policy | {' | '.join(records.domains)} | pooled |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
-    print("cells: replay/engine accepted length (bias ±1 se of the engine's figure)")
+    print("cells: replay/engine accepted length (bias; ±1 se of the engine's figure when its "
+          "per-request figures are at hand)")  # fmt: skip
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1))
     return 0
