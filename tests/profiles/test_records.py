@@ -276,3 +276,30 @@ def test_simulator_replay_reproduces_recorded_acceptance(records, cost, tmp_path
         t = float((np.minimum(code.accepted[m], code.verified[m]) + 1).sum())
         tokens, rounds = tokens + t, rounds + t / float(code.accepted[m].mean() + 1)
     assert s["mean_accepted_len"] == pytest.approx(tokens / rounds, rel=0.03)
+
+
+def test_backend_replay_depends_on_the_request_alone(records, cost):
+    """A request's replayed rows depend on (seed, request id) and its outcomes only — not on its
+    slot or the slot's earlier occupant (common random numbers across policies)."""
+    from simulator.backend import ProfiledBackend
+    from simulator.request import Request
+
+    model = RecordsAcceptance(records)
+
+    def rows(backend, slot, req, steps=80):
+        backend.join(slot, req)
+        out = []
+        for _ in range(steps):
+            s = np.array([slot])
+            out.append((backend.draft(s).copy(), backend.accepted(s).copy()))
+            backend.verify(s, np.array([2]))
+        backend.leave(slot)
+        return out
+
+    req = Request(42, 0.0, 10, 400, "code")
+    fresh = rows(ProfiledBackend(cost, model, 4, 7, 4), 0, req)
+    used = ProfiledBackend(cost, model, 4, 7, 4)
+    rows(used, 2, Request(1, 0.0, 10, 30, "chat"), steps=20)
+    again = rows(used, 2, req)
+    for (c1, a1), (c2, a2) in zip(fresh, again, strict=True):
+        assert np.array_equal(c1, c2) and np.array_equal(a1, a2)
