@@ -2,11 +2,14 @@
 
 For each domain, held-out prompts (``engine/data.py``) are decoded with continuous batching: up
 to ``slots`` requests run together and a finished request's slot is refilled from the queue
-before the next step. Each step the drafter proposes γ tokens, a policy (default ``fixed:k=γ``)
-chooses verify lengths from the confidences, and ``Engine.verify(..., full=True)`` runs the
-target over all γ drafts so it also reports A (accepted count with all γ verified) while the
-outcome follows the policy. One row per request-step: domain, request id, step, raw confidence
-logits, A — the ``.npz`` format of ``profiles/records.py``.
+before the next step. Each step the drafter proposes γ tokens, verify lengths ℓ are drawn
+uniformly from 0..γ (``policy=None``, what ``spectune record`` does without ``--policy``) or
+chosen by a policy from the confidences, and ``Engine.verify(..., full=True)`` runs the target
+over all γ drafts so it also reports A (accepted count with all γ verified) while the outcome
+follows ℓ. One row per request-step: domain, request id, step, raw confidence logits, A, ℓ —
+the ``.npz`` format of ``profiles/records.py``. Uniform ℓ makes rounds after a bonus token and
+after a residual one occur all along each request, which the replay by position needs
+(``profiles/replay.py``); rounds recorded under one policy hold few of one kind.
 
 The records' meta also keeps what the engine itself measured per domain (``engine_runs``): mean
 accepted length (bonus included) and mean verify length per request-step, under the recording
@@ -27,6 +30,8 @@ import torch
 from engine.decode import _policy_inputs, check_policy
 from engine.engine import Engine
 from policies.history import History, lag_of
+
+UNIFORM = "uniform"  # the recording policy's name in the meta: ℓ ~ U{0..γ} each round
 
 
 @dataclass(frozen=True)
@@ -88,14 +93,16 @@ def decode(
     seed: int = 0,
     done: Callable[[int], None] | None = None,
 ) -> Run:
-    """Continuous batching over ``prompts`` with all γ drafts verified (see module docstring)."""
-    check_policy(policy)
+    """Continuous batching over ``prompts`` with all γ drafts verified (see module docstring);
+    ``policy=None``: verify lengths drawn uniformly from 0..γ with the seeded generator."""
+    if policy is not None:
+        check_policy(policy)
     gen = torch.Generator(device=engine.device).manual_seed(seed)
     rng = np.random.default_rng(seed)
     gamma, run = engine.gamma, Run()
     queue = deque(range(len(prompts)))
     active: dict[int, tuple[int, int]] = {}  # slot -> (prompt index, steps so far)
-    history, step = History(engine.cache.slots, gamma, lag_of(policy)), 0
+    history, step = History(engine.cache.slots, gamma, lag_of(policy) if policy else 0), 0
     while queue or active:
         take = [queue.popleft() for _ in range(min(len(engine.free_slots()), len(queue)))]
         if take:
@@ -106,8 +113,11 @@ def decode(
         d = engine.draft(slots, gen)
         logits = d.conf_logits.float().cpu().numpy()  # [R, γ]
         conf = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-        kw = _policy_inputs(policy, np.asarray(slots), step, history, cost, rng)
-        ell = np.asarray(policy(conf, **kw), dtype=np.int64)
+        if policy is None:
+            ell = rng.integers(0, gamma + 1, len(slots))  # [R]
+        else:
+            kw = _policy_inputs(policy, np.asarray(slots), step, history, cost, rng)
+            ell = np.asarray(policy(conf, **kw), dtype=np.int64)
         v = engine.verify(slots, d, ell.tolist(), gen, full=True)
         history.record(np.asarray(slots), step, conf)
         history.count(np.asarray(slots), np.asarray(v.accepted), ell)
@@ -132,7 +142,8 @@ def decode(
 
 def records_arrays(runs: dict[str, Run], first_id: int = 0) -> dict[str, np.ndarray]:
     """The records columns of per-domain runs; request ids unique across domains."""
-    cols: dict[str, list] = {"domain": [], "request": [], "step": [], "logits": [], "accepted": []}
+    names = ("domain", "request", "step", "logits", "accepted", "verified")
+    cols: dict[str, list] = {k: [] for k in names}
     offset = first_id
     for domain, run in runs.items():
         n = len(run.request)
@@ -141,5 +152,6 @@ def records_arrays(runs: dict[str, Run], first_id: int = 0) -> dict[str, np.ndar
         cols["step"].append(np.asarray(run.step, dtype=np.int64))
         cols["logits"].append(np.stack(run.logits).astype(np.float32))
         cols["accepted"].append(np.asarray(run.full_accepted, dtype=np.int16))
+        cols["verified"].append(np.asarray(run.verified, dtype=np.int16))
         offset += max(run.request) + 1 if run.request else 0
     return {k: np.concatenate(v) for k, v in cols.items()}

@@ -136,9 +136,12 @@ BUILTIN_COSTS = {
     "cpu-tiny-additive": "data:cpu-tiny.yaml?form=additive",
 }
 # Acceptance models by name: rounds of our drafters recorded from the engine (``spectune record``,
-# fixed γ, held-out code/chat/math prompts; their meta keeps the command and the engine's figures).
+# uniform random verify lengths, held-out code/chat/math prompts; their meta keeps the command and
+# the engine's figures), with the STS temperatures fitted on them (``spectune calibrate``,
+# cumulative variant, ``sts-DRAFTER.yaml`` beside them).
 BUILTIN_ACCEPTANCE = {
-    f"cpu-tiny-{d}": f"records:data:records-{d}.npz" for d in ("dspark", "dflash", "ar", "mtp1")
+    f"cpu-tiny-{d}": f"records:data:records-{d}.npz?temps=data:sts-{d}.yaml"
+    for d in ("dspark", "dflash", "ar", "mtp1")
 }
 DEFAULT_COST = "builtin:cpu-tiny-additive"
 DEFAULT_ACCEPTANCE = "builtin:cpu-tiny-dspark"

@@ -8,14 +8,19 @@ one row per decoding round, all γ drafts verified:
     step      int64   [N]      decode step within the request, 0-based
     logits    float32 [N, γ]   raw confidence-head logits; confidence = σ(logit / T_k)
     accepted  int16   [N]      A ∈ 0..γ, accepted drafts with all γ verified
+    verified  int16   [N]      ℓ ∈ 0..γ, drafts the round's outcome followed: it gained
+                               min(A, ℓ) + 1 tokens and ended on a bonus token if A ≥ ℓ, on a
+                               residual one if A < ℓ (absent in files made before it was stored)
     meta      unicode 0-d      JSON object: drafter, target, gamma, temperature, seed, source,
                                spectune_version, command
 
 ``RecordsAcceptance`` is the acceptance model behind ``--acceptance records:FILE[?temps=CALIB]``:
-each simulated request picks a recorded request of its domain and replays its rounds in order,
-then chains another recorded request of that domain (or wraps, ``end=wrap``), so easy and hard
-requests stay easy and hard across steps. Chained streams spend rounds in each recorded request in
-proportion to its length, i.e. they reproduce the records' round-weighted statistics.
+each simulated request picks a recorded request of its domain and replays its rounds by token
+position, conditioned on how its previous round ended (``profiles/replay.py``), then chains
+another recorded request of that domain (or wraps, ``end=wrap``), so easy and hard requests stay
+easy and hard across steps. Replay needs ``verified``: a file without it is refused there (it
+still serves calibration, which reads only logits and A). ``spectune record`` draws ℓ uniformly
+from 0..γ each round, so rounds after both kinds of ending occur all along each request.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, logit
+from scipy.special import logit
 
 from profiles.errors import InputError
+from profiles.replay import RecordsAcceptance, open_records  # noqa: F401 (re-exported)
 
 ARRAYS = ("domain", "request", "step", "logits", "accepted", "meta")
+OPTIONAL = ("verified",)  # absent in files made before verify lengths were stored
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +52,7 @@ class Records:
     logits: np.ndarray  # float32 [N, γ]
     accepted: np.ndarray  # int16 [N]
     meta: dict[str, Any] = field(default_factory=dict)  # provenance (JSON object)
+    verified: np.ndarray | None = None  # int16 [N] ℓ of each round (None: not recorded)
 
     def __post_init__(self) -> None:
         _validate(self, "records")
@@ -74,12 +82,15 @@ class Records:
             step=self.step[rows],
             logits=self.logits[rows],
             accepted=self.accepted[rows],
+            verified=None if self.verified is None else self.verified[rows],
         )
 
     def digest(self) -> str:
         """SHA-256 of the arrays' contents (independent of compression), for provenance."""
         h = hashlib.sha256()
-        for name in ARRAYS[:-1]:
+        for name in ARRAYS[:-1] + OPTIONAL:
+            if getattr(self, name) is None:
+                continue
             a = np.ascontiguousarray(getattr(self, name))
             h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
             h.update(a.tobytes())
@@ -131,6 +142,16 @@ def _validate(r: Records, where: str) -> None:
     mixed = (rs[1:] == rs[:-1]) & (ds[1:] != ds[:-1])
     if mixed.any():
         raise bad("domain", f"request {rs[int(np.flatnonzero(mixed)[0])]} spans two domains")
+    ver = None
+    if r.verified is not None:
+        ver = np.asarray(r.verified)
+        if ver.dtype.kind not in "iu":
+            raise bad("verified", f"must be integers, got dtype {ver.dtype}")
+        if ver.shape != (n,):
+            raise bad("verified", f"must have shape [{n}] like logits, got {ver.shape}")
+        if ver.min() < 0 or ver.max() > gamma:
+            raise bad("verified", f"values must lie in 0..{gamma}, found {ver.min()}..{ver.max()}")
+        ver = ver.astype(np.int16)
     declared = r.meta.get("gamma")
     if declared is not None and declared != gamma:
         raise bad("meta", f"gamma is {declared} but logits have {gamma} positions")
@@ -139,10 +160,12 @@ def _validate(r: Records, where: str) -> None:
     object.__setattr__(r, "step", step)
     object.__setattr__(r, "logits", arrays["logits"].astype(np.float32, copy=False))
     object.__setattr__(r, "accepted", acc.astype(np.int16))
+    object.__setattr__(r, "verified", ver)
 
 
 # Fields of the meta object that code reads: each checked for its type and range.
 _META_TEXT = ("source", "drafter", "target", "policy")
+_META_COUNTS = ("requests_per_domain", "prompt_len", "max_new_tokens", "slots")
 
 
 def _check_meta(meta: dict, where: str) -> None:
@@ -157,6 +180,22 @@ def _check_meta(meta: dict, where: str) -> None:
     for key in _META_TEXT:
         if meta.get(key) is not None and not isinstance(meta[key], str):
             raise InputError(f"field {key!r} must be text, not {meta[key]!r}", where=where)
+    for key in _META_COUNTS:
+        v = meta.get(key)
+        if v is not None and (type(v) is not int or not 1 <= v <= 1 << 20):
+            raise InputError(f"field {key!r} must be a whole number in [1, 2^20], not {v!r}",
+                             where=where)  # fmt: skip
+    runs = meta.get("engine_runs")
+    if runs is not None:
+        if not isinstance(runs, dict) or not all(isinstance(v, dict) for v in runs.values()):
+            raise InputError("field 'engine_runs' must map policies to domains", where=where)
+        for spec, by in runs.items():
+            for d, fig in by.items():
+                if not isinstance(fig, dict) or not all(
+                    type(x) in (int, float) and 0 <= x < 1e12 for x in fig.values()
+                ):
+                    raise InputError(f"field 'engine_runs' [{spec!r}][{d!r}] must map figure "
+                                     "names to non-negative numbers", where=where)  # fmt: skip
 
 
 def read_records(path: str | Path) -> Records:
@@ -176,7 +215,7 @@ def read_records(path: str | Path) -> Records:
         if missing:
             raise InputError(f"missing array(s) {', '.join(map(repr, missing))}", where=where)
         arrays = {}
-        for name in ARRAYS:
+        for name in ARRAYS + tuple(n for n in OPTIONAL if n in npz.files):
             try:
                 arrays[name] = npz[name]
             except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
@@ -211,6 +250,7 @@ def write_records(path: str | Path, records: Records) -> None:
             logits=records.logits.astype(np.float32),
             accepted=records.accepted.astype(np.int16),
             meta=np.array(json.dumps(meta)),
+            **({} if records.verified is None else {"verified": records.verified.astype(np.int16)}),
         )
 
 
@@ -236,152 +276,6 @@ def split_by_request(records: Records, fraction: float, seed: int) -> tuple[Reco
     return records.take(fit), records.take(~fit)
 
 
-# -- replay ---------------------------------------------------------------------------------------
-class _Cursor:
-    """Per simulated request: which recorded request it replays and the next row to read."""
-
-    __slots__ = ("pool", "req", "row")
-
-    def __init__(self, pool: np.ndarray, req: int, row: int) -> None:
-        self.pool, self.req, self.row = pool, req, row
-
-
-@dataclass(frozen=True, eq=False)
-class RecordsAcceptance:
-    """Acceptance model replaying recorded rounds per request (see the module docstring)."""
-
-    records: Records
-    temperatures: tuple[float, ...] | None = None  # STS T_k per position (None: all 1)
-    end: str = "chain"  # when a recorded request runs out: "chain" another one, or "wrap"
-    source: str = ""  # provenance label; default built from the records' meta
-    calibration: Any = None  # the StsCalibration behind ``temperatures`` (None: not calibrated)
-    _conf: np.ndarray = field(init=False, repr=False)  # [N, γ] σ(logits / T), sorted rows
-    _acc: np.ndarray = field(init=False, repr=False)  # [N] int64
-    _bounds: np.ndarray = field(init=False, repr=False)  # [requests + 1] row offsets
-    _pools: dict = field(init=False, repr=False)  # domain -> recorded request indices
-
-    def __post_init__(self) -> None:
-        r = self.records
-        if self.end not in ("chain", "wrap"):
-            raise InputError(f"records: end must be 'chain' or 'wrap', not {self.end!r}")
-        temps = np.ones(r.gamma)
-        if self.temperatures is not None:
-            temps = np.asarray(self.temperatures, dtype=float)
-            if temps.shape != (r.gamma,) or not (np.isfinite(temps).all() and temps.min() > 0):
-                raise InputError(
-                    f"records: need {r.gamma} positive temperatures, got {list(self.temperatures)}"
-                )
-            object.__setattr__(self, "temperatures", tuple(map(float, temps)))
-        order = np.lexsort((r.step, r.request))
-        req = r.request[order]
-        starts = np.flatnonzero(np.r_[True, req[1:] != req[:-1]])
-        object.__setattr__(self, "_conf", expit(r.logits[order].astype(float) / temps))
-        object.__setattr__(self, "_acc", r.accepted[order].astype(np.int64))
-        object.__setattr__(self, "_bounds", np.r_[starts, req.size])
-        dom = r.domain[order][starts]
-        object.__setattr__(self, "_pools", {str(d): np.flatnonzero(dom == d) for d in r.domains})
-        if not self.source:
-            label = r.meta.get("source") or "records"
-            what = ", ".join(str(r.meta[k]) for k in ("drafter", "target") if r.meta.get(k))
-            sts = " + STS temperatures" if self.temperatures is not None else ""
-            object.__setattr__(
-                self,
-                "source",
-                f"records: {label}"
-                + (f" ({what})" if what else "")
-                + f", {r.rounds} rounds of {r.requests} requests{sts}",
-            )
-
-    @property
-    def gamma(self) -> int:
-        return self.records.gamma
-
-    @property
-    def domains(self) -> tuple[str, ...]:
-        return tuple(self._pools)
-
-    def start(self, domain: str, rng: np.random.Generator) -> _Cursor:
-        pool = self._pools.get(domain)
-        if pool is None:
-            raise InputError(
-                f"records have no domain {domain!r} (domains: {', '.join(self._pools)})"
-            )
-        req = int(pool[rng.integers(pool.size)])
-        return _Cursor(pool, req, int(self._bounds[req]))
-
-    def draw(
-        self, latent: _Cursor, n: int, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The next ``n`` recorded rounds of this simulated request: (conf [n, γ], A [n])."""
-        pieces, left = [], n
-        while left > 0:
-            stop = int(self._bounds[latent.req + 1])
-            take = min(left, stop - latent.row)
-            pieces.append(np.arange(latent.row, latent.row + take))
-            latent.row += take
-            left -= take
-            if latent.row == stop:
-                if self.end == "chain":
-                    latent.req = int(latent.pool[rng.integers(latent.pool.size)])
-                latent.row = int(self._bounds[latent.req])
-        rows = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-        return self._conf[rows], self._acc[rows]
-
-    def expected_accepted_len(self, domain: str, k: int | None = None) -> float:
-        """Mean tokens per round (bonus included) verifying ``k`` drafts (default γ)."""
-        acc = self.records.accepted[self.records.domain == domain]
-        return float(1.0 + np.minimum(acc, self.gamma if k is None else k).mean())
-
-    def describe(self) -> dict[str, Any]:
-        r = self.records
-        return {
-            "kind": "records",
-            "source": self.source,
-            "gamma": r.gamma,
-            "rounds": r.rounds,
-            "requests": {d: int(p.size) for d, p in self._pools.items()},
-            "accepted_len": {d: self.expected_accepted_len(d) for d in self._pools},
-            "temperatures": list(self.temperatures) if self.temperatures else None,
-            "end": self.end,
-            "digest": r.digest(),
-            "meta": r.meta,
-        }
-
-
-def open_records(spec: str) -> RecordsAcceptance:
-    """``FILE.npz[?temps=CALIB.yaml|.json][&end=chain|wrap]`` → a RecordsAcceptance.
-
-    ``temps`` names a calibration written by ``spectune calibrate`` (spectune YAML or SGLang
-    ``DSparkStsCalibration`` JSON); without it confidences are σ(logit), T = 1.
-    """
-    path, _, query = spec.partition("?")
-    options = {"temps": None, "end": "chain"}
-    for item in filter(None, query.split("&")):
-        key, eq, value = item.partition("=")
-        if not eq or key not in options:
-            raise InputError(
-                f"records spec: unknown or malformed option {item!r} "
-                "(options: temps=CALIB, end=chain|wrap)"
-            )
-        options[key] = value
-    if not path:
-        raise InputError("records spec needs a file: records:FILE.npz[?temps=CALIB.yaml]")
-    records = read_records(path)
-    cal = None
-    if options["temps"]:
-        from profiles.calibration import read_sts
-
-        cal = read_sts(options["temps"])
-        if len(cal.temperatures) != records.gamma:
-            raise InputError(
-                f"calibration has {len(cal.temperatures)} temperatures but the records "
-                f"have gamma {records.gamma}",
-                where=options["temps"],
-            )
-    temps = cal.temperatures if cal else None
-    return RecordsAcceptance(records, temps, end=options["end"], calibration=cal)
-
-
 # -- synthetic records (tests, examples) ----------------------------------------------------------
 def synthesize(
     model: Any,
@@ -394,11 +288,13 @@ def synthesize(
 ) -> Records:
     """SYNTHETIC records drawn from a parametric acceptance model (never engine measurements).
 
-    Each domain gets ``requests`` requests of ``steps//2 .. steps`` rounds; logits are
+    Each domain gets ``requests`` requests of ``steps//2 .. steps`` rounds, each with a verify
+    length ℓ drawn uniformly from 0..γ (as ``spectune record`` does); logits are
     ``logit_scale · logit(conf)`` (a scale > 1 mimics an over-confident head, which STS undoes).
     """
     rng = np.random.default_rng(seed)
-    rows: dict[str, list] = {k: [] for k in ("domain", "request", "step", "logits", "accepted")}
+    names = ("domain", "request", "step", "logits", "accepted", "verified")
+    rows: dict[str, list] = {k: [] for k in names}
     rid = 0
     for d in domains or model.domains:
         for _ in range(requests):
@@ -409,6 +305,7 @@ def synthesize(
             rows["step"].append(np.arange(n))
             rows["logits"].append(logit_scale * logit(np.clip(conf, 1e-7, 1 - 1e-7)))
             rows["accepted"].append(acc)
+            rows["verified"].append(rng.integers(0, model.gamma + 1, n))
             rid += 1
     meta = {
         "drafter": "synthetic",

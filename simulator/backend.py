@@ -19,6 +19,9 @@ backend owns what a step costs and what the drafter and target produce:
 own stream of (confidence, A) rows from a generator seeded by (seed, request id), so the j-th
 decode step of a request sees the same draws under every policy (common random numbers): a
 policy that verifies fewer drafts only truncates what the same rejection sampling would accept.
+An acceptance model with a ``stream(capacity)`` (records, ``profiles/replay.py``) instead picks
+each step's row from how the request's previous round ended (bonus or residual) and its token
+position, so the backend tells it every outcome (``advance``) and reads one row per step.
 The live backend (issue #6) runs the real engine behind the same calls.
 """
 
@@ -84,6 +87,10 @@ class ProfiledBackend:
         # by the server from Policy.draft_tokens; prices the draft pass (CostModel.draft_scale)
         self.fill = None  # (latent, n, rng, slot, start) -> None: a compiled acceptance draw
         # into the ring, set by simulator/compiled.py (None: acceptance.draw, the reference)
+        self._stream = acceptance.stream(capacity) if hasattr(acceptance, "stream") else None
+        # a position replay (profiles/replay.py) reads where each request stands, which the
+        # policy decides step by step: it cannot be drawn ahead, so the compiled path stays off
+        self.compilable = self._stream is None
 
     def prefill(self, entries: list[tuple[int, Request]]) -> None:
         """Nothing to do: the cost model prices the prefill chunk in ``step_time``."""
@@ -91,6 +98,9 @@ class ProfiledBackend:
     def join(self, slot: int, request: Request) -> None:
         seq = np.random.SeedSequence(self.seed, spawn_key=(_ACCEPT_STREAM, request.id))
         rng = np.random.Generator(np.random.PCG64(seq))
+        if self._stream is not None:
+            self._stream.join(slot, request.domain, rng)
+            return
         self._state[slot] = (self.acceptance.start(request.domain, rng), rng)
         self._due_at[slot] = self._step
         # A request needs at most output − 1 decode steps: a short one draws only those (the
@@ -99,6 +109,8 @@ class ProfiledBackend:
 
     def leave(self, slot: int) -> None:
         self._state[slot] = None
+        if self._stream is not None:
+            self._stream.leave(slot)
 
     def _refill(self, slot: int, n: int = _BLOCK) -> None:
         """Draw the slot's next ``n`` steps into the ring after the rows it already has."""
@@ -115,12 +127,22 @@ class ProfiledBackend:
         self._due.setdefault(start + n, []).append(slot)
 
     def draft(self, slots: np.ndarray) -> np.ndarray:
+        if self._stream is not None:
+            return self._stream.rows(slots)[0][:, : self.gamma]
         return self._conf[slots, self._step % _WIDTH]
 
     def accepted(self, slots: np.ndarray) -> np.ndarray:
+        if self._stream is not None:
+            return np.minimum(self._stream.rows(slots)[1], self.gamma)
         return self._acc[slots, self._step % _WIDTH]
 
     def verify(self, slots: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        if self._stream is not None:
+            acc = self.accepted(slots)
+            gained = np.minimum(acc, lengths) + 1
+            self._stream.advance(slots, acc >= lengths, gained)
+            self._step += 1
+            return gained
         gained = np.minimum(self._acc[slots, self._step % _WIDTH], lengths)
         gained += 1
         self._tick()

@@ -126,7 +126,8 @@ class Server:
         # The compiled step path (simulator/compiled.py) where the policy has a kernel and the
         # backend is profiled; ``compiled=False`` keeps the reference step for every step.
         self._fast = None
-        if compiled and policy.kernel(config.gamma) is not None and hasattr(backend, "prefetch"):
+        if (compiled and policy.kernel(config.gamma) is not None and hasattr(backend, "prefetch")
+                and getattr(backend, "compilable", True)):  # fmt: skip
             try:  # numba is imported only when used (and a checkout without it runs the reference)
                 from simulator.compiled import FastPath
             except ImportError:

@@ -154,9 +154,12 @@ def build_world(d: Path) -> None:
         arrays = {k: z[k] for k in z.files}
     meta = json.loads(str(arrays["meta"]))
     for name, change in (("gamma", {"gamma": True}), ("temp", {"temperature": float("nan")}),
-                         ("source", {"source": [1, 2]})):  # fmt: skip
+                         ("source", {"source": [1, 2]}), ("slots", {"slots": -8}),
+                         ("runs", {"engine_runs": {"k": {"code": {"x": "2"}}}})):  # fmt: skip
         bad = {**arrays, "meta": np.array(json.dumps({**meta, **change}))}
         np.savez(d / f"records_meta_{name}.npz", **bad)
+    old = {k: v for k, v in arrays.items() if k != "verified"}  # made before ℓ was stored
+    np.savez(d / "records_old.npz", **old)
     bad = {**arrays, "meta": np.array('{"a": ' * 5000 + "1" + "}" * 5000)}
     np.savez(d / "records_meta_deep.npz", **bad)
     (d / "deep.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
@@ -247,6 +250,7 @@ CASES: list[tuple[str, list[str]]] = [
     ("replay --acceptance laughs", [*RT, "--acceptance", "{d}/laughs.yaml"]),
     ("replay --acceptance records missing", [*RT, "--acceptance", "records:{d}/nope.npz"]),
     ("replay --acceptance records bad", [*RT, "--acceptance", "records:{d}/records_bad.npz"]),
+    ("replay --acceptance records old", [*RT, "--acceptance", "records:{d}/records_old.npz"]),
     ("replay --acceptance paper unknown", [*RT, "--acceptance", "paper:nope"]),
     # replay: --config (scheduler documents)
     *[
@@ -363,14 +367,14 @@ CASES: list[tuple[str, list[str]]] = [
             f"calibrate --records meta {n}",
             ["calibrate", "--records", f"{{d}}/records_meta_{n}.npz", "--out", "{o}/c.yaml"],
         )
-        for n in ("gamma", "temp", "source", "deep")
+        for n in ("gamma", "temp", "source", "deep", "slots", "runs")
     ],  # fmt: skip
     *[
         (
             f"replay --acceptance records meta {n}",
             [*RT, "--acceptance", f"records:{{d}}/records_meta_{n}.npz"],
         )
-        for n in ("gamma", "temp", "source", "deep")
+        for n in ("gamma", "temp", "source", "deep", "slots", "runs")
     ],  # fmt: skip
     (
         "calibrate --records yaml",

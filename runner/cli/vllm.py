@@ -21,7 +21,7 @@ from itertools import islice
 from pathlib import Path
 
 from profiles.errors import InputError
-from runner.options import positive_float, positive_int
+from runner.cli.options import positive_float, positive_int
 
 MAX_REQUESTS = 2000  # a live replay holds every request; beyond this, pass --limit
 PLACEHOLDERS = {"$METHOD": "draft_model"}
@@ -182,8 +182,8 @@ def from_policy(spec: str, draft: str) -> dict | None:
 def _requests(args: argparse.Namespace, context: int, k: int):
     """The workload's requests clamped to the context (and the workload: its stats count the
     clamps), at most MAX_REQUESTS."""
-    from runner.live import clamp_to_context
-    from runner.options import workload_from_args
+    from runner.cli.engines import clamp_to_context
+    from runner.cli.options import workload_from_args
 
     clamp_to_context(args, context, k)
     workload = workload_from_args(args)

@@ -7,12 +7,12 @@ concurrency and request lengths, the simulator must reproduce per domain: under 
 engine's mean accepted length within 2%; under ``dspark`` the mean verify length of the engine's
 own decisions within 5%.
 
-Replaying fixed-γ rounds under another policy (the committed records' dspark check) has a bias
-of its own: step boundaries move, so the anchor that starts the next draft is more often a bonus
-token than a residual one. For our DSpark drafter (``records-dspark``, the default acceptance) it
-stays within the 5%; for the baselines it reaches 7% (AR head on math), so they are held to
-``CROSS_TOL`` (``BENCHMARKS.md``, Profiles, has every figure). On the tiny random engine it is
-about 10%: there only same-policy replays are checked (records made under dspark for dspark).
+The committed records are recorded under uniform random verify lengths (meta ``policy``
+``uniform``) and replayed by token position, conditioned on how the previous round ended
+(``profiles/replay.py``); their checks (``fixed:k=1``, ``fixed:k=3``, ``dspark``) are all
+cross-policy replays, held to the same tolerances. Rounds recorded under fixed γ and replayed in
+round order had a bias of their own (up to 7% on dspark's verify length with the AR head, −1.3
+to −1.8% on the fixed policies' accepted length, pooled; ``BENCHMARKS.md``, Records).
 
 Seeds are fixed and the simulated side pools several seeded runs: the check is deterministic.
 """
@@ -34,9 +34,11 @@ from simulator.request import Request
 from simulator.run import simulate
 from simulator.server import ServerConfig
 
+UNIFORM = "uniform"  # engine.recorder.UNIFORM (not imported: it needs torch)
+
 ACCEPTED_TOL = 0.02
 VERIFY_TOL = 0.05
-CROSS_TOL = 0.10  # fixed-γ records of a baseline drafter replayed under dspark (see docstring)
+TINY_TOL = 0.03  # the tiny engine's small recording (see its test)
 
 
 def simulated(acc, policy, cost, domain, *, requests, prompt, output, slots, seeds) -> dict:
@@ -58,6 +60,7 @@ def check(
     *,
     cross: bool = True,
     cross_tol: float = VERIFY_TOL,
+    accepted_tol: float = ACCEPTED_TOL,
     seeds=tuple(range(8)),
 ):
     """Figures beyond tolerance, one line each (empty: the simulator reproduces the engine).
@@ -69,9 +72,9 @@ def check(
     to ``cross_tol``).
     """
     m, acc = records.meta, RecordsAcceptance(records)
-    cost = replace(cost, monotone=False)  # the engine planned on its table as measured
     shape = dict(prompt=m["prompt_len"], output=m["max_new_tokens"], slots=m["slots"])
     specs = list(m["engine_runs"]) if cross else [m["policy"]]
+    specs = [spec for spec in specs if spec != UNIFORM]  # random lengths: no policy to replay
     problems = []
     for spec, d in ((spec, d) for spec in specs for d in records.domains):
         policy = make_policy(spec)
@@ -80,7 +83,7 @@ def check(
         n = int(np.unique(records.request[records.domain == d]).size)
         if policy.name == "fixed":
             sim = simulated(acc, policy, cost, d, requests=8 * n, seeds=seeds[:1], **shape)
-            key, tol = "accepted", ACCEPTED_TOL
+            key, tol = "accepted", accepted_tol
         else:
             sim = simulated(acc, policy, cost, d, requests=n, seeds=seeds, **shape)
             key, tol = "verify", VERIFY_TOL if spec == m["policy"] else cross_tol
@@ -109,22 +112,25 @@ def tiny_records() -> dict[str, Records]:
     with torch.no_grad():
         target.head.weight.div_(12.0)  # milder than the fixture's: drafts often accepted
     engine = Engine(target, tiny_drafter(target, "dspark"), slots=8, max_len=128)
-    out = {}
-    for pol in (make_policy("fixed:k=4"), make_policy("dspark")):
+    out, every = {}, {}
+    for name, pol in (("fixed", make_policy("fixed:k=4")), ("dspark", make_policy("dspark")),
+                      ("k1", make_policy("fixed:k=1")), ("uniform", None)):  # fmt: skip
+        spec = UNIFORM if pol is None else pol.spec
         runs = {}
         for i, domain in enumerate(("code", "math")):
             rng = np.random.default_rng(i)
             prompts = [rng.integers(0, 256, 16).tolist() for _ in range(24)]
             runs[domain] = decode(engine, prompts, 40, pol, cost=TINY_COST, seed=i)
+        every[spec] = {d: r.summary() for d, r in runs.items()}
         meta = {
             "gamma": 4,
-            "policy": pol.spec,
+            "policy": spec,
             "prompt_len": 16,
             "max_new_tokens": 40,
             "slots": 8,
-            "engine_runs": {pol.spec: {d: r.summary() for d, r in runs.items()}},
+            "engine_runs": {spec: every[spec]} if pol is not None else dict(every),
         }
-        out[pol.name] = Records(**records_arrays(runs), meta=meta)
+        out[name] = Records(**records_arrays(runs), meta=meta)
     return out
 
 
@@ -149,8 +155,21 @@ COMMITTED = sorted(DATA.glob("records-*.npz"))
 def test_simulator_reproduces_the_committed_records(path):
     records = read_records(path)
     m = records.meta
-    assert any(s.startswith("dspark") for s in m["engine_runs"])  # recorded with a dspark check
+    assert m["policy"] == UNIFORM and any(s.startswith("dspark") for s in m["engine_runs"])
+    assert {"fixed:k=1", "fixed:k=3"} & set(m["engine_runs"])  # cross-policy checks
     cost = cost_from_dict(m["cost_profile"], where=path.name)  # the cost the engine's policy saw
-    assert (
-        check(records, cost, cross_tol=VERIFY_TOL if m["drafter"] == "dspark" else CROSS_TOL) == []
-    )
+    assert check(records, cost) == []
+
+
+def test_uniform_records_replay_fixed_policies_of_the_tiny_engine(tiny_records):
+    """Rounds recorded under uniform random verify lengths, replayed under fixed:k=1 and
+    fixed:k=4 (the same prompts decoded under each), within ``TINY_TOL``: 24 requests of 40
+    tokens per domain make the engine's own figures noisy at about that level. Not held here:
+    dspark's verify length replayed from these rounds is 8-16% high on this random engine
+    (BENCHMARKS.md, Records), as it was from fixed-γ rounds."""
+    records = tiny_records["uniform"]
+    runs = records.meta["engine_runs"]
+    assert set(runs) == {UNIFORM, "fixed:k=4", "fixed:k=1", make_policy("dspark").spec}
+    fixed = {k: v for k, v in runs.items() if not k.startswith("dspark")}
+    only = replace(records, meta={**records.meta, "engine_runs": fixed})
+    assert check(only, TINY_COST, cross=True, accepted_tol=TINY_TOL) == []

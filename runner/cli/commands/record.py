@@ -1,12 +1,13 @@
 """Record acceptance rounds from the real engine (``--acceptance records:FILE`` and calibration).
 
 Held-out prompts of each domain are decoded with continuous batching at temperature 1; every
-step verifies all γ drafts (so the accepted count A is known) while the outcome follows
-``--policy`` (default ``fixed:k=γ``). One row per request-step: domain, request id, step, raw
-confidence logits, A (format: ``profiles/records.py``). The file's meta keeps the engine's own
-mean accepted and verify lengths per domain, also for each ``--check`` policy (the same prompts
-decoded again, rounds not stored) — what the simulator replaying the records should reproduce —
-and the cost model that policies reading one saw (``--cost``, default ``builtin:cpu-tiny``).
+step verifies all γ drafts (so the accepted count A is known) while the outcome follows a verify
+length ℓ drawn uniformly from 0..γ (or ``--policy``). One row per request-step: domain, request
+id, step, raw confidence logits, A, ℓ (format: ``profiles/records.py``). The file's meta keeps
+the engine's own mean accepted and verify lengths per domain, also for each ``--check`` policy
+(the same prompts decoded again, rounds not stored) — what the simulator replaying the records
+should reproduce — and the cost model that policies reading one saw (``--cost``, default
+``builtin:cpu-tiny``).
 
   spectune record --drafter dspark --domains code,chat,math --out dspark.npz --check dspark
   spectune replay --acceptance records:dspark.npz
@@ -49,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="tokens per request")  # fmt: skip
     p.add_argument("--slots", type=bounded_int(1, MAX_SLOTS, "each slot holds a KV cache"),
                    default=8, help="requests decoded together")  # fmt: skip
-    p.add_argument("--policy", help="verify-length policy followed (default fixed:k=gamma)")
+    p.add_argument("--policy", help="verify-length policy followed (default: uniform random "
+                   "lengths 0..gamma, which replay under any policy without bias)")  # fmt: skip
     p.add_argument("--check", action="append", default=[], metavar="POLICY",
                    help="also decode with POLICY; its means go in the meta")  # fmt: skip
     p.add_argument("--cost", help="cost profile for policies that read one (default: builtin "
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.drafter == "none":
         raise InputError("--drafter: records need a drafter")
     from engine.load import build_engine, resolve_device
-    from engine.recorder import RecordConfig, decode, prompts_for, records_arrays
+    from engine.recorder import UNIFORM, RecordConfig, decode, prompts_for, records_arrays
     from policies import make_policy
     from profiles.records import Records, write_records
     from profiles.store import cost_to_dict
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if cfg.prompt_len + cfg.max_new_tokens + engine.gamma + 2 > engine.max_len:
         raise InputError(f"--prompt-len plus --max-new-tokens exceeds the context "
                          f"({engine.max_len - engine.gamma - 2} tokens)")  # fmt: skip
+    record_spec = policy.spec if args.policy else UNIFORM  # uniform: recorder.decode(None)
     checks = [make_policy(spec) for spec in args.check]
     policies = [policy, *checks]
     from policies.registry import check_gamma
@@ -101,12 +104,14 @@ def run(args: argparse.Namespace) -> int:
     total = sum(map(len, prompts.values())) * len(policies)
     bar = progress.bar(args, "record", total=total, unit="req")
     t0 = time.perf_counter()
-    runs = {p.spec: {} for p in policies}
+    specs = [record_spec, *(p.spec for p in checks)]
+    runs = {spec: {} for spec in specs}
     try:
-        for pol in policies:
+        followed = [None if args.policy is None else policy, *checks]
+        for spec, pol in zip(specs, followed, strict=True):
             for d in domains:
-                runs[pol.spec][d] = decode(engine, prompts[d], cfg.max_new_tokens, pol,
-                                           cost=cost, seed=cfg.seed, done=bar.update)  # fmt: skip
+                runs[spec][d] = decode(engine, prompts[d], cfg.max_new_tokens, pol,
+                                       cost=cost, seed=cfg.seed, done=bar.update)  # fmt: skip
     finally:
         bar.close()
     from engine.provenance import checkpoint_digest, environment
@@ -124,10 +129,10 @@ def run(args: argparse.Namespace) -> int:
         "temperature": 1.0,
         "seed": cfg.seed,
         "source": f"engine {Path(args.target).stem} + {Path(args.drafter).stem}, "
-        f"held-out prompts, {policy.spec}, {env['date'][:10]}, commit {env['commit'][:12]}",
+        f"held-out prompts, {record_spec}, {env['date'][:10]}, commit {env['commit'][:12]}",
         "spectune_version": _version(),
         "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "policy": policy.spec,
+        "policy": record_spec,
         "domains": list(domains),
         "requests_per_domain": cfg.requests,
         "prompt_len": cfg.prompt_len,
@@ -142,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         "wall_s": round(time.perf_counter() - t0, 1),
         **{k: env[k] for k in ("device", "threads", "torch", "date", "commit")},
     }
-    records = Records(**records_arrays(runs[policy.spec]), meta=meta)
+    records = Records(**records_arrays(runs[record_spec]), meta=meta)
     write_records(out, records)
     summary = {
         "out": str(out),

@@ -88,11 +88,13 @@ def test_record_writes_records_that_replay_loads(ckpt, tmp_path, capsys):
     rec = read_records(out)
     assert rec.rounds == s["rounds"] and rec.requests == 6 and rec.gamma == 4
     assert set(rec.domains) == {"math", "chat"}
-    runs = rec.meta["engine_runs"]["fixed:k=4"]
-    for d in ("math", "chat"):  # under fixed:k=gamma the engine's mean is the records' mean
-        acc = rec.accepted[rec.domain == d]
-        assert runs[d]["mean_accepted_len"] == pytest.approx(1 + acc.mean())
-        assert runs[d]["mean_verify_len"] == 4.0
+    runs = rec.meta["engine_runs"]["uniform"]  # default: uniform random verify lengths
+    for d in ("math", "chat"):  # the engine's means are the records' rounds
+        m = rec.domain == d
+        acc, ell = rec.accepted[m], rec.verified[m]
+        assert runs[d]["mean_accepted_len"] == pytest.approx(1 + np.minimum(acc, ell).mean())
+        assert runs[d]["mean_verify_len"] == pytest.approx(ell.mean())
+    assert rec.verified.min() >= 0 and rec.verified.max() <= 4 and np.unique(rec.verified).size > 1
     assert np.isfinite(rec.logits).all()
     assert main(["replay", "--acceptance", f"records:{out}", "--domain-mix", "math=1",
                  "--limit", "10", "--json"]) == 0  # fmt: skip
