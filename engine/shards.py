@@ -106,8 +106,11 @@ def read_shards(stem: str | Path, domain: str = "chat", command: str = "") -> Re
         "spectune_version": _version(),
         "command": command,
     }
+    # the prefix mask covers all γ positions, so each round's A is what verifying all γ drafts
+    # gains: ℓ = γ for every row (each its own request, so replay's conditioning is moot)
+    full = np.full(n, z.shape[1], dtype=np.int16)
     return Records(np.full(n, domain), np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.int64),
-                   z, a, meta)  # fmt: skip
+                   z, a, meta, verified=full)  # fmt: skip
 
 
 def summary(records: Records) -> dict[str, Any]:

@@ -199,7 +199,8 @@ def load_acceptance(spec: str):
         if name not in BUILTIN_ACCEPTANCE:
             known = ", ".join(BUILTIN_ACCEPTANCE) or "none yet"
             raise InputError(f"unknown builtin acceptance model {name!r} (known: {known})")
-        return load_acceptance(BUILTIN_ACCEPTANCE[name] + mark + query)
+        target = BUILTIN_ACCEPTANCE[name]  # a given ?temps= replaces the shipped STS
+        return load_acceptance(target.partition("?")[0] + mark + query if mark else target)
     if spec.startswith("records:") or base.endswith(".npz"):
         from profiles.records import open_records
 
