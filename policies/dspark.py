@@ -33,11 +33,11 @@ negative control of ``spectune audit``; the production variant that may use a gl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from policies import prefix
+from policies import padded, prefix
 from policies.base import Policy, StepContext
 from policies.registry import register
 
@@ -53,6 +53,8 @@ class DSpark(Policy):
     max_verify_len: int = 0  # cap on drafts verified per request (0 = γ)
     survival_eps: float = 0.0  # candidates need survival > survival_eps
     objective: str = "step"  # SPS(B) of the whole decode step ("step") or the verify forward
+
+    early_stop: ClassVar[bool] = True  # Algorithm 1's first non-increase (False: argmax)
 
     name = "dspark"
     reads = frozenset({"conf", "cost"})
@@ -73,7 +75,12 @@ class DSpark(Policy):
         if vals.size == 0:
             return prefix.lengths(base, _NONE, r)
         plan, lam = prefix.planner(ctx, self.objective), prefix.marginal(ctx, self.objective)
-        if lam:
+        if isinstance(plan, prefix.Plan) and padded.prices_longest(plan.cost):
+            top = lo if isinstance(lo, int) else int(lo.max())  # the true cost along the path
+            n, order, _, _ = padded.ranked_count(
+                plan, r, b0, tau0, vals, flat, top, early_stop=self.early_stop, lam=lam
+            )
+        elif lam:
             n, order = self._marginal(plan, r, b0, vals, lam)
         elif flat is None:  # whole window: survival is largest in the first row, least in the last
             n, order = self._stop(plan, r, b0, tau0, vals, a_t[0].max(), a_t[-1].min())
@@ -111,6 +118,7 @@ class GlobalSync(DSpark):
     """Algorithm 1 without the early stop: the global argmax of Θ (NOT lossless)."""
 
     name = "global_sync"
+    early_stop = False
     lossless = False
     summary = "negative control: Algorithm 1 without the early stop (global argmax); lossy"
 
