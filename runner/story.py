@@ -7,7 +7,7 @@ follows the default when a measured profile replaces the analytic one.)
 2. Picks a moderate interactivity SLA unless ``--sla`` is given: tokens/s/user p50 of at least
    ``--sla-fraction`` (default 0.6) of what fixed:k=1 achieves for a single user on this
    profile — MTP-1 then still sustains a real batch, as at the paper's 80 tok/s/user anchor.
-3. Tunes fixed:k=1, fixed:k=5, dspark_lagged (parameters searched) and clairvoyant (the bound)
+3. Tunes fixed:k=1, fixed:k=5, dspark_lagged (parameters searched) and oracle (the reference)
    over concurrency caps in closed loop (``spectune tune``), writes ``best.yaml`` and plots.
 4. Exports ``best.yaml`` to every format (``spectune export --format all``).
 5. Prints throughput at the SLA of each policy and the tuned scheduler's gain over fixed:k=1.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from runner.options import positive_float, show_progress, workers_int
 
-POLICIES = ("fixed:k=1", "fixed:k=5", "dspark_lagged", "clairvoyant")
+POLICIES = ("fixed:k=1", "fixed:k=5", "dspark_lagged", "oracle")
 LOADS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
@@ -111,10 +111,10 @@ def tell(args: argparse.Namespace) -> int:
     else:
         say(f"             {d['throughput_at_sla']:,.0f} tok/s at {sla}; fixed:k=1 (MTP-1) "
             "cannot meet this SLA at any concurrency")  # fmt: skip
-    ratios = d.get("vs_clairvoyant") or {}
+    ratios = d.get("share_of_oracle") or {}
     if ratios:
-        say("             vs clairvoyant (verifies exactly the accepted drafts; over 100% where"
-            " long verifies cost more than they gain): " + ", ".join(
+        say("             share of oracle (the best response: knows each draft's fate, pays the"
+            " true step cost): " + ", ".join(
             f"N={float(k):g} {v:.0%}" for k, v in ratios.items()))  # fmt: skip
     say(
         f"plots        {out / 'tune' / 'frontier.png'} (Figure 7), "

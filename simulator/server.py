@@ -87,6 +87,8 @@ class Server:
         self._run = [np.zeros(0, dtype=np.int64) for _ in range(5)]
         self._kv_running = 0  # Σ KV length over the decode batch
         self._tokens = 0  # decode tokens generated so far (the running rate's numerator)
+        self._decode_s = 0.0  # busy seconds of decode work, prefill excluded (its denominator)
+        self._prefill_time = getattr(cost, "prefill_time", lambda tokens: 0.0)
         # How the step's attended KV tokens are counted (see profiles/cost.py): the sum over the
         # batch, or requests × the longest context for engines that pad to it.
         self._padded = getattr(backend, "context_basis", "total") == "padded"
@@ -228,12 +230,13 @@ class Server:
         kv = r * int((size - left).max()) if self._padded else self._kv_running
         ctx = self._context(slots, conf := backend.draft(slots))  # conf [R, γ]
         ctx.kv_tokens, ctx.prefill_tokens = kv, prefill_tokens
-        busy = self.recorder.busy_s
-        ctx.rate = self._tokens / busy if busy > 0 else 0.0  # running tokens per busy second
+        busy = self._decode_s
+        ctx.rate = self._tokens / busy if busy > 0 else 0.0  # running tokens per decode second
         lengths = self.policy.decide(conf, None, ctx)  # [R]
         gained = backend.verify(slots, lengths)  # [R] = min(A, ℓ) + 1
         verified = int(lengths.sum())
         dt = backend.step_time(r, r + verified, kv, prefill_tokens, int(lengths.max()) + 1)
+        self._decode_s += dt - (self._prefill_time(prefill_tokens) if prefill_tokens else 0.0)
         self.recorder.step(r, r + verified, verified, int(gained.sum()))
         take = np.minimum(gained, left)
         left -= take
