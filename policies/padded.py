@@ -45,14 +45,15 @@ def prices_longest(cost: Any) -> bool:
 
 
 def path_seconds(
-    cost: Any, r: int, b0: int, longest: np.ndarray, kv_tokens: int | None
+    cost: Any, r: int, b0: int, longest: np.ndarray, kv_tokens: int | None, chunk: int = 0
 ) -> np.ndarray:
     """Decode-step seconds for B = b0 + i with ``longest[i]`` verify tokens in the longest
     request, priced as ``CostModel.step_seconds`` prices the step (draft + verify + context at
-    the longest request's queries + padding to it); float array like ``longest``."""
+    the longest request's queries + padding to it; ``chunk`` prefill tokens fused into the
+    verify forward); float array like ``longest``."""
     longest = np.asarray(longest, dtype=np.int64)
     b = b0 + np.arange(longest.size)
-    t = cost.decode_seconds(r, b0, b0 + longest.size, None)  # draft + verify
+    t = cost.decode_seconds(r, b0 + chunk, b0 + chunk + longest.size, None)  # draft + verify
     context = getattr(cost, "context", None)
     if kv_tokens is not None and context is not None and context.y != (0.0,):
         t = t + cost.context_seconds(kv_tokens, r, longest.astype(float))
@@ -95,7 +96,7 @@ def ranked_count(
 
     order = prefix.descending(vals)
     longest = ranked_longest(order, flat, r, lo_max)
-    seconds = path_seconds(plan.cost, r, b0, longest, plan.kv_tokens)  # [N + 1]
+    seconds = path_seconds(plan.cost, r, b0, longest, plan.kv_tokens, plan.chunk)  # [N + 1]
     tau = np.empty(vals.size + 1)
     tau[0] = tau0
     tau[1:] = vals[order]

@@ -57,9 +57,12 @@ class Plan:
 
     cost: Any  # profiles.CostModel
     kv_tokens: int | None  # attended KV tokens of this step (cost's context_basis); None: unknown
+    chunk: int = 0  # prefill tokens fused into this step's verify forward (``prefill_fused``)
 
     def sps_range(self, r: int, start: int, stop: int) -> np.ndarray:
-        return self.cost.plan_sps(r, start, stop, self.kv_tokens)
+        """Whole-step SPS for B = start..stop-1; with a fused prefill chunk, the forward over
+        B + chunk tokens (the chunk's context queries are not priced: a roofline has none)."""
+        return self.cost.plan_sps(r, start + self.chunk, stop + self.chunk, self.kv_tokens)
 
     def sps(self, r: int, tokens: np.ndarray) -> np.ndarray:
         tokens = np.asarray(tokens)
@@ -79,7 +82,8 @@ def planner(ctx: Any, objective: str) -> Any:
     (``"verify"``, or duck-typed costs with only ``sps``)."""
     cost = ctx.cost
     if objective == "step" and hasattr(cost, "plan_sps"):
-        return Plan(cost, ctx.kv_tokens)
+        chunk = ctx.prefill_tokens if getattr(cost, "prefill_fused", False) else 0
+        return Plan(cost, ctx.kv_tokens, chunk)
     return cost
 
 

@@ -14,7 +14,8 @@ Cost profile (``schema: spectune.cost/v1``)::
     draft: {requests: [...], seconds: [...],          # optional
             drafter: parallel | autoregressive,     #   how a shorter draft scales (default
             positions: n}                           #   parallel), drafts timed per request
-    prefill: {tokens: [...], seconds: [...]}          # optional
+    prefill: {tokens: [...], seconds: [...],          # optional
+              fused: false}                         #   chunk + verify tokens as one forward
     context: {kv_tokens: [...], seconds: [...],       # optional; extra seconds over the KV
               basis: total | padded,                #   tokens attention reads (default total)
               base_tokens_per_request: n,           #   verify terms' context (default 0)
@@ -121,6 +122,12 @@ def cost_from_dict(
         extra.update(_context_options(data["context"], f"{where}: context"))
     if "draft" in data:
         extra.update(_drafter(data["draft"], f"{where}: draft"))
+    if "prefill" in data and "fused" in data["prefill"]:
+        fused = data["prefill"]["fused"]
+        if not isinstance(fused, bool):
+            raise InputError(f"field 'fused' must be true or false, not {fused!r}",
+                             where=f"{where}: prefill")  # fmt: skip
+        extra["prefill_fused"] = fused
     if data.get("max_context") is not None:  # the engine's longest sequence per request
         extra["max_context"] = _field(data, "max_context", where, int)
     source = str(data.get("source", "unlabelled"))
@@ -235,6 +242,8 @@ def cost_to_dict(cost: CostModel, metadata: dict | None = None) -> dict[str, Any
         out["max_context"] = cost.max_context
     if "draft" in out:
         out["draft"].update(drafter=cost.drafter, positions=cost.draft_positions)
+    if "prefill" in out and cost.prefill_fused:
+        out["prefill"]["fused"] = True
     if "context" in out:
         out["context"]["basis"] = cost.context_basis
         out["context"]["base_tokens_per_request"] = cost.context_base

@@ -19,6 +19,7 @@ that could never fit is counted in ``requests_rejected_too_long`` and skipped, n
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from simulator.backend import Backend
 from simulator.metrics import Recorder
 from simulator.request import Request
 
+PREFILL_MODES = ("colocated", "disaggregated")
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -42,6 +45,10 @@ class ServerConfig:
     max_prefill_tokens: int = 2048  # chunked prefill: prompt tokens prefilled per step at most
     gamma: int = 7  # drafts proposed per request per step
     clamp_to_context: bool = False  # trim requests longer than the engine's context (counted)
+    # "colocated": prompts are prefilled in chunks inside the decode steps of this server;
+    # "disaggregated": a decode-only instance, each request arriving after its prefill time on
+    # a prefill instance (the cost model's prefill term) with its KV ready (Mooncake, DeepSeek)
+    prefill: str = "colocated"
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -52,6 +59,9 @@ class ServerConfig:
             raise InputError(f"max_prefill_tokens must be >= 1, got {self.max_prefill_tokens}")
         if not 1 <= self.gamma <= 64:
             raise InputError(f"gamma must be in 1..64, got {self.gamma}")
+        if self.prefill not in PREFILL_MODES:
+            raise InputError(f"prefill must be one of {', '.join(PREFILL_MODES)}, "
+                             f"not {self.prefill!r}")  # fmt: skip
 
 
 class Server:
@@ -89,6 +99,11 @@ class Server:
         self._tokens = 0  # decode tokens generated so far (the running rate's numerator)
         self._decode_s = 0.0  # busy seconds of decode work, prefill excluded (its denominator)
         self._prefill_time = getattr(cost, "prefill_time", lambda tokens: 0.0)
+        # Disaggregated prefill: an admitted request's prompt runs on a prefill instance (its
+        # own forward, no queue there) while its KV space waits here; it decodes from the first
+        # step after its KV arrives, its first token the prefill's. Heap of (ready, slot, req).
+        self._disaggregated = config.prefill == "disaggregated"
+        self._transfers: list[tuple[float, int, Request]] = []
         # How the step's attended KV tokens are counted (see profiles/cost.py): the sum over the
         # batch, or requests × the longest context for engines that pad to it.
         self._padded = getattr(backend, "context_basis", "total") == "padded"
@@ -138,14 +153,17 @@ class Server:
                 yield env.timeout(self.now - env.now)
             self._admit()
             chunk, prefilled = self._schedule_prefill()
-            if not chunk and not self._running.size:
-                if self._arrivals_done and not self.queue:
+            if not chunk and not prefilled and not self._running.size:
+                if self._arrivals_done and not self.queue and not self._transfers:
                     return
                 if self.now > env.now:
                     yield env.timeout(self.now - env.now)
                     continue
                 self._wake = env.event()
-                yield self._wake
+                if self._transfers:  # disaggregated: the next KV to arrive, or an arrival
+                    yield self._wake | env.timeout(self._transfers[0][0] - env.now)
+                else:
+                    yield self._wake
                 self._wake = None
                 self.now = env.now
                 continue
@@ -175,11 +193,24 @@ class Server:
             slot = self._free.pop()
             self._req[slot] = req
             self._admitted[slot] = self.now
-            self._prefilling.append([slot, req, req.prompt_tokens])
+            if self._disaggregated:
+                ready = self.now + (
+                    self._prefill_time(req.prompt_tokens) if req.prompt_tokens else 0.0
+                )
+                heapq.heappush(self._transfers, (ready, slot, req))
+                self._first[slot] = ready
+            else:
+                self._prefilling.append([slot, req, req.prompt_tokens])
 
     def _schedule_prefill(self) -> tuple[int, list[tuple[int, Request]]]:
         """This step's prefill chunks, FCFS within the token budget; returns the tokens and the
         requests whose prompt completes in this step."""
+        if self._disaggregated:  # no prefill here: the requests whose KV has arrived
+            done = []
+            while self._transfers and self._transfers[0][0] <= self.now:
+                _, slot, req = heapq.heappop(self._transfers)
+                done.append((slot, req))
+            return 0, done
         budget, done = self.config.max_prefill_tokens, []
         for entry in self._prefilling:
             if budget == 0:
@@ -199,7 +230,8 @@ class Server:
             return
         now, joined = self.now, []
         for slot, req in prefill:
-            self._first[slot] = now
+            if not self._disaggregated:  # disaggregated: the prefill's, set at admission
+                self._first[slot] = now
             if req.output_tokens <= 1:
                 self._stats[slot] = (0, 0, 0)
                 self._retire(slot)

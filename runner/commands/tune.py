@@ -220,7 +220,8 @@ def config_from_args(args: argparse.Namespace):
     server = ServerConfig(max_concurrency=args.max_concurrency,
                           kv_capacity_tokens=args.kv_capacity_tokens,
                           max_prefill_tokens=args.max_prefill_tokens, gamma=gamma,
-                          clamp_to_context=args.clamp_to_context)  # fmt: skip
+                          clamp_to_context=args.clamp_to_context,
+                          prefill=args.prefill)  # fmt: skip
     if gamma > acceptance.gamma:
         raise InputError(f"--gamma {gamma} exceeds the acceptance model's {acceptance.gamma}")
     from policies.registry import check_gamma

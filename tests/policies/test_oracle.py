@@ -114,10 +114,13 @@ def test_twin_gains_the_same_tokens_for_no_more_on_one_step(r, seed, cost):
 
 @pytest.mark.parametrize("spec", _run_specs())
 def test_twin_is_at_least_its_policy_on_the_same_draws(spec):
-    """Along a whole run (the h100 table is monotone and has no padding term)."""
+    """Along a whole run (the h100 table is monotone and has no padding term), decode-only
+    (disaggregated prefill): a co-batched prefill step plans by the marginal rule, whose λ is
+    the server's running rate, which the twin's cheaper steps raise, so its inputs would differ
+    from π's; per step the property holds for every policy (the test above)."""
     acc = load_acceptance("paper:qwen3-8b-dspark")
     reqs = [Request(i, 0.0, 400, 120, ("chat", "code", "math")[i % 3]) for i in range(96)]
-    cfg = ServerConfig(max_concurrency=32)
+    cfg = ServerConfig(max_concurrency=32, prefill="disaggregated")
     base = simulate(reqs, make_policy(spec), H100, acc, cfg, seed=3).summary
     twin = simulate(reqs, make_policy(f"twin:of={spec}"), H100, acc, cfg, seed=3).summary
     oracle = simulate(reqs, make_policy("oracle"), H100, acc, cfg, seed=3).summary
