@@ -20,7 +20,9 @@ sampled token ``x[r, j]`` (the Markov confidence head). Extensions, as in SGLang
   long-run marginal rule instead of its own ratio (``prefix.marginal``). ``verify``: the
   verify forward alone (``CostModel.sps``), as SGLang plans with a verify-only SPS table —
   it leaves the draft and context out, raising the admission bar by (D + C + V)/V, so it
-  under-verifies at high load.
+  under-verifies at high load. On an engine that pads to the longest request (its profile has a
+  padding, ragged or query-dependent context term) the step objective prices the true step and
+  admits level by level (``padded.level_lengths``; lossless, see there).
 
 ``global_sync`` is the same path without the early stop: it returns the global argmax of Θ over
 the whole path. On a jagged cost curve this looks past a drop, so the admission of draft ``j``
@@ -76,9 +78,11 @@ class DSpark(Policy):
             return prefix.lengths(base, _NONE, r)
         plan, lam = prefix.planner(ctx, self.objective), prefix.marginal(ctx, self.objective)
         if isinstance(plan, prefix.Plan) and padded.prices_longest(plan.cost):
+            if self.early_stop:  # Algorithm 1 level by level on the true step cost
+                return padded.level_lengths(plan, r, a_t, lo, hi, self.survival_eps, lam)
             top = lo if isinstance(lo, int) else int(lo.max())  # the true cost along the path
             n, order, _, _ = padded.ranked_count(
-                plan, r, b0, tau0, vals, flat, top, early_stop=self.early_stop, lam=lam
+                plan, r, b0, tau0, vals, flat, top, early_stop=False, lam=lam
             )
         elif lam:
             n, order = self._marginal(plan, r, b0, vals, lam)

@@ -75,17 +75,29 @@ def test_capped_capacity_plans_at_least_every_static_k(r, seed, per_request):
         assert ours >= _expected_value(CPU, even, conf, kv) * (1 - 1e-9), k
 
 
-def test_dspark_stops_where_the_true_cost_stops_rising():
-    """Algorithm 1 on the true cost: every admission along the path raised τ / T."""
-    rng = np.random.default_rng(3)
-    conf = rng.uniform(0.5, 1.0, size=(8, GAMMA))
-    kv = 8 * 400
-    ell = make_policy("dspark:min_verify_len=1")(conf, cost=CPU, kv_tokens=kv)
+@settings(max_examples=30, deadline=None)
+@given(r=st.integers(1, 32), seed=st.integers(0, 2**16), per_request=st.integers(128, 1000))
+def test_dspark_level_by_level_plans_at_least_none_and_mtp1(r, seed, per_request):
+    """Each opened level raised Θ, and a whole level is one of its prefixes: dspark's planned
+    step is at least verifying nothing and at least fixed:k=1 (level 1 filled)."""
+    rng = np.random.default_rng(seed)
+    conf = rng.uniform(0.05, 1.0, size=(r, GAMMA))
+    kv = r * per_request
+    ell = make_policy("dspark")(conf, cost=CPU, kv_tokens=kv)
+    ours = _expected_value(CPU, ell, conf, kv)
+    for k in (0, 1):
+        assert ours >= _expected_value(CPU, np.full(r, k), conf, kv) * (1 - 1e-9), k
+
+
+def test_dspark_opens_a_level_the_candidate_by_candidate_stop_would_not():
+    """The first draft of a level pays the batch's padding; the rest of the level repays it."""
+    conf = np.full((16, GAMMA), 0.8)
+    kv = 16 * 700
+    ell = make_policy("dspark")(conf, cost=CPU, kv_tokens=kv)
     ctx = StepContext(cost=CPU, kv_tokens=kv)
     plan = prefix.planner(ctx, "step")
     a_t = prefix.survival_t(conf)
-    lo, hi = prefix.window(8, GAMMA, None, 1, 0)
-    _, b0, tau0 = prefix.forced(a_t, lo, 8)
-    flat, vals = prefix.pool(a_t, lo, hi)
-    n, _, _, _ = padded.ranked_count(plan, 8, b0, tau0, vals, flat, 1, early_stop=True)
-    assert int(ell.sum()) == 8 + n
+    flat, vals = prefix.pool(a_t, 0, GAMMA)
+    n, _, _, _ = padded.ranked_count(plan, 16, 16, 16.0, vals, flat, 0, early_stop=True)
+    assert n == 0  # one candidate at a time: the jump to a second query token never pays
+    assert ell.min() >= 1 and len(set(ell.tolist())) == 1  # whole levels: no ragged batch
