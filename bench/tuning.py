@@ -7,11 +7,15 @@ Closed loop (``runner/point.py``: N users always busy, steady-window metrics), m
 requests per point, seed 0, every policy on the same requests and acceptance draws:
 
 - ``h100``: ``builtin:h100-8b`` (analytic roofline, not measured) + ``paper:qwen3-8b-dspark``
-  (read from the paper), ``builtin:azure-conv-like``, decode-only (the prefill term set to 0:
-  the decode instances of a prefill/decode-disaggregated deployment);
+  (read from the paper), ``builtin:azure-conv-like``;
 - ``cpu``: the CPU default (``builtin:cpu-tiny-additive`` measured + ``builtin:cpu-tiny-dspark``
   records), ``builtin:azure-conv-like`` clamped to fit the engine's 1,024-token context
-  (prompts <= 768, outputs <= 256), prefill co-located (chunked, 2,048 tokens per step).
+  (prompts <= 768, outputs <= 256).
+
+``--prefill``: ``colocated`` (chunked, 2,048 tokens per step, in the decode server's steps: fused
+into the verify forward on h100, a forward of its own on the CPU engine, as each runs it) or
+``disaggregated`` (decode-only instances; each request arrives after its prefill time with its
+KV ready).
 
 "Tuned" is the best per N over a grid of each DSpark policy's parameters (min_verify_len 0-2 ×
 max_verify_len {0 (= γ), 3, 5}; ``--small``: min_verify_len 0-2 only); "best fixed" the best
@@ -25,14 +29,12 @@ import argparse
 import itertools
 import json
 import sys
-from dataclasses import replace
 from multiprocessing import Pool
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from profiles.builtin import load_acceptance, load_cost  # noqa: E402
-from profiles.cost import Curve  # noqa: E402
 from runner.point import PointTask, run_point  # noqa: E402
 from simulator.server import ServerConfig  # noqa: E402
 from simulator.workload import (
@@ -41,8 +43,8 @@ from simulator.workload import (
 )
 
 SETTINGS = {
-    "h100": ("builtin:h100-8b", "paper:qwen3-8b-dspark", True),
-    "cpu": ("builtin:cpu-tiny-additive", "builtin:cpu-tiny-dspark", False),
+    "h100": ("builtin:h100-8b", "paper:qwen3-8b-dspark"),
+    "cpu": ("builtin:cpu-tiny-additive", "builtin:cpu-tiny-dspark"),
 }
 LOADS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 GRID = [f"min_verify_len={a},max_verify_len={b}"
@@ -50,20 +52,16 @@ GRID = [f"min_verify_len={a},max_verify_len={b}"
 
 
 def _models(setting: str):
-    profile, acceptance, decode_only = SETTINGS[setting]
-    cost = load_cost(profile)
-    if decode_only:
-        cost = replace(cost, prefill=Curve((0.0,), (0.0,)), source=cost.source + "; decode-only")
-    return cost, load_acceptance(acceptance)
+    profile, acceptance = SETTINGS[setting]
+    return load_cost(profile), load_acceptance(acceptance)
 
 
 def _point(job):
-    setting, policy, n = job
+    setting, policy, n, prefill = job
     cost, acc = _models(setting)
     spec = fit_default(WorkloadSpec("builtin:azure-conv-like"), cost)
-    task = PointTask(
-        policy, "concurrency", n, spec, ServerConfig(gamma=acc.gamma), max(64, 8 * n), 0
-    )
+    server = ServerConfig(gamma=acc.gamma, prefill=prefill)
+    task = PointTask(policy, "concurrency", n, spec, server, max(64, 8 * n), 0)
     r = run_point(task, (cost, acc))
     keep = ("throughput_tok_s", "mean_verify_len", "mean_accepted_len", "extrapolated_steps")
     return {"policy": policy, "N": n, **{k: r[k] for k in keep}}
@@ -123,11 +121,13 @@ def main() -> int:
     ap.add_argument("--loads", default=",".join(map(str, LOADS)))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--small", action="store_true", help="min_verify_len 0-2 only (no cap grid)")
+    ap.add_argument("--prefill", choices=("colocated", "disaggregated"), default="colocated")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     gamma = _models(args.setting)[1].gamma
     loads = [int(x) for x in args.loads.split(",")]
-    jobs = [(args.setting, p, n) for n in loads for p in policies(args.setting, gamma, args.small)]
+    specs = policies(args.setting, gamma, args.small)
+    jobs = [(args.setting, p, n, args.prefill) for n in loads for p in specs]
     with Pool(args.workers) as pool:
         points = pool.map(_point, jobs, chunksize=1)
     if args.out:

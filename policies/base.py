@@ -95,7 +95,7 @@ class StepContext:
     verified_total: np.ndarray | None = None  # [R] int drafts verified so far per request
     kv_tokens: int | None = None  # KV tokens attention reads (cost's context_basis); None: unknown
     prefill_tokens: int = 0  # prompt tokens co-batched into this step (chunked prefill)
-    rate: float = 0.0  # the server's running output tokens per busy second so far (0: none yet)
+    rate: float = 0.0  # running output tokens per second of decode work, prefill excluded (0: none)
     rng: np.random.Generator | None = None  # the only source of randomness a policy may use
 
 

@@ -20,7 +20,9 @@ sampled token ``x[r, j]`` (the Markov confidence head). Extensions, as in SGLang
   long-run marginal rule instead of its own ratio (``prefix.marginal``). ``verify``: the
   verify forward alone (``CostModel.sps``), as SGLang plans with a verify-only SPS table —
   it leaves the draft and context out, raising the admission bar by (D + C + V)/V, so it
-  under-verifies at high load.
+  under-verifies at high load. On an engine that pads to the longest request (its profile has a
+  padding, ragged or query-dependent context term) the step objective prices the true step and
+  admits level by level (``padded.level_lengths``; lossless, see there).
 
 ``global_sync`` is the same path without the early stop: it returns the global argmax of Θ over
 the whole path. On a jagged cost curve this looks past a drop, so the admission of draft ``j``
@@ -33,11 +35,11 @@ negative control of ``spectune audit``; the production variant that may use a gl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from policies import prefix
+from policies import padded, prefix
 from policies.base import Policy, StepContext, gamma_bound, searched, verify_cap
 from policies.registry import register
 
@@ -53,6 +55,8 @@ class DSpark(Policy):
     max_verify_len: int = verify_cap()  # cap on drafts verified per request (0 = γ)
     survival_eps: float = searched(0.0, (0.0, 0.05, 0.15, 0.3), 0.0, 0.9)  # survival > eps
     objective: str = "step"  # SPS(B) of the whole decode step ("step") or the verify forward
+
+    early_stop: ClassVar[bool] = True  # Algorithm 1's first non-increase (False: argmax)
 
     name = "dspark"
     reads = frozenset({"conf", "cost"})
@@ -78,7 +82,14 @@ class DSpark(Policy):
         if vals.size == 0:
             return prefix.lengths(base, _NONE, r)
         plan, lam = prefix.planner(ctx, self.objective), prefix.marginal(ctx, self.objective)
-        if lam:
+        if isinstance(plan, prefix.Plan) and padded.prices_longest(plan.cost):
+            if self.early_stop:  # Algorithm 1 level by level on the true step cost
+                return padded.level_lengths(plan, r, a_t, lo, hi, self.survival_eps, lam)
+            top = lo if isinstance(lo, int) else int(lo.max())  # the true cost along the path
+            n, order, _, _ = padded.ranked_count(
+                plan, r, b0, tau0, vals, flat, top, early_stop=False, lam=lam
+            )
+        elif lam:
             n, order = self._marginal(plan, r, b0, vals, lam)
         elif flat is None:  # whole window: survival is largest in the first row, least in the last
             n, order = self._stop(plan, r, b0, tau0, vals, a_t[0].max(), a_t[-1].min())
@@ -116,6 +127,7 @@ class GlobalSync(DSpark):
     """Algorithm 1 without the early stop: the global argmax of Θ (NOT lossless)."""
 
     name = "global_sync"
+    early_stop = False
     lossless = False
     summary = "negative control: Algorithm 1 without the early stop (global argmax); lossy"
 

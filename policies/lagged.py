@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies import prefix
+from policies import padded, prefix
 from policies.base import Policy, StepContext, gamma_bound, searched, verify_cap
 from policies.registry import register
 from profiles.errors import InputError
@@ -76,25 +76,36 @@ class DSparkLagged(Policy):
 
     def capacity(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> int:
         """K: drafts the batch verifies beyond ``min_verify_len``, from stale confidences only."""
+        return self._capacity(conf, valid, ctx)[0]
+
+    def _capacity(
+        self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext
+    ) -> tuple[int, int]:
+        """K and the most drafts one request may verify (0: no cap beyond the window). On an
+        engine that charges the longest request (policies/padded.py) the cap is the longest
+        request of the stale path at K, so the current allocation runs the step it priced."""
         r, gamma = conf.shape
         h_t = self._stale_survival(r, gamma, ctx)
         lo, hi = prefix.window(r, gamma, valid, self.min_verify_len, self.max_verify_len)
+        plan, lam = prefix.planner(ctx, self.objective), prefix.marginal(ctx, self.objective)
+        if isinstance(plan, prefix.Plan) and padded.prices_longest(plan.cost):
+            return padded.capped_count(plan, r, h_t, lo, hi, self.survival_eps, lam)
         _, b0, tau0 = prefix.forced(h_t, lo, r)
         _, vals = prefix.pool(h_t, lo, hi, self.survival_eps)
         if not vals.size:
-            return 0
-        plan, lam = prefix.planner(ctx, self.objective), prefix.marginal(ctx, self.objective)
+            return 0, 0
         if lam:
-            return prefix.marginal_count(plan, r, b0, vals, lam, early_stop=False)[0]
-        return prefix.best_count(plan, r, b0, tau0, vals)[0]
+            return prefix.marginal_count(plan, r, b0, vals, lam, early_stop=False)[0], 0
+        return prefix.best_count(plan, r, b0, tau0, vals)[0], 0
 
     def decide(self, conf: np.ndarray, valid: np.ndarray | None, ctx: StepContext) -> np.ndarray:
         r, gamma = conf.shape
         if r == 0:
             return np.zeros(0, dtype=np.int64)
-        k = self.capacity(conf, valid, ctx)
+        k, cap = self._capacity(conf, valid, ctx)
         a_t = prefix.survival_t(conf)
-        lo, hi = prefix.window(r, gamma, valid, self.min_verify_len, self.max_verify_len)
+        top = min(c for c in (cap, self.max_verify_len) if c) if cap or self.max_verify_len else 0
+        lo, hi = prefix.window(r, gamma, valid, self.min_verify_len, top)
         base, _, _ = prefix.forced(a_t, lo, r)
         flat, vals = prefix.pool(a_t, lo, hi, self.survival_eps)
         if k == 0 or vals.size == 0:
@@ -105,11 +116,15 @@ class DSparkLagged(Policy):
         return prefix.lengths(base, (head if flat is None else flat[head]) % r, r)
 
     def _stale_survival(self, r: int, gamma: int, ctx: StepContext) -> np.ndarray:
-        """``[γ, R]`` survival of the confidences ``lag`` steps ago; 1 for stale requests."""
+        """``[γ, R]`` survival of the confidences ``lag`` steps ago; 1 for stale requests (on an
+        engine that pads to the longest request, the known rows' mean: ``padded.fill_unknown``)."""
         lagged = ctx.lagged
         if lagged is None or lagged.shape[0] < self.lag:
             return np.ones((gamma, r))
         h_t = prefix.survival_t(lagged[-self.lag])
         if ctx.lagged_known is not None:
-            h_t[:, ~np.asarray(ctx.lagged_known[-self.lag], dtype=bool)] = 1.0
+            known = np.asarray(ctx.lagged_known[-self.lag], dtype=bool)
+            if self.objective == "step" and padded.prices_longest(ctx.cost):
+                return padded.fill_unknown(h_t, known)
+            h_t[:, ~known] = 1.0
         return h_t

@@ -14,7 +14,10 @@
   O(R·γ) per step. It is a best response over those allocations: on a cost with a padding
   term a ragged allocation past A can still be cheaper (tests hold it to monotone costs).
 - ``twin``: policy ``of`` with each length cut to the realized ``min(A, ℓ_π)``: the same
-  tokens as π at no more cost on monotone tables (what π would do if it wasted nothing).
+  tokens as π at no more cost on monotone tables (what π would do if it wasted nothing). That
+  holds step by step for every policy; along a run it holds where π's inputs do not depend on
+  its own past cost or verify counts (a policy reading its verify history, as ``goodput``, or
+  the marginal rule's running rate on co-batched prefill steps sees a different run).
 - ``clairvoyant`` (ℓ = A), kept for old results, is *not* a reference:
 
 It knows A[r], how many of request r's drafts the target would accept if all were verified, and
@@ -35,7 +38,7 @@ from functools import cached_property
 
 import numpy as np
 
-from policies import prefix
+from policies import padded, prefix
 from policies.base import READS, Policy, StepContext, valid_lengths
 from policies.registry import register
 
@@ -73,12 +76,14 @@ class Oracle(Policy):
         if r == 0 or not a.any():
             return np.zeros(r, dtype=np.int64)
         level, n = water_levels(a)  # for n = 0..ΣA drafts: the common cap and the count
-        seconds = true_seconds(ctx.cost, r, n, level, ctx.kv_tokens)  # [ΣA + 1]
+        chunk = ctx.prefill_tokens if getattr(ctx.cost, "prefill_fused", False) else 0
+        seconds = true_seconds(ctx.cost, r, n, level, ctx.kv_tokens, chunk)  # [ΣA + 1]
         # Engines that charge ragged batches: verifying L drafts of *every* request (unaccepted
         # ones included) can cost less than the ragged water-fill of the same tokens.
         caps = np.arange(gamma + 1)
         gain = r + np.minimum(a[None, :], caps[:, None]).sum(axis=1)  # [γ + 1]
-        even = ctx.cost.decode_seconds(r, r, r * (gamma + 1) + 1, ctx.kv_tokens)[r * caps]
+        even = ctx.cost.decode_seconds(r, r + chunk, r * (gamma + 1) + 1 + chunk, ctx.kv_tokens)
+        even = even[r * caps]
         lam = prefix.marginal(ctx, "step")
         score = (r + n) - lam * seconds if lam else (r + n) / seconds
         score_even = gain - lam * even if lam else gain / even
@@ -96,16 +101,12 @@ def water_levels(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def true_seconds(
-    cost, r: int, n: np.ndarray, level: np.ndarray, kv_tokens: int | None
+    cost, r: int, n: np.ndarray, level: np.ndarray, kv_tokens: int | None, chunk: int = 0
 ) -> np.ndarray:
-    """Decode-step seconds for n verified drafts water-filled to ``level``, priced as
-    ``CostModel.step_seconds`` prices the step (context at the longest request, padding)."""
-    t = cost.decode_seconds(r, r, r + int(n[-1]) + 1, None)[n]  # draft + verify
-    if kv_tokens is not None and cost.context.y != (0.0,):
-        t = t + cost.context_seconds(kv_tokens, r, 1.0 + level)
-    pad = r * (1 + level) - (r + n)  # padded query tokens: R · longest − B
-    t = t + cost.padding_s * pad + cost.ragged_s * (pad > 0)
-    return np.maximum(t, 0.0)
+    """Decode-step seconds for n = 0..N verified drafts water-filled to ``level``, priced as
+    ``CostModel.step_seconds`` prices the step (context at the longest request, padding,
+    ``chunk`` prefill tokens fused into the verify forward; ``padded.path_seconds``)."""
+    return padded.path_seconds(cost, r, r, 1 + np.asarray(level)[np.asarray(n)], kv_tokens, chunk)
 
 
 def fill(a: np.ndarray, n: int, conf: np.ndarray | None = None) -> np.ndarray:

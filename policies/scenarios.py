@@ -22,13 +22,15 @@ Builtin scenarios (``SCENARIOS``):
 - ``additive-trio``: three requests on an additive (bias + α(bs) + θ(M)) table with a cliff;
 - ``lagged-pair``: two requests with γ=3, lagged confidences (one request stale two steps ago),
   history and a valid mask that shortens one request;
+- ``padded-trio``: ``additive-trio`` on a cost that pads to the longest request, with lagged
+  confidences (one request stale);
 - ``markov-deep``: one request, γ=3, three tokens, first three output tokens compared.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -183,6 +185,26 @@ def additive_trio() -> Scenario:
     )
 
 
+def padded_trio() -> Scenario:
+    """``additive-trio``'s requests on an engine that pads to the longest request (padding
+    and ragged-step terms, as the CPU engine's profile), with lagged confidences: the true-cost
+    ranked path of ``dspark`` and the capped capacity of ``dspark_lagged`` (policies/padded.py)."""
+    base = additive_trio()
+    cost = replace(
+        base.cost, padding_s=0.02, ragged_s=0.02, source="analytic: additive + padding test table"
+    )
+    lagged = np.array([[[0.9, 0.2], [0.6, 0.6], [0.5, 0.5]], [[0.5, 0.5], [0.9, 0.8], [0.7, 0.1]]])
+    return Scenario(
+        "padded-trio",
+        "R=3, gamma=2, additive cost with padding to the longest request, lagged confidences",
+        base.vocab,
+        base.requests,
+        cost,
+        lagged=lagged,
+        lagged_known=np.array([[True, False, True], [True, True, True]]),
+    )
+
+
 def lagged_pair() -> Scenario:
     r0 = request(
         2,
@@ -248,6 +270,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "jagged-pair": jagged_pair,
     "additive-trio": additive_trio,
     "lagged-pair": lagged_pair,
+    "padded-trio": padded_trio,
     "markov-deep": markov_deep,
 }
 

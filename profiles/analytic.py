@@ -8,9 +8,11 @@ padded up to the next CUDA-graph bucket, costs
 so the curve is flat while memory-bound and grows in padding steps once compute-bound; the context
 term adds the KV-cache read, ``kv_tokens · kv_bytes_per_token / (bw · bw_eff)``. The drafter is
 costed the same way with its own parameter count over R·γ tokens (γ from ``draft_tokens``), and
-prefill as compute over the prompt tokens. Defaults (an 8B dense model in bf16 on one H100 SXM:
-3.35 TB/s HBM, 989 TFLOP/s dense bf16 — NVIDIA's datasheet figures) are for illustration;
-efficiencies, overheads and bucket sizes are assumptions, stated in the label.
+prefill as compute over the prompt tokens; a co-located prefill chunk is fused into the step's
+verify forward (``prefill_fused``: B + chunk tokens, as vLLM V1 and SGLang's mixed chunks run
+it). Defaults (an 8B dense model in bf16 on one H100 SXM: 3.35 TB/s HBM, 989 TFLOP/s dense bf16
+— NVIDIA's datasheet figures) are for illustration; efficiencies, overheads and bucket sizes are
+assumptions, stated in the label.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def analytic_cost(**params: float) -> CostModel:
         draft=Curve(tuple(map(float, reqs)), tuple(map(float, draft))),
         prefill=Curve(tuple(prompt), tuple(map(float, prefill))),
         context=Curve((0.0, 1e6), (0.0, 1e6 * kv_s_per_token)),
+        prefill_fused=True,  # GPU engines run a chunk and the verify tokens as one forward
     )
 
 

@@ -149,6 +149,10 @@ class CostModel:
     # sequential passes: k / draft_positions of it). Drafting nothing costs nothing either way.
     drafter: str = "parallel"
     draft_positions: int = 7  # drafts per request the draft curve was measured (generated) at
+    # Co-located prefill: True when the engine runs a step's prefill chunk and its verify tokens
+    # as one fused forward (vLLM V1, SGLang mixed chunks: verify over B + chunk tokens), False
+    # when it runs the chunk as a forward of its own (the tiny CPU engine: prefill(chunk) + ...).
+    prefill_fused: bool = False
     source: str = "unlabelled"  # provenance: "measured: ...", "imported: ...", "analytic: ..."
 
     def __post_init__(self) -> None:
@@ -263,18 +267,21 @@ class CostModel:
         longest: int = 0,
         drafts: int | None = None,
     ) -> float:
-        """Seconds of one engine step: draft + verify + context (+ prefill chunk); ``kv_tokens``
+        """Seconds of one engine step: draft + verify + context (+ prefill chunk: its own forward,
+        or with ``prefill_fused`` the verify forward over B + chunk tokens); ``kv_tokens``
         counted on the model's ``context_basis``, ``longest`` the most verify tokens of one
         request (0: unknown), ``drafts`` per request drafted (None: all measured positions)."""
-        t = self.prefill_time(prefill_tokens) if prefill_tokens else 0.0
+        fused = self.prefill_fused and requests and prefill_tokens
+        t = self.prefill_time(prefill_tokens) if prefill_tokens and not fused else 0.0
         if not requests:
             return t
         scale = 1.0 if drafts is None else self.draft_scale(drafts)
-        if tokens < _DENSE_LIMIT and requests < _DENSE_LIMIT:
+        forward = tokens + prefill_tokens if fused else tokens  # tokens of the target forward
+        if forward < _DENSE_LIMIT and requests < _DENSE_LIMIT:
             verify, alpha, draft = self._step_lists
-            t += verify[tokens] + alpha[requests] + scale * draft[requests]
+            t += verify[forward] + alpha[requests] + scale * draft[requests]
         else:
-            t += self.verify_time(requests, tokens) + scale * self.draft_time(requests)
+            t += self.verify_time(requests, forward) + scale * self.draft_time(requests)
         if self._has_context:
             t += self.context_time(kv_tokens, requests, tokens, longest)
         if longest and requests * longest > tokens:  # ragged: padded to the longest
@@ -431,7 +438,7 @@ class CostModel:
             return True
         if not requests:
             return False
-        if self.extrapolates(requests, tokens):
+        if self.extrapolates(requests, tokens + (prefill_tokens if self.prefill_fused else 0)):
             return True
         if self._has_context:
             lo, hi = self.context.lo, self.context.hi

@@ -11,8 +11,11 @@ Cost profile (``schema: spectune.cost/v1``)::
                ragged_seconds: s}                # optional: per ragged batch
     # a file may hold both blocks (``spectune profile`` writes both): ``form`` picks the one
     # loaded by default, ``read_cost(path, form=...)`` or ``FILE.yaml?form=additive`` the other
-    draft: {requests: [...], seconds: [...]}          # optional
-    prefill: {tokens: [...], seconds: [...]}          # optional
+    draft: {requests: [...], seconds: [...],          # optional
+            drafter: parallel | autoregressive,     #   how a shorter draft scales (default
+            positions: n}                           #   parallel), drafts timed per request
+    prefill: {tokens: [...], seconds: [...],          # optional
+              fused: false}                         #   chunk + verify tokens as one forward
     context: {kv_tokens: [...], seconds: [...],       # optional; extra seconds over the KV
               basis: total | padded,                #   tokens attention reads (default total)
               base_tokens_per_request: n,           #   verify terms' context (default 0)
@@ -34,7 +37,7 @@ from typing import Any
 import yaml
 
 from profiles.acceptance import ParametricAcceptance
-from profiles.cost import CONTEXT_BASES, CostModel, Curve
+from profiles.cost import CONTEXT_BASES, DRAFTERS, CostModel, Curve
 from profiles.documents import parse_yaml
 from profiles.errors import InputError
 
@@ -117,6 +120,14 @@ def cost_from_dict(
                                 tuple(_numbers(sub, "seconds", f"{where}: {name}")))  # fmt: skip
     if "context" in data:
         extra.update(_context_options(data["context"], f"{where}: context"))
+    if "draft" in data:
+        extra.update(_drafter(data["draft"], f"{where}: draft"))
+    if "prefill" in data and "fused" in data["prefill"]:
+        fused = data["prefill"]["fused"]
+        if not isinstance(fused, bool):
+            raise InputError(f"field 'fused' must be true or false, not {fused!r}",
+                             where=f"{where}: prefill")  # fmt: skip
+        extra["prefill_fused"] = fused
     if data.get("max_context") is not None:  # the engine's longest sequence per request
         extra["max_context"] = _field(data, "max_context", where, int)
     source = str(data.get("source", "unlabelled"))
@@ -165,6 +176,18 @@ def _padding(block: dict, key: str, where: str) -> float:
     if type(value) not in (int, float) or not 0 <= value <= ABSURD:
         raise InputError(f"field {key!r} must be a number >= 0, not {value!r}", where=where)
     return float(value)
+
+
+def _drafter(sub: dict, where: str) -> dict[str, Any]:
+    """How the draft term scales with the drafts a policy needs (``CostModel.draft_scale``)."""
+    kind, n = sub.get("drafter", "parallel"), sub.get("positions", 7)
+    if kind not in DRAFTERS:
+        raise InputError(f"field 'drafter' must be one of {', '.join(DRAFTERS)}, not {kind!r}",
+                         where=where)  # fmt: skip
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
+        raise InputError(f"field 'positions' must be a whole number in 1..64, not {n!r}",
+                         where=where)  # fmt: skip
+    return {"drafter": kind, "draft_positions": n}
 
 
 def _context_options(sub: dict, where: str) -> dict[str, Any]:
@@ -217,6 +240,10 @@ def cost_to_dict(cost: CostModel, metadata: dict | None = None) -> dict[str, Any
             out[name] = {axis: list(curve.x), "seconds": list(curve.y)}
     if cost.max_context:
         out["max_context"] = cost.max_context
+    if "draft" in out:
+        out["draft"].update(drafter=cost.drafter, positions=cost.draft_positions)
+    if "prefill" in out and cost.prefill_fused:
+        out["prefill"]["fused"] = True
     if "context" in out:
         out["context"]["basis"] = cost.context_basis
         out["context"]["base_tokens_per_request"] = cost.context_base

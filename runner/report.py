@@ -4,7 +4,7 @@
 ``TuneReport.to_dict()`` is ``summary.json``: per entry its best setting, throughput at the SLA
 (simulated, and interpolated to the bound), the figures at that load, the per-load curve, the
 best value of each SLA metric over every setting (why an entry is infeasible), the gain over
-``fixed:k=1`` (MTP-1) and the ratio to the clairvoyant reference per load.
+``fixed:k=1`` (MTP-1) and the share of the oracle (the best response) per load.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class PolicyResult:
     lossless: bool | None  # the policy class's flag (None: a simulator-only reference)
     per_load: tuple[dict[str, Any], ...]  # the best setting at each load: KEY_METRICS, sla_met
     gain_vs_fixed_k1: float | None = None  # throughput_at_sla / fixed:k=1's - 1
-    vs_clairvoyant: dict[str, float] = field(default_factory=dict)  # load -> throughput ratio
+    share_of_oracle: dict[str, float] = field(default_factory=dict)  # load -> throughput ratio
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,7 +44,7 @@ class PolicyResult:
             "load": self.load, **self.metrics, "settings_tried": self.settings_tried,
             "closest": self.closest, "at_top_of_grid": self.at_top_of_grid,
             "lossless": self.lossless, "per_load": [dict(p) for p in self.per_load],
-            "gain_vs_fixed_k1": self.gain_vs_fixed_k1, "vs_clairvoyant": self.vs_clairvoyant,
+            "gain_vs_fixed_k1": self.gain_vs_fixed_k1, "share_of_oracle": self.share_of_oracle,
         }  # fmt: skip
 
 
@@ -56,7 +56,7 @@ class TuneReport:
     mode: str  # "concurrency" or "rate"
     loads: tuple[float, ...]  # the load grid
     baseline: str | None  # BASELINE when it was tuned and feasible
-    clairvoyant: str | None  # the clairvoyant entry, if any
+    oracle: str | None  # the oracle entry (the reference), if any
     best: str | None  # the best lossless feasible entry (what best.yaml holds)
     policies: dict[str, PolicyResult]  # per --policies entry, in the order given
     workload: str = ""  # labels of the workload, cost and acceptance models
@@ -74,7 +74,7 @@ class TuneReport:
         """``summary.json`` (the frontiers are in ``frontier.csv``)."""
         return {
             "sla": list(self.sla), "mode": self.mode, "loads": list(self.loads),
-            "baseline": self.baseline, "clairvoyant": self.clairvoyant, "best": self.best,
+            "baseline": self.baseline, "oracle": self.oracle, "best": self.best,
             "policies": {e: r.to_dict() for e, r in self.policies.items()},
             "workload": self.workload, "profile": self.profile, "acceptance": self.acceptance,
             "files": list(self.files), "overload": self.overload, "run": self.run,
@@ -127,22 +127,22 @@ def result(cfg, search, store) -> PolicyResult:
 
 
 def report(cfg, searches, store) -> TuneReport:
-    """Every entry's result, their gains over MTP-1 and ratios to the clairvoyant reference."""
+    """Every entry's result, their gains over MTP-1 and shares of the oracle (the best response)."""
     from policies import parse_spec
 
     pol = {s.entry: result(cfg, s, store) for s in searches}
     base = pol[BASELINE].throughput_at_sla if BASELINE in pol else None
-    clair = next((e for e in pol if parse_spec(e)[0] == "clairvoyant"), None)
-    bound = {p["load"]: p["throughput_tok_s"] for p in pol[clair].per_load} if clair else {}
+    ref = next((e for e in pol if parse_spec(e)[0] == "oracle"), None)  # the best response
+    bound = {p["load"]: p["throughput_tok_s"] for p in pol[ref].per_load} if ref else {}
     for e, r in pol.items():
         ratios = {str(p["load"]): p["throughput_tok_s"] / bound[p["load"]] for p in r.per_load
                   if bound.get(p["load"]) and p["load"] in cfg.loads}  # fmt: skip
         gain = r.throughput_at_sla / base - 1 if base else None
-        pol[e] = replace(r, gain_vs_fixed_k1=gain, vs_clairvoyant=ratios)
+        pol[e] = replace(r, gain_vs_fixed_k1=gain, share_of_oracle=ratios)
     deployable = [e for e, r in pol.items() if r.lossless is True and r.feasible]
     best = max(deployable, key=lambda e: pol[e].throughput_at_sla) if deployable else None
     return TuneReport(sla=tuple(str(x) for x in cfg.sla), mode=cfg.mode, loads=tuple(cfg.loads),
-                      baseline=BASELINE if base else None, clairvoyant=clair, best=best,
+                      baseline=BASELINE if base else None, oracle=ref, best=best,
                       policies=pol)  # fmt: skip
 
 

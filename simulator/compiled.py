@@ -72,6 +72,7 @@ class Clock(NamedTuple):
     step: int  # the policy context's step index
     kv: int  # Σ KV tokens over the running batch (the total basis)
     tokens: int  # decode tokens generated (the running rate's numerator)
+    decode: float  # busy seconds of decode work, prefill excluded (the running rate's denominator)
 
 
 class Limit(NamedTuple):
@@ -154,7 +155,7 @@ def run(plan, price, pol, conf_ring, acc_ring, hist, hist_step, slots, left, ver
     width = conf_ring.shape[1]
     conf, out = np.empty((r, gamma)), np.empty(r, np.int64)
     stale, known = np.empty((r, gamma)), np.ones(r, np.bool_)
-    now, busy, col, step, kv_run, tokens = clock
+    now, busy, col, step, kv_run, tokens, decode = clock
     n = req_steps = batch_tok = verified = gained = extra = 0
     lag = pol.lag
     while True:
@@ -176,7 +177,7 @@ def run(plan, price, pol, conf_ring, acc_ring, hist, hist_step, slots, left, ver
                 hist[ring, slots[i]] = conf[i]
                 hist_step[ring, slots[i]] = step
         pf = limit.prefill_tokens if n == 0 else 0
-        rate = tokens / busy if busy > 0 else 0.0
+        rate = tokens / decode if decode > 0 else 0.0
         kernels.decide(pol.code, pol.params, plan, conf, kv, pf, rate, stale, known, out)
         ver_step = gain_step = take_step = longest = 0
         for i in range(r):
@@ -203,10 +204,16 @@ def run(plan, price, pol, conf_ring, acc_ring, hist, hist_step, slots, left, ver
         tokens += take_step
         now += dt
         busy += dt
-        if pf or n >= limit.horizon or now >= limit.until or left.min() == 0:
+        decode += dt - (limit.prefill_s if pf else 0.0)
+        if pf or n >= limit.horizon or now >= limit.until or left.min() == 0:  # pf: step 1 only
             break
-    return (Clock(now, busy, col, step, kv_run, tokens),
+    return (Clock(now, busy, col, step, kv_run, tokens, decode),
             Totals(n, req_steps, batch_tok, verified, gained, extra))  # fmt: skip
+
+
+def _owner(cls: type, name: str) -> type:
+    """The class in ``cls``'s MRO that defines ``name``."""
+    return next(c for c in cls.__mro__ if name in c.__dict__)
 
 
 class FastPath:
@@ -221,9 +228,15 @@ class FastPath:
         spec = policy.kernel(gamma)
         if spec is None or not hasattr(backend, "prefetch") or cap * (gamma + 1) >= _DENSE:
             return None
+        if _owner(type(policy), "decide") is not _owner(type(policy), "kernel"):
+            return None  # a subclass that decides otherwise: its kernel is its parent's
         plan, price = tables(cost), tables(backend.cost)
         if plan is None or price is None or spec[0] not in kernels.KERNELS:
             return None
+        from policies.padded import prices_longest
+
+        if policy.prefix_scheduler and prices_longest(cost):
+            return None  # planned along the ranked path at its longest request: reference only
         scale = backend.cost.draft_scale(backend.drafts)
         params = np.asarray(spec[1], dtype=float)
         if type(backend.acceptance) is ParametricAcceptance:
@@ -239,14 +252,24 @@ class FastPath:
         horizon = backend.prefetch(slots, left)
         limit = Limit(until, horizon, chunk, cost.prefill_time(chunk) if chunk else 0.0,
                       bool(chunk) and cost.outside(0, 0, 0, chunk))  # fmt: skip
+        # the policy's running rate λ is tokens per decode second (prefill excluded, as in
+        # Server._decode_step)
         clock = Clock(server.now, rec.busy_s, backend.step_count, server.ctx.step,
-                      server._kv_running, server._tokens)  # fmt: skip
+                      server._kv_running, server._tokens, server._decode_s)  # fmt: skip
         hist, hist_step = server.history.conf, server.history.step  # [lag, slot, γ], [lag, slot]
         clock, tot = run(self.plan, self.price, self.kernel, backend.conf_ring, backend.acc_ring,
                          hist, hist_step, slots, left, b.verified, b.gained, b.size, server._padded,
                          clock,
                          limit)  # fmt: skip
-        server.now, rec.busy_s, _, server.ctx.step, server._kv_running, server._tokens = clock
+        (
+            server.now,
+            rec.busy_s,
+            _,
+            server.ctx.step,
+            server._kv_running,
+            server._tokens,
+            server._decode_s,
+        ) = clock
         backend.advance(tot.steps, tot.extrapolated)
         rec.decode_steps += tot.steps
         rec.request_steps += tot.request_steps

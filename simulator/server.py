@@ -19,6 +19,7 @@ that could never fit is counted in ``requests_rejected_too_long`` and skipped, n
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -33,6 +34,8 @@ from simulator.backend import Backend, StepShape
 from simulator.metrics import Recorder
 from simulator.request import Request
 
+PREFILL_MODES = ("colocated", "disaggregated")
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -43,6 +46,10 @@ class ServerConfig:
     max_prefill_tokens: int = 2048  # chunked prefill: prompt tokens prefilled per step at most
     gamma: int = 7  # drafts proposed per request per step
     clamp_to_context: bool = False  # trim requests longer than the engine's context (counted)
+    # "colocated": prompts are prefilled in chunks inside the decode steps of this server;
+    # "disaggregated": a decode-only instance, each request arriving after its prefill time on
+    # a prefill instance (the cost model's prefill term) with its KV ready (Mooncake, DeepSeek)
+    prefill: str = "colocated"
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -53,6 +60,9 @@ class ServerConfig:
             raise InputError(f"max_prefill_tokens must be >= 1, got {self.max_prefill_tokens}")
         if not 1 <= self.gamma <= 64:
             raise InputError(f"gamma must be in 1..64, got {self.gamma}")
+        if self.prefill not in PREFILL_MODES:
+            raise InputError(f"prefill must be one of {', '.join(PREFILL_MODES)}, "
+                             f"not {self.prefill!r}")  # fmt: skip
 
 
 @dataclass
@@ -110,9 +120,17 @@ class Server:
         self.batch = Batch.of()  # the running requests
         self._kv_running = 0  # Σ KV length over the decode batch
         self._tokens = 0  # decode tokens generated so far (the running rate's numerator)
+        self._decode_s = 0.0  # busy seconds of decode work, prefill excluded (its denominator)
+        self._prefill_time = getattr(cost, "prefill_time", lambda tokens: 0.0)
+        # Disaggregated prefill: an admitted request's prompt runs on a prefill instance (its
+        # own forward, no queue there) while its KV space waits here; it decodes from the first
+        # step after its KV arrives, its first token the prefill's. Heap of (ready, slot, req).
+        self._disaggregated = config.prefill == "disaggregated"
+        self._transfers: list[tuple[float, int, Request]] = []
         # How the step's attended KV tokens are counted (see profiles/cost.py): the sum over the
         # batch, or requests × the longest context for engines that pad to it.
         self._padded = getattr(backend, "context_basis", "total") == "padded"
+        self._fused = bool(getattr(cost, "prefill_fused", False))
         self._kv_used = 0
         self._prefilling: deque[list] = deque()  # [slot, request, prompt tokens left], FCFS
         self.now = 0.0  # the engine's clock (simulated seconds), see _engine
@@ -126,8 +144,10 @@ class Server:
         # The compiled step path (simulator/compiled.py) where the policy has a kernel and the
         # backend is profiled; ``compiled=False`` keeps the reference step for every step.
         self._fast = None
+        # (not in disaggregated mode: KV transfers land between SimPy events)
         if (compiled and policy.kernel(config.gamma) is not None and hasattr(backend, "prefetch")
-                and getattr(backend, "compilable", True)):  # fmt: skip
+                and getattr(backend, "compilable", True)
+                and config.prefill != "disaggregated"):  # fmt: skip
             try:  # numba is imported only when used (and a checkout without it runs the reference)
                 from simulator.compiled import FastPath
             except ImportError:
@@ -168,20 +188,24 @@ class Server:
                 yield env.timeout(self.now - env.now)
             self._admit()
             chunk, prefilled = self._schedule_prefill()
-            if not chunk and not self.batch.slots.size:
-                if self._arrivals_done and not self.queue:
+            if not chunk and not prefilled and not self.batch.slots.size:
+                if self._arrivals_done and not self.queue and not self._transfers:
                     return
                 if self.now > env.now:
                     yield env.timeout(self.now - env.now)
                     continue
                 self._wake = env.event()
-                yield self._wake
+                if self._transfers:  # disaggregated: the next KV to arrive, or an arrival
+                    yield self._wake | env.timeout(self._transfers[0][0] - env.now)
+                else:
+                    yield self._wake
                 self._wake = None
                 self.now = env.now
                 continue
             if prefilled:
                 self.backend.prefill(prefilled)
-            if self._fast is not None and self.batch.slots.size:  # decode steps up to an event
+            fused = chunk and self._fused  # a chunk inside the verify forward: reference step
+            if self._fast is not None and self.batch.slots.size and not fused:  # up to an event
                 left = self._fast.steps(self, chunk, env.peek())
             else:
                 dt, left = self._decode_step(chunk)
@@ -208,11 +232,24 @@ class Server:
             slot = self._free.pop()
             self._req[slot] = req
             self._admitted[slot] = self.now
-            self._prefilling.append([slot, req, req.prompt_tokens])
+            if self._disaggregated:
+                ready = self.now + (
+                    self._prefill_time(req.prompt_tokens) if req.prompt_tokens else 0.0
+                )
+                heapq.heappush(self._transfers, (ready, slot, req))
+                self._first[slot] = ready
+            else:
+                self._prefilling.append([slot, req, req.prompt_tokens])
 
     def _schedule_prefill(self) -> tuple[int, list[tuple[int, Request]]]:
         """This step's prefill chunks, FCFS within the token budget; returns the tokens and the
         requests whose prompt completes in this step."""
+        if self._disaggregated:  # no prefill here: the requests whose KV has arrived
+            done = []
+            while self._transfers and self._transfers[0][0] <= self.now:
+                _, slot, req = heapq.heappop(self._transfers)
+                done.append((slot, req))
+            return 0, done
         budget, done = self.config.max_prefill_tokens, []
         for entry in self._prefilling:
             if budget == 0:
@@ -232,7 +269,8 @@ class Server:
             return
         now, joined = self.now, []
         for slot, req in prefill:
-            self._first[slot] = now
+            if not self._disaggregated:  # disaggregated: the prefill's, set at admission
+                self._first[slot] = now
             if req.output_tokens <= 1:
                 self._stats[slot] = (0, 0, 0)
                 self._retire(slot)
@@ -261,8 +299,8 @@ class Server:
         kv = r * int((batch.size - left).max()) if self._padded else self._kv_running
         ctx = self._context(slots, conf := backend.draft(slots))  # conf [R, γ]
         ctx.kv_tokens, ctx.prefill_tokens = kv, prefill_tokens
-        busy = self.recorder.busy_s
-        ctx.rate = self._tokens / busy if busy > 0 else 0.0  # running tokens per busy second
+        busy = self._decode_s
+        ctx.rate = self._tokens / busy if busy > 0 else 0.0  # running tokens per decode second
         lengths = self.policy.decide(conf, None, ctx)  # [R]
         gained = backend.verify(slots, lengths)  # [R] = min(A, ℓ) + 1
         if "history" in self.policy.reads:
@@ -270,6 +308,7 @@ class Server:
         verified = int(lengths.sum())
         shape = StepShape(r, r + verified, kv, prefill_tokens, int(lengths.max()) + 1)
         dt = backend.step_time(shape)
+        self._decode_s += dt - (self._prefill_time(prefill_tokens) if prefill_tokens else 0.0)
         self.recorder.step(r, r + verified, verified, int(gained.sum()))
         take = np.minimum(gained, left)
         left -= take

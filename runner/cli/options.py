@@ -131,6 +131,10 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
                    help="KV cache capacity in tokens; 0 = unlimited (default)")  # fmt: skip
     g.add_argument("--max-prefill-tokens", type=positive_int, default=2048,
                    help="chunked prefill: prompt tokens per step (default 2048)")  # fmt: skip
+    g.add_argument("--prefill", choices=("colocated", "disaggregated"), default="colocated",
+                   help="colocated: prompts prefilled in chunks in this server's steps (default); "
+                   "disaggregated: a decode-only instance, each request arriving after its "
+                   "prefill time on a prefill instance with its KV ready")  # fmt: skip
     g.add_argument("--clamp-to-context", action="store_true",
                    help="trim requests longer than the engine's context (counted) instead of "
                    "rejecting them (counted and stated, as vLLM rejects them)")  # fmt: skip
@@ -199,6 +203,7 @@ def server_from_args(args: argparse.Namespace, gamma: int) -> ServerConfig:
         max_prefill_tokens=args.max_prefill_tokens,
         gamma=gamma,
         clamp_to_context=getattr(args, "clamp_to_context", False),
+        prefill=getattr(args, "prefill", "colocated"),
     )
 
 

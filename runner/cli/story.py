@@ -7,7 +7,7 @@ The story calls the library (``runner.tune.tune``, ``runner.export``), never a c
 2. Picks a moderate interactivity SLA unless ``--sla`` is given: tokens/s/user p50 of at least
    ``--sla-fraction`` (default 0.6) of what fixed:k=1 achieves for a single user on this
    profile — MTP-1 then still sustains a real batch, as at the paper's 80 tok/s/user anchor.
-3. Tunes fixed:k=1, fixed:k=5, dspark_lagged (parameters searched) and clairvoyant (the bound)
+3. Tunes fixed:k=1, fixed:k=5, dspark_lagged (parameters searched) and oracle (the reference)
    over concurrency caps in closed loop (``spectune tune``), writes ``best.yaml`` and plots.
 4. Exports ``best.yaml`` to every format (``spectune export --format all``).
 5. Prints throughput at the SLA of each policy and the tuned scheduler's gain over fixed:k=1.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from runner.cli.options import positive_float, show_progress, workers_int
 
-POLICIES = ("fixed:k=1", "fixed:k=5", "dspark_lagged", "clairvoyant")
+POLICIES = ("fixed:k=1", "fixed:k=5", "dspark_lagged", "oracle")
 LOADS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
@@ -127,7 +127,7 @@ def _export(best: Path, out: Path) -> None:
 
 
 def _result(rep, sla, out: Path) -> None:
-    """Step 5: the tuned scheduler's gain over MTP-1 and its ratio to the clairvoyant one."""
+    """Step 5: the tuned scheduler's gain over MTP-1 and its share of the oracle."""
     d = rep.policies[rep.best]
     base = rep.policies.get("fixed:k=1")
     print(f"\n5. result     tuned {d.best}")
@@ -137,10 +137,10 @@ def _result(rep, sla, out: Path) -> None:
     else:
         print(f"             {d.throughput_at_sla:,.0f} tok/s at {sla}; fixed:k=1 (MTP-1) "
               "cannot meet this SLA at any concurrency")  # fmt: skip
-    if d.vs_clairvoyant:
-        print("             vs clairvoyant (verifies exactly the accepted drafts; over 100% where"
-              " long verifies cost more than they gain): " + ", ".join(
-              f"N={float(k):g} {v:.0%}" for k, v in d.vs_clairvoyant.items()))  # fmt: skip
+    if d.share_of_oracle:
+        print("             share of oracle (the best response: knows each draft's fate, pays the"
+              " true step cost): " + ", ".join(
+              f"N={float(k):g} {v:.0%}" for k, v in d.share_of_oracle.items()))  # fmt: skip
     print(f"plots        {out / 'frontier.png'} (Figure 7), {out / 'load.png'} (Figure 8)")
 
 

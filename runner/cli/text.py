@@ -37,11 +37,11 @@ def format_report(s: dict, out: Path) -> str:
         "",
     ]
     head = ("policy", "best setting", "tok/s at SLA", "vs k=1", f"at {unit}", "tok/s/user",
-            "verify/req", "min vs clairvoyant")  # fmt: skip
+            "verify/req", "min share of oracle")  # fmt: skip
     rows = [head]
     for entry, d in s["policies"].items():
         gain = d.get("gain_vs_fixed_k1")
-        ratios = list(d["vs_clairvoyant"].values())
+        ratios = list(d["share_of_oracle"].values())
         rows.append((
             entry, d["best"] if len(d["best"]) < 60 else d["best"][:57] + "...",
             f"{d['throughput_at_sla']:,.0f}" if d["feasible"] else "infeasible",

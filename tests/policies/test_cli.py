@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from policies.scenarios import SCENARIOS
 from runner.cli import main
 
 
@@ -44,7 +45,7 @@ def test_audit_lossless_policy_over_all_scenarios(capsys):
     code, out, _ = run(capsys, "audit", "--policy", "dspark:min_verify_len=1", "--json")
     result = json.loads(out)
     assert code == 0 and result["lossless"] is True
-    assert len(result["scenarios"]) == 5
+    assert len(result["scenarios"]) == len(SCENARIOS)
     assert {"target_distribution", "output_distribution", "total_variation"} <= set(result)
     code, out, _ = run(capsys, "audit", "--policy", "dspark", "--scenario", "jagged-pair")
     assert code == 0 and "jagged-pair: lossless" in out and "A|B" in out

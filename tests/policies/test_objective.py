@@ -108,3 +108,33 @@ def test_baselines_pay_only_the_draft_they_need():
     )
     one = simulate(reqs, make_policy("fixed:k=1"), COST, acc, cfg).recorder
     assert one.busy_s > simulate(reqs, make_policy("fixed:k=1"), free, acc, cfg).recorder.busy_s
+
+
+def test_the_running_rate_counts_decode_seconds_only():
+    """λ is tokens per second of decode work: a slow prefill does not lower it."""
+    from dataclasses import dataclass, replace
+
+    from policies.baseline import Fixed
+    from profiles.builtin import load_acceptance
+    from simulator.request import Request
+    from simulator.run import simulate
+    from simulator.server import ServerConfig
+
+    seen = []
+
+    @dataclass(frozen=True)
+    class Watch(Fixed):
+        def decide(self, conf, valid, ctx):
+            seen.append(ctx.rate)
+            return super().decide(conf, valid, ctx)
+
+    slow = replace(COST, prefill=Curve((0.0, 1000.0), (1.0, 2.0)))  # ≥ 1 s per prefill chunk
+    reqs = [Request(i, 0.1 * i, 40, 30, "chat") for i in range(6)]
+    cfg = ServerConfig(max_concurrency=2, gamma=7)
+    run = simulate(reqs, Watch(k=1), slow, load_acceptance("paper:qwen3-8b-dspark"), cfg)
+    per_busy = run.summary["output_tokens"] / run.recorder.busy_s
+    decode = [r for r in seen if r > 0]
+    # A decode step costs ≈ 20 ms here and gains ≥ 2 tokens per request: ≥ 100 tok/s of decode,
+    # while prefill seconds dominate the busy time (6 s of prefill for 180 tokens).
+    assert decode and min(decode[5:]) > 50.0
+    assert per_busy < 50.0

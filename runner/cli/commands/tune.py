@@ -10,8 +10,10 @@ Points stream to ``DIR/points.jsonl`` as they finish; ``--resume`` continues a k
 without redoing finished points. At the end ``DIR`` holds ``best.yaml``
 (``spectune.scheduler/v1``; export it with ``spectune export``), ``results.csv``,
 ``frontier.csv``, ``summary.json``, ``frontier.png`` (Figure 7) and ``load.png`` (Figure 8).
-Policy entries are names (parameters searched) or specs (given parameters pinned); clairvoyant
-is the simulator-only no-wasted-verification reference and never becomes ``best.yaml``.
+Policy entries are names (parameters searched) or specs (given parameters pinned); ``oracle``
+(the best response: it knows each request's accepted drafts and maximises tokens/s under the true
+step cost) is the simulator-only reference results report a "share of oracle" against; it and
+``clairvoyant`` never become ``best.yaml``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from runner.cli.options import (
 NAME = "tune"
 HELP = "tune verification policies for an SLA and export the best scheduler config"
 
-DEFAULT_POLICIES = "fixed:k=1,fixed,dspark_lagged,clairvoyant"
+DEFAULT_POLICIES = "fixed:k=1,fixed,dspark_lagged,oracle"
 QUICK = {"concurrency": (2, 8, 32, 128), "requests": 80, "per_user": 4, "rounds": 1, "bisect": 1}
 
 
