@@ -4,7 +4,6 @@ set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 : "${MODEL:?set MODEL to the target model (path or Hugging Face id)}"
 : "${DRAFT:?set DRAFT to the draft model or head the deployment speculates with}"
-: "${METHOD:?set METHOD to vLLM's speculative method for DRAFT (eagle3, mtp, ...)}"
 SPECULATIVE_CONFIG=$(sed -e "s|\$METHOD|$METHOD|" -e "s|\$DRAFT|$DRAFT|" "$HERE/speculative_config.json")
 exec vllm serve "$MODEL" \
   --max-num-seqs 64 \
