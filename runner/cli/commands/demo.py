@@ -80,21 +80,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"            server: max concurrency {config.max_concurrency}, gamma {gamma}, "
           f"seed {args.seed}\n")  # fmt: skip
     print(table(rows))
-    from policies.padded import prices_longest
-
-    if prices_longest(cost):  # say where this engine's regime differs from a GPU's
-        print("\nregime      this engine pads every request's verify tokens to the batch's longest"
-              "\n            (the CPU engine's batched attention) and its throughput grows about 2x"
-              "\n            from 1 to 64 users (fixed:k=1 183 -> 401 tok/s; builtin:h100-8b: 42x):"
-              "\n            DSpark plans whole levels here and, at high concurrency, ties the best"
-              "\n            static k (2), where on the paged GPU profile it beats it by 6-8% at"
-              '\n            N >= 64 (BENCHMARKS.md "Tuning")')  # fmt: skip
+    _regime(cost)
     if missing:
         print(f"\n(not registered in this build, skipped: {', '.join(missing)})")
     if args.no_tune:
         return 0
     sys.stdout.flush()
     return tell(args)
+
+
+def _regime(cost) -> None:
+    """Say where this engine's regime differs from a GPU's (a padded engine, e.g. the CPU one)."""
+    from policies.padded import prices_longest
+
+    if prices_longest(cost):
+        print("\nregime      this engine pads every request's verify tokens to the batch's longest"
+              "\n            (the CPU engine's batched attention), so batching gains it far less"
+              "\n            than a paged GPU engine: DSpark plans whole levels here and, at high"
+              "\n            concurrency, ties the best static k, where on builtin:h100-8b it"
+              '\n            beats it (measured in BENCHMARKS.md "Tuning")')  # fmt: skip
 
 
 def _policies(text: str):
