@@ -51,6 +51,10 @@ SLOW_MODULES = {
     # the hostile sweep (331 cases, each a full command) and the README's blocks under a pty and
     # piped; the fast subset keeps a test per cause at its boundary (tests/runner/cli/test_contract)
     "tests/test_hostile.py", "tests/test_readme.py",
+    # whole runs on both step paths (compiled vs reference) and kernels vs decide on many batches;
+    # the vLLM server manager against stand-in servers in subprocesses
+    "tests/simulator/test_compiled.py", "tests/policies/test_kernels.py",
+    "tests/engine/test_vllm_serve.py",
 }  # fmt: skip
 SLOW_TESTS = {
     "test_tune_writes_results_best_yaml_and_plots", "test_plots_and_rate_mode",
@@ -89,6 +93,9 @@ SLOW_TESTS = {
     "test_large_pools_equal_the_pseudocode", "test_saturated_queue_grows",
     "test_calibrated_input_keeps_temperature_near_one", "test_real_azure_spans_and_mooncake_spans",
     "test_simulator_reproduces_the_tiny_engine",
+    "test_exact_is_claimed_where_sglangs_planner_makes_the_tuned_decisions",
+    "test_plugin_is_searched_by_tune_and_handled_by_export",
+    "test_uniform_records_replay_fixed_policies_of_the_tiny_engine",
 }  # fmt: skip
 SLOW_FIXTURES = {"traces"}  # the real traces in ../shared/traces
 
