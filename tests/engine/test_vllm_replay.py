@@ -33,9 +33,10 @@ if vllm.missing():
 
 from engine.vllmbench import steps, table_check  # noqa: E402
 from policies import make_policy  # noqa: E402
+from profiles.calibration import StsCalibration  # noqa: E402
 from profiles.store import read_cost  # noqa: E402
 from runner.cli import main  # noqa: E402
-from runner.scheduler import SchedulerConfig, StsConfig, write_scheduler  # noqa: E402
+from runner.scheduler import SchedulerConfig, write_scheduler  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +52,7 @@ def _best(spec: str, path: Path) -> Path:
     p = make_policy(spec)
     cfg = SchedulerConfig(
         policy_name=p.name, params=tuple(p.__dict__.items()), gamma=4, cost=read_cost(PROFILE),
-        sts=StsConfig(temperatures=(1.0,) * 4, dataset="unit", num_samples=1),
+        sts=StsCalibration(temperatures=(1.0,) * 4, dataset="unit", num_samples=1),
         max_concurrency=CAP, tuned={"load_mode": "concurrency", "load": float(CAP)},
         provenance={"seed": 0},
     )  # fmt: skip
