@@ -80,7 +80,7 @@ def run_vllm(args: argparse.Namespace, claim) -> tuple[dict, object]:
         load = bench.Load(args.concurrency, args.time_limit, args.request_timeout,
                           args.temperature)  # fmt: skip
         setup = vllmbench.Setup(cfg, load, args.startup_timeout)
-        from runner import progress
+        from runner.cli import progress
 
         with progress.bar(args, "requests done", total=len(requests), unit="req") as bar:
             try:
