@@ -91,7 +91,8 @@ def run_vllm(args: argparse.Namespace, claim) -> tuple[dict, object]:
     stats = {k: getattr(workload.stats, k) for k in workload.stats.__slots__}
     summary = {"workload": workload.label, **stats, **summary}
     summary.update({"extrapolated_steps": None, "extrapolated_step_share": None,  # no pricing
-                    "requests_clamped_to_context": 0, "max_context": context,
+                    "requests_clamped_to_context": 0, "requests_rejected_context": 0,
+                    "max_context": context,
                     "policy": _policy_label(args, spec), "gamma": k, "max_concurrency": cap,
                     "kv_capacity_tokens": None, "seed": args.seed,
                     "backend": f"vllm serve {vllm.version()} (live, 127.0.0.1)",
