@@ -8,7 +8,9 @@ then measures the backlog (TTFTs of hours), not the policy. The estimate needs n
 simulation: a saturated server completes requests at its capacity, so the completed-request rate
 of a run that was busy almost all the time is the capacity *for this workload mix, policy and
 server cap* (an estimate, stated as such), and the offered rate is the requests over their arrival
-span. The rate scale that would fit is the current one times capacity / offered.
+span. The rate scale that would fit is the current one times capacity / offered. A run whose
+requests mostly did not wait was not saturated, however short it was (a few requests finish at
+their own pace, not the server's capacity): the queue must hold most of the latency.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from simulator.workload import Workload
 
 OVER = 1.1  # offered / capacity above this is reported (10%: the estimate's own slack)
 BUSY = 0.9  # a server idle more than 10% of the run was not saturated
+QUEUED = 0.5  # saturated: waiting in the queue is over half of a request's mean latency
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,15 @@ def offered_rate(arrivals: np.ndarray) -> float | None:
 
 def overload(summary: dict[str, Any], arrivals: np.ndarray, rate_scale: float) -> Overload | None:
     """The overload of one open-loop run (``simulate``'s summary and its arrival times, s), or
-    None when the offered load fits (or cannot be told: all arrivals at once is a closed batch)."""
+    None when the offered load fits (or cannot be told: all arrivals at once is a closed batch;
+    requests that hardly waited, as in a run of a few requests)."""
     offered = offered_rate(arrivals)
     capacity = summary.get("request_throughput_req_s") or 0.0
     busy = summary.get("engine_busy_fraction") or 0.0
+    queued = summary.get("queue_mean_s") or 0.0
     if offered is None or capacity <= 0 or busy < BUSY or offered <= OVER * capacity:
+        return None
+    if queued <= QUEUED * (summary.get("e2e_mean_s") or 0.0):
         return None
     return Overload(offered, capacity, rate_scale * capacity / offered)
 

@@ -44,13 +44,17 @@ def test_a_drawn_bar_with_an_unknown_total_survives_truth_tests(monkeypatch):
 
 def test_overload_needs_a_busy_server_and_offered_beyond_capacity():
     arrivals = np.linspace(0.0, 100.0, 1001)  # 10 req/s offered
-    busy = {"request_throughput_req_s": 2.0, "engine_busy_fraction": 0.999}
+    busy = {"request_throughput_req_s": 2.0, "engine_busy_fraction": 0.999,
+            "queue_mean_s": 30.0, "e2e_mean_s": 40.0}  # fmt: skip
     o = capacity.overload(busy, arrivals, rate_scale=1.0)
     assert o is not None and o.offered_req_s == 10.0 and o.capacity_req_s == 2.0
     assert o.rate_scale == 0.2 and "--rate-scale <= 0.2" in o.message()
     assert capacity.overload({**busy, "engine_busy_fraction": 0.5}, arrivals, 1.0) is None
     assert capacity.overload({**busy, "request_throughput_req_s": 9.5}, arrivals, 1.0) is None
     assert capacity.overload(busy, np.zeros(50), 1.0) is None  # all at once: a closed batch
+    # a few requests that hardly waited: their completion rate is not the server's capacity
+    brief = {**busy, "queue_mean_s": 0.003, "e2e_mean_s": 1.4}
+    assert capacity.overload(brief, arrivals, 1.0) is None
     assert capacity.overload(busy, arrivals, 4.0).rate_scale == 0.8  # scales the current one
 
 
