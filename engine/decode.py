@@ -20,7 +20,7 @@ from profiles.errors import InputError
 
 
 @dataclass
-class Trace:
+class Generation:
     """What one decoding run did, per step and per request."""
 
     outputs: list[list[int]]  # tokens of the decode steps per prompt (max_new_tokens of them)
@@ -70,7 +70,7 @@ def generate(
     seed: int = 0,
     record_full: bool = False,
     temperatures: tuple[float, ...] | None = None,
-) -> Trace:
+) -> Generation:
     """Decode ``prompts`` together; ``policy=None`` or no drafter is plain target decoding.
 
     One seed makes the run reproducible: a generator for the engine's sampling, another (numpy)
@@ -84,7 +84,7 @@ def generate(
     if temperatures and engine.drafter is not None:
         temps = torch.tensor(temperatures[: engine.gamma], device=engine.device)
     speculative = engine.drafter is not None and policy is not None and policy.name != "none"
-    trace = Trace(outputs=[[] for _ in prompts])
+    trace = Generation(outputs=[[] for _ in prompts])
     t0 = time.perf_counter()
     active = {engine.add(p, gen): i for i, p in enumerate(prompts)}
     trace.first = [engine.slots[s].generated[0] for s in active]  # dicts keep prompt order

@@ -1,5 +1,5 @@
 """One replay from resolved inputs to its summary and warnings: the library call behind
-``spectune replay`` (the command resolves the options, calls :func:`replay`, prints).
+``spectune replay`` (the command resolves the options, calls :func:`replay_workload`, prints).
 
 The summary is the simulator's (DESIGN §5 metrics) prefixed by the workload's label and stream
 statistics, with the overload estimate (``simulator/capacity.py``) and any cost-table warning;
@@ -24,7 +24,7 @@ class Replay:
     result: Result  # the simulation (its recorder holds the per-request columns)
 
 
-def replay(workload, policy, cost, acceptance, config, *, seed: int, backend=None,
+def replay_workload(workload, policy, cost, acceptance, config, *, seed: int, backend=None,
            rate_scale: float = 1.0, cost_name: str | None = None,
            on_request: Callable | None = None) -> Replay:  # fmt: skip
     """Simulate ``workload`` (a :class:`simulator.workload.Workload`) and summarise it;

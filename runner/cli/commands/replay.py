@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from policies import make_policy
-    from runner.replay import replay, write_texts
+    from runner.replay import replay_workload, write_texts
 
     if args.backend == "vllm":
         from runner.cli.vllm import run_vllm
@@ -77,9 +77,10 @@ def run(args: argparse.Namespace) -> int:
     out = out_dir(args.out, NAME, force=args.force) if args.out else None  # before the work
     config = server_from_args(args, gamma)
     with progress.bar(args, "requests arrived", total=workload.expected, unit="req") as bar:
-        rep = replay(workload, policy, cost, acceptance, config, seed=args.seed, backend=backend,
-                     rate_scale=args.rate_scale, cost_name=args.config or args.profile,
-                     on_request=bar.tick if bar.on else None)  # fmt: skip
+        rep = replay_workload(workload, policy, cost, acceptance, config, seed=args.seed,
+                              backend=backend, rate_scale=args.rate_scale,
+                              cost_name=args.config or args.profile,
+                              on_request=bar.tick if bar.on else None)  # fmt: skip
     for line in rep.warnings:
         sys.stderr.write(f"spectune: warning: {line}\n")
     if out is not None and backend is not None:
