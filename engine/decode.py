@@ -134,6 +134,25 @@ def generate(
     return trace
 
 
+def complete(engine: Engine, prompt: list[int], max_new_tokens: int, *, policy=None, cost=None,
+             seed: int = 0, temperatures: tuple[float, ...] | None = None) -> dict:  # fmt: skip
+    """One prompt decoded (``spectune decode``): its text and ``max_new_tokens`` tokens, the
+    speed, mean accepted length and decode steps, and the seconds in draft and verify."""
+    trace = generate(engine, [prompt], max_new_tokens, policy=policy, cost=cost, seed=seed,
+                     temperatures=temperatures)  # fmt: skip
+    # The first new token comes from the prefill; the decode steps supply the rest.
+    tokens = ([trace.first[0]] + trace.outputs[0])[:max_new_tokens]
+    return {
+        "text": bytes(tokens).decode("utf-8", errors="replace"),
+        "tokens": tokens,
+        "tokens_per_s": round(trace.tokens_per_s, 2),
+        "mean_accepted_len": round(trace.mean_accepted_len, 4),
+        "steps": trace.steps,
+        "draft_s": round(trace.draft_s, 4),
+        "verify_s": round(trace.verify_s, 4),
+    }
+
+
 def _policy_inputs(policy, slots, step, history, cost, rng) -> dict:
     """Keyword inputs a policy reads: cost model, generator, and from ``history``
     (policies/history.py) lagged confidences and per-request totals at decode ``step``."""
