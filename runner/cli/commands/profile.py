@@ -15,8 +15,6 @@ machine are noisy: run it when the machine is quiet and keep ``--threads`` expli
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 
 from profiles.documents import json_line
@@ -31,6 +29,7 @@ from runner.cli.options import (
     seed_int,
     threads_int,
 )
+from runner.cli.text import command_line
 from runner.paths import out_file
 
 NAME = "profile"
@@ -107,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         "repeats": cfg.repeats,
         "warmup": cfg.warmup,
         "seed": args.seed,
-        "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "command": command_line(),
     }
     write_yaml(out, costfit.document(ms, sps, add, fit, meta))
     read_cost(out), read_cost(out, form="additive")  # what we wrote loads
@@ -171,7 +170,7 @@ def _vllm(args: argparse.Namespace, out: Path, bar: progress.Progress) -> int:
     except ValueError as exc:
         raise InputError(str(exc)) from None
     meta = {"threads": args.threads, "quick": args.quick, "seed": args.seed,
-            "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:])}  # fmt: skip
+            "command": command_line()}  # fmt: skip
     bar.start(vllmcost.total_calls(cfg))
     try:
         doc = vllmcost.profile(args.engine, cfg, {}, meta, tick=bar.update)

@@ -16,8 +16,6 @@ should reproduce — and the cost model that policies reading one saw (``--cost`
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 
 from profiles.documents import json_line
@@ -30,6 +28,7 @@ from runner.cli.options import (
     seed_int,
     threads_int,
 )
+from runner.cli.text import command_line
 from runner.paths import out_file
 
 NAME = "record"
@@ -83,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         records = record(engine, cfg, policy if args.policy else None, checks,
                          target=args.target, drafter=args.drafter, device=device, cost=cost,
                          cost_spec=args.cost or (_DEFAULT_COST if cost is not None else None),
-                         command="spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                         command=command_line(),
                          on_total=bar.start, done=bar.update)  # fmt: skip
     write_records(out, records)
     _print(args, out, records)
