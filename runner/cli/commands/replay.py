@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from policies import make_policy
-    from runner.replay import replay_workload, write_texts
+    from runner.summary import replay_workload, write_texts
 
     if args.backend == "vllm":
         from runner.cli.vllm import run_vllm

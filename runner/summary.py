@@ -1,5 +1,6 @@
-"""One replay from resolved inputs to its summary and warnings: the library call behind
-``spectune replay`` (the command resolves the options, calls :func:`replay_workload`, prints).
+"""The summary of one replay (``spectune replay``): :func:`replay_workload` simulates resolved
+inputs and returns the summary and its warnings (the command resolves the options, calls it,
+prints); :func:`write_texts` writes a live replay's generated text.
 
 The summary is the simulator's (DESIGN §5 metrics) prefixed by the workload's label and stream
 statistics, with the overload estimate (``simulator/capacity.py``) and any cost-table warning;
