@@ -7,7 +7,7 @@ policy (default ``fixed:k=1`` and ``fixed:k=3``):
 
 - **engine**: the engine's own mean accepted length per request-step (bonus included) decoding the
   records' prompts (same domains, prompts, seed, slots, lengths as the records' meta) under that
-  policy, with ``engine.recorder.decode``. Taken from the records' ``engine_runs`` when the
+  policy, with ``engine.record.decode``. Taken from the records' ``engine_runs`` when the
   recording ran that policy as a ``--check``; otherwise decoded here on CPU (about a minute per
   drafter and policy) and kept in ``--engine-json`` so a later run reuses it;
 - **replay**: the simulator replaying the records under that policy, with 8x as many requests as
@@ -57,7 +57,7 @@ def engine_run(meta: dict, spec: str, domain: str) -> dict:
     import torch
 
     from engine.load import build_engine
-    from engine.recorder import RecordConfig, decode, prompts_for
+    from engine.record import RecordConfig, decode, prompts_for
 
     torch.set_num_threads(1)
     engine, policy = build_engine(meta["target"], meta["drafter"], spec,

@@ -255,3 +255,76 @@ def document(ms: Measurements, sps: CostModel, add: CostModel, fit: dict, meta: 
         },
     }
     return doc
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """A measured cost profile of the engine: the document and the figures reported on it."""
+
+    doc: dict  # the spectune.cost/v1 document (SPS form, additive fit, every point, metadata)
+    summary: dict  # what ``spectune profile --json`` prints, apart from the file written
+    fit: dict  # the additive fit's report (relative errors, points)
+    wall_s: float  # seconds measuring
+
+
+def profile_engine(engine, cfg, *, spec: str, target: str, drafter: str, device, command: str = "",
+                   on_total: Callable[[int], None] | None = None,
+                   tick: Callable[[int], None] | None = None) -> EngineProfile:  # fmt: skip
+    """Measure ``engine`` (built from the checkpoints ``target`` and ``drafter``, named ``spec``)
+    under ``cfg`` (a :class:`engine.profiler.ProfileConfig`) into its cost profile, with the
+    device, versions, load average and ``command`` in the metadata; ``on_total``/``tick`` as
+    :func:`engine.profiler.measure` calls them."""
+    from pathlib import Path
+
+    from engine import profiler, provenance
+
+    load_before = provenance.load_average()
+    ms = profiler.measure(engine, cfg, on_total=on_total, tick=tick)
+    env = provenance.environment(device)
+    source = (
+        f"measured: engine {spec} ({Path(target).stem} + {Path(drafter).stem}) on "
+        f"{device.type} (threads={env['threads']}, torch {env['torch']}), {env['date'][:10]}, "
+        f"commit {env['commit'][:12]}" + (" (quick)" if cfg.quick else "")
+    )
+    sps, add, fit = cost_models(ms, source, cfg.quick)
+    meta = {
+        **env,
+        "engine": spec,
+        "target": target,
+        "drafter": drafter,
+        "checkpoints_sha256": {
+            "target": provenance.checkpoint_digest(target),
+            "drafter": provenance.checkpoint_digest(drafter),
+        },
+        "temperature": 1.0,
+        "load_average": {"before": load_before, "after": provenance.load_average()},
+        "quick": cfg.quick,
+        "repeats": cfg.repeats,
+        "warmup": cfg.warmup,
+        "seed": cfg.seed,
+        "command": command,
+    }
+    doc = document(ms, sps, add, fit, meta)
+    return EngineProfile(doc, _summary(sps, fit, ms, meta), fit, ms.wall_s)
+
+
+def _summary(sps: CostModel, fit: dict, ms: Measurements, meta: dict) -> dict:
+    bs = [b for b in (1, 8, 64) if b <= sps.max_batch_tokens]
+    rs = [r for r in (1, 8) if r <= ms.slots]
+    return {
+        "source": sps.source,
+        "max_batch_tokens": sps.max_batch_tokens,
+        "verify_points": len(ms.verify.points),
+        "verify_ms": {b: round(1e3 * sps.verify_time(1, b), 3) for b in bs},
+        "draft_ms": {r: round(1e3 * sps.draft_time(r), 3) for r in rs},
+        "prefill_ms": {
+            int(n): round(1e3 * t, 3) for n, t in zip(sps.prefill.x, sps.prefill.y, strict=True)
+        },
+        "additive_rms_rel_error": round(fit["rms_rel_error"], 4),
+        "additive_max_rel_error": round(fit["max_rel_error"], 4),
+        "wall_s": round(ms.wall_s, 1),
+        "speed_reference_ms": [round(1e3 * t, 3) for t in ms.reference_s],
+        "load_average": meta["load_average"],
+        "threads": meta["threads"],
+        "device": meta["device"],
+    }

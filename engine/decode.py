@@ -20,7 +20,7 @@ from profiles.errors import InputError
 
 
 @dataclass
-class Trace:
+class Generation:
     """What one decoding run did, per step and per request."""
 
     outputs: list[list[int]]  # tokens of the decode steps per prompt (max_new_tokens of them)
@@ -70,7 +70,7 @@ def generate(
     seed: int = 0,
     record_full: bool = False,
     temperatures: tuple[float, ...] | None = None,
-) -> Trace:
+) -> Generation:
     """Decode ``prompts`` together; ``policy=None`` or no drafter is plain target decoding.
 
     One seed makes the run reproducible: a generator for the engine's sampling, another (numpy)
@@ -84,7 +84,7 @@ def generate(
     if temperatures and engine.drafter is not None:
         temps = torch.tensor(temperatures[: engine.gamma], device=engine.device)
     speculative = engine.drafter is not None and policy is not None and policy.name != "none"
-    trace = Trace(outputs=[[] for _ in prompts])
+    trace = Generation(outputs=[[] for _ in prompts])
     t0 = time.perf_counter()
     active = {engine.add(p, gen): i for i, p in enumerate(prompts)}
     trace.first = [engine.slots[s].generated[0] for s in active]  # dicts keep prompt order
@@ -132,6 +132,25 @@ def generate(
         trace.step_s.append(time.perf_counter() - ts)
     trace.decode_s = time.perf_counter() - t0
     return trace
+
+
+def complete(engine: Engine, prompt: list[int], max_new_tokens: int, *, policy=None, cost=None,
+             seed: int = 0, temperatures: tuple[float, ...] | None = None) -> dict:  # fmt: skip
+    """One prompt decoded (``spectune decode``): its text and ``max_new_tokens`` tokens, the
+    speed, mean accepted length and decode steps, and the seconds in draft and verify."""
+    trace = generate(engine, [prompt], max_new_tokens, policy=policy, cost=cost, seed=seed,
+                     temperatures=temperatures)  # fmt: skip
+    # The first new token comes from the prefill; the decode steps supply the rest.
+    tokens = ([trace.first[0]] + trace.outputs[0])[:max_new_tokens]
+    return {
+        "text": bytes(tokens).decode("utf-8", errors="replace"),
+        "tokens": tokens,
+        "tokens_per_s": round(trace.tokens_per_s, 2),
+        "mean_accepted_len": round(trace.mean_accepted_len, 4),
+        "steps": trace.steps,
+        "draft_s": round(trace.draft_s, 4),
+        "verify_s": round(trace.verify_s, 4),
+    }
 
 
 def _policy_inputs(policy, slots, step, history, cost, rng) -> dict:

@@ -107,7 +107,7 @@ def request_probes(slots: int, quick: bool) -> list[int]:
     return sorted({r for r in base if r <= slots} | {slots})
 
 
-def split(b: int, r: int, cap: int, rng: np.random.Generator) -> list[int]:
+def split_tokens(b: int, r: int, cap: int, rng: np.random.Generator) -> list[int]:
     """``r`` per-request token counts in ``1..cap`` summing to ``b`` (random, seeded)."""
     q = np.ones(r, dtype=np.int64)
     for _ in range(b - r):
@@ -224,7 +224,7 @@ class Profiler:
         """One verify of B tokens from R requests, split at random (1..γ+1 tokens each);
         ``record`` keeps the split's padding ``R · max q − B`` under (R, B) in :attr:`pads`."""
         e = self.engine
-        q = split(b, r, e.gamma + 1, self.rng)
+        q = split_tokens(b, r, e.gamma + 1, self.rng)
         if record:
             self.pads.setdefault((r, b), []).append(r * max(q) - b)
         slots = self._batch(r)
@@ -239,7 +239,7 @@ class Profiler:
         the verify's B = 4R tokens split at random, so the drafter ingests a ragged batch)."""
         e = self.engine
         slots = self._batch(r)
-        q = split(Q_TYPICAL * r, r, e.gamma + 1, self.rng)
+        q = split_tokens(Q_TYPICAL * r, r, e.gamma + 1, self.rng)
         e.verify(slots, self._sub_draft(r), [x - 1 for x in q], self.gen)
         self._set_length(slots, self.base)
         e.draft(slots, self.gen)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from engine import checkpoint
 from engine.data import DOMAINS, Corpus, load_all, mixed_batch
 from engine.model import Target, TargetConfig
+from profiles.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -209,3 +211,42 @@ def _sessions(info: dict) -> list[str]:
     lines = ["This run was resumed; each session's command and steps:", ""]
     lines += [f"- steps {a}..{b}: `{s['command']}`" for s in sessions for a, b in [s["steps"]]]
     return [*lines, ""]
+
+
+def train(what: str, kinds: Sequence[str] = (), *, seed: int = 0,
+          overrides: dict[str, Any] | None = None, target: str = "target",
+          out_dir: Path = checkpoint.CHECKPOINTS, run_dir: Path, command: str = "",
+          device: str = "cpu", on_step: StepHook | None = None) -> dict[str, dict]:  # fmt: skip
+    """``spectune train``: the target LM (``what="target"``), the drafters ``kinds`` together
+    against the frozen ``target`` (``"drafter"``, engine/distill.py) or the standalone draft LM
+    (``"draft-model"``, engine/draftlm.py), each config's defaults under ``overrides``. Returns
+    by model name its checkpoint path (in ``out_dir``) and its training info, loss curve left
+    out."""
+    overrides = overrides or {}
+    if what == "target":
+        out = out_dir / "target.safetensors"
+        cfg = replace(TrainConfig(seed=seed), **overrides)
+        infos = {
+            "target": train_target(TargetConfig(), cfg, run_dir, out, command, on_step=on_step)
+        }
+    elif what == "draft-model":
+        from engine.draftlm import DistilConfig, distil
+
+        if not checkpoint.path_of(target).exists():
+            raise InputError(f"{checkpoint.path_of(target)}: no target checkpoint")
+        model, cfg = checkpoint.load_target(target), replace(DistilConfig(seed=seed), **overrides)
+        infos = {"draft": distil(model, cfg, run_dir, out_dir / "draft.safetensors", command,
+                                 on_step=on_step)}  # fmt: skip
+    else:
+        from engine.distill import DistillConfig, train_drafter
+
+        target_path = checkpoint.path_of(target)
+        if not target_path.exists():
+            raise InputError(f"{target_path}: no target checkpoint (train the target first)")
+        cfg = replace(DistillConfig(seed=seed), **overrides)
+        outs = {k: out_dir / f"{k}.safetensors" for k in kinds}
+        infos = train_drafter(list(kinds), target_path, cfg, run_dir, outs, command, device,
+                              on_step=on_step)  # fmt: skip
+    return {name: {"checkpoint": str(out_dir / f"{name}.safetensors"),
+                   **{k: v for k, v in info.items() if k != "loss_curve"}}
+            for name, info in infos.items()}  # fmt: skip

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from policies.base import Policy
-from policies.scenarios import SCENARIOS, Request, Scenario, scenario
+from policies.scenarios import SCENARIOS, Scenario, ScenarioRequest, scenario
 from profiles.errors import InputError
 
 TOLERANCE = 1e-9  # total variation below which two laws count as equal (float64 round-off)
@@ -167,7 +167,7 @@ def _options(t: _Tables, realized: bool) -> list[tuple[int, int, float]]:
     ]
 
 
-def _tables(req: Request, v: int, m: int) -> _Tables:
+def _tables(req: ScenarioRequest, v: int, m: int) -> _Tables:
     gamma = req.draft.shape[0]
     start = v  # row index of "no previous token"
     probs, confs, accepts, outs = [], [], [], []

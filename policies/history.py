@@ -7,7 +7,7 @@ hands a policy exactly the ``StepContext`` fields its ``reads`` declare: ``lagge
 ``lagged_known`` (``[lag, R, γ]`` and ``[lag, R]``, index 0 = ``lag`` steps ago, index lag-1 =
 one step ago) and ``accepted_total`` / ``verified_total`` (``[R]``). The simulator's server
 (``simulator/server.py``) and the engine's decode loops (``engine/decode.py``,
-``engine/recorder.py``) both keep one.
+``engine/record.py``) both keep one.
 """
 
 from __future__ import annotations

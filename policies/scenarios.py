@@ -39,7 +39,7 @@ from profiles.errors import InputError
 
 
 @dataclass(frozen=True, eq=False)
-class Request:
+class ScenarioRequest:
     """One request's tiny language for one step (see the module docstring for shapes)."""
 
     target: np.ndarray  # [P, V+1, V] p_t(y_k | y_{k-1}); row V: first position of the step
@@ -54,7 +54,7 @@ class Scenario:
     name: str
     summary: str
     vocab: tuple[str, ...]  # one short label per token
-    requests: tuple[Request, ...]
+    requests: tuple[ScenarioRequest, ...]
     cost: CostModel
     tokens: int = 2  # leading output tokens per request whose joint distribution is compared
     valid: np.ndarray | None = None  # [R, γ] drafts that exist (known before the step)
@@ -73,8 +73,8 @@ def request(
     target: Sequence,
     draft: Sequence,
     conf: Sequence,
-) -> Request:
-    """Build a :class:`Request` from per-position specs.
+) -> ScenarioRequest:
+    """Build a :class:`ScenarioRequest` from per-position specs.
 
     Position 0 takes one distribution (target, draft) or one number (conf); later positions take
     one row per previous token (``[V][V]``, or ``[V]`` for conf). The target needs γ+1 positions
@@ -87,7 +87,7 @@ def request(
     t += [t[-1]] * max(0, gamma + 1 - len(t))
     d = [_rows(spec, vocab, k) for k, spec in enumerate(draft)]
     c = [_conf_row(spec, vocab, k) for k, spec in enumerate(conf)]
-    return Request(np.stack(t), np.stack(d), np.stack(c))
+    return ScenarioRequest(np.stack(t), np.stack(d), np.stack(c))
 
 
 def _rows(spec: Sequence, vocab: int, k: int) -> np.ndarray:

@@ -364,3 +364,29 @@ def provenance(kind: str, path: str | Path, **extra: Any) -> dict[str, Any]:
         "spectune_version": __version__,
         **extra,
     }
+
+
+def cost_document(kind: str, path: str | Path, lookup: str = "sglang",
+                  prefill_spec: str | None = None, *, command: str = "",
+                  name: str = "") -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """``spectune import sglang-sps|cost-csv``: the cost profile (prefill completed from
+    ``prefill_spec``, provenance in its metadata) and a summary with :func:`cost_warning` for
+    the profile called ``name``."""
+    from profiles.store import cost_to_dict
+
+    prefill = prefill_from(prefill_spec) if prefill_spec is not None else None
+    cost, probes = import_cost(kind, path, lookup, prefill)
+    meta = provenance(kind, path, command=command)
+    if prefill_spec is not None:
+        meta["prefill_from"] = prefill_source(prefill_spec)
+        meta["command"] = f"{command} --prefill-from {prefill_spec}"
+    summary = {
+        "kind": kind,
+        "source": cost.source,
+        "form": cost.kind,
+        "probes": len(probes),  # the file's, not the lookup's added step points
+        "batch_tokens": [probes[0], probes[-1]],
+        "step_ms": [1e3 * cost.verify_time(1, b) for b in (probes[0], probes[-1])],
+        "cost_warning": cost_warning(cost, name),
+    }
+    return cost_to_dict(cost, meta), summary

@@ -28,10 +28,11 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from profiles.acceptance import ParametricAcceptance
 from profiles.errors import InputError
-from profiles.importers import read_text
+from profiles.importers import provenance, read_text
 
 VLLM = "vllm:spec_decode_"
 VLLM_COUNTERS = ("num_drafts", "num_draft_tokens", "num_accepted_tokens")
@@ -257,3 +258,23 @@ def vllm_acceptance(
 
 def _clip(text: str, n: int = 80) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def acceptance_document(path: str | Path, *, domain: str = "chat", model_name: str | None = None,
+                        since: str | Path | None = None,
+                        command: str = "") -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """``spectune import vllm-metrics``: the acceptance profile (the model, the counters read
+    and the files' provenance) and a summary of it."""
+    from profiles.store import acceptance_to_dict
+
+    model, c = vllm_acceptance(path, domain=domain, model_name=model_name, since=since)
+    counters = {"drafts": c.drafts, "draft_tokens": c.draft_tokens, "accepted": c.accepted,
+                "accepted_per_pos": list(c.per_pos), "engines": c.engines,
+                "models": list(c.models)}  # fmt: skip
+    meta = provenance("vllm-metrics", path, command=command, counters=counters)
+    if since:
+        meta["since"] = provenance("vllm-metrics", since)
+    summary = {"kind": "vllm-metrics", "source": model.source, "draft_length": model.gamma,
+               "mean_acceptance_length": c.mean_acceptance_length,
+               "conditional_rates": list(model.rates[domain]), "domain": domain}  # fmt: skip
+    return {**acceptance_to_dict(model), "metadata": meta}, summary

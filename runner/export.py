@@ -33,7 +33,7 @@ from runner.scheduler import SchedulerConfig
 
 
 @dataclass(frozen=True)
-class Plan:
+class ExportPlan:
     """What a format can express of a tuned policy."""
 
     exact: bool  # the format expresses the tuned policy as is
@@ -78,17 +78,17 @@ def _table_spec(sizes, ks, default: int = 0) -> str:
             f"default={default}")  # fmt: skip
 
 
-def plan(cfg: SchedulerConfig, fmt: str) -> Plan:
+def plan(cfg: SchedulerConfig, fmt: str) -> ExportPlan:
     """Exact, or the nearest policy ``fmt`` can express (see the README's export section)."""
     return WRITERS[fmt].plan(cfg)
 
 
-def _static(cfg: SchedulerConfig) -> Plan | None:
+def _static(cfg: SchedulerConfig) -> ExportPlan | None:
     """Every format expresses a static draft length exactly (0: no speculation)."""
     k = cfg.policy().static_drafts(cfg.gamma)
     if k is None:
         return None
-    return Plan(True, "none" if k == 0 else cfg.policy().spec)
+    return ExportPlan(True, "none" if k == 0 else cfg.policy().spec)
 
 
 def _trimmed(sizes, ks):
@@ -142,8 +142,8 @@ class Spectune:
     def expresses(self, policy: Any, cap: int, gamma: int) -> bool:
         return True
 
-    def plan(self, cfg: SchedulerConfig) -> Plan:
-        return _static(cfg) or Plan(True, cfg.policy().spec)
+    def plan(self, cfg: SchedulerConfig) -> ExportPlan:
+        return _static(cfg) or ExportPlan(True, cfg.policy().spec)
 
     def files(self, cfg: SchedulerConfig, near: Any):  # written by write_export itself
         return {}, None
@@ -158,12 +158,12 @@ class Sglang:
     def expresses(self, policy: Any, cap: int, gamma: int) -> bool:
         return policy.static_drafts(gamma) is not None
 
-    def plan(self, cfg: SchedulerConfig) -> Plan:
+    def plan(self, cfg: SchedulerConfig) -> ExportPlan:
         pol = cfg.policy()
         if (pl := _static(cfg)) is not None:
             return pl
         if not pol.prefix_scheduler:
-            return Plan(False, f"fixed:k={_k_at_load(cfg)}", (
+            return ExportPlan(False, f"fixed:k={_k_at_load(cfg)}", (
                 f"{pol.name} has no SGLang DSpark equivalent (no per-batch-size draft length); "
                 "exported as a static block size at the tuned load",))  # fmt: skip
         own = pol.verify_bounds(cfg.gamma)["lag_steps"]
@@ -172,7 +172,7 @@ class Sglang:
                      f"survival_eps={targets.SGLANG_EPS}")  # fmt: skip
         gap = targets.sglang_gap(cfg, near)
         if gap is None:
-            return Plan(True, near, (
+            return ExportPlan(True, near, (
                 "exact: SGLang's planner and allocator, run on the exported table, make the "
                 "tuned policy's decisions (its parameters are SGLang's defaults and the "
                 "table is its planning table; tests/engines/test_sglang.py)",))  # fmt: skip
@@ -190,7 +190,7 @@ class Sglang:
             notes += (f"{pol.name} decides on the current step's confidences; SGLang sizes the "
                       f"budget from confidences {lag} steps old "
                       "(SGLANG_DSPARK_CONFIDENCE_RELAY_LAG_STEPS)",)  # fmt: skip
-        return Plan(False, near, notes)
+        return ExportPlan(False, near, notes)
 
     def files(self, cfg: SchedulerConfig, near: Any):
         return targets.sglang(cfg, near)
@@ -204,20 +204,20 @@ class Vllm:
     def expresses(self, policy: Any, cap: int, gamma: int) -> bool:
         return policy.batch_table(cap, gamma) is not None
 
-    def plan(self, cfg: SchedulerConfig) -> Plan:
+    def plan(self, cfg: SchedulerConfig) -> ExportPlan:
         pol = cfg.policy()
         if (pl := _static(cfg)) is not None:
             return pl
         if pol.prefix_scheduler:
             cap = pol.verify_bounds(cfg.gamma)["max_verify_len"]
-            return Plan(False, _spec(f"dspark_lagged:lag=2,max_verify_len={cap}"), (
+            return ExportPlan(False, _spec(f"dspark_lagged:lag=2,max_verify_len={cap}"), (
                 "vLLM's adaptive verification (method dspark) profiles its own draft+verify step "
                 "costs at start-up and sizes the budget with its own lag; spectune cannot export "
                 "a cost table to it, so 'exported' is spectune's dspark_lagged, not vLLM's planner",
                 "min_verify_len and survival_eps have no vLLM option",))  # fmt: skip
         sizes, ks = batch_table(cfg)
-        return Plan(_own_table(cfg), _spec(_table_spec(sizes, ks)),
-                    _table_notes(cfg, self.name, pol.name))  # fmt: skip
+        return ExportPlan(_own_table(cfg), _spec(_table_spec(sizes, ks)),
+                          _table_notes(cfg, self.name, pol.name))  # fmt: skip
 
     def files(self, cfg: SchedulerConfig, near: Any):
         if near.prefix_scheduler:
@@ -251,14 +251,14 @@ class Trtllm:
         tsizes, tks, _ = targets.trtllm_table(*table)
         return (tsizes, tks) == _trimmed(*table)
 
-    def plan(self, cfg: SchedulerConfig) -> Plan:
+    def plan(self, cfg: SchedulerConfig) -> ExportPlan:
         if (pl := _static(cfg)) is not None:
             return pl
         pol, (sizes, ks) = cfg.policy(), batch_table(cfg)
         tsizes, tks, notes = targets.trtllm_table(sizes, ks)
         same = self.expresses(pol, cfg.max_concurrency, cfg.gamma)
         near = _spec(_table_spec(tsizes, tks)) if tks else "none"
-        return Plan(same, near, tuple(notes) + _table_notes(cfg, self.name, pol.name))
+        return ExportPlan(same, near, tuple(notes) + _table_notes(cfg, self.name, pol.name))
 
     def files(self, cfg: SchedulerConfig, near: Any):
         return targets.trtllm(cfg, *targets.trtllm_table(*_policy_table(cfg, near))[:2])
@@ -272,16 +272,19 @@ class SglangAdaptive:
     def expresses(self, policy: Any, cap: int, gamma: int) -> bool:
         return policy.batch_table(cap, gamma) is not None
 
-    def plan(self, cfg: SchedulerConfig) -> Plan:
+    def plan(self, cfg: SchedulerConfig) -> ExportPlan:
         if (pl := _static(cfg)) is not None:
             return pl
         pol, (sizes, ks) = cfg.policy(), batch_table(cfg)
-        return Plan(_own_table(cfg), _spec(_table_spec(sizes, ks)),
-                    ("SGLang runs adaptive speculation for EAGLE/EAGLE3 only (not DSpark); one "
-                     "candidate step per slot, so the EMA controller has nothing to adapt; "
-                     "slots are keyed by the smallest batch size they serve, and SGLang pads "
-                     "the batch to its CUDA-graph size before choosing the slot",)
-                    + _table_notes(cfg, self.name, pol.name))  # fmt: skip
+        notes = ("SGLang runs adaptive speculation for EAGLE/EAGLE3 only (not DSpark); one "
+                 "candidate step per slot, so the EMA controller has nothing to adapt; "
+                 "slots are keyed by the smallest batch size they serve, and SGLang pads "
+                 "the batch to its CUDA-graph size before choosing the slot",)  # fmt: skip
+        return ExportPlan(
+            _own_table(cfg),
+            _spec(_table_spec(sizes, ks)),
+            notes + _table_notes(cfg, self.name, pol.name),
+        )
 
     def files(self, cfg: SchedulerConfig, near: Any):
         sizes, ks = _policy_table(cfg, near)

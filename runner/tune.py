@@ -5,7 +5,7 @@ It searches every ``--policies`` entry (``runner/search.py``) with points simula
 then writes ``results.csv``, ``frontier.csv``, ``best.yaml`` (``spectune.scheduler/v1``, the
 best lossless entry) and ``summary.json`` into ``out`` and returns the typed report
 (``runner/report.py``). Nothing here parses arguments or prints: progress goes to an optional
-:class:`Progress` and figures to an optional ``plots`` hook, both supplied by the caller.
+:class:`TuneProgress` and figures to an optional ``plots`` hook, both supplied by the caller.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class TuneConfig:
         return d
 
 
-class Progress(Protocol):
+class TuneProgress(Protocol):
     """What ``tune`` reports while it runs (a progress bar, a log)."""
 
     def grow(self, total: int, cached: int) -> None: ...  # a stage: its points, already stored
@@ -86,7 +86,7 @@ class Progress(Protocol):
 
 
 def tune(cfg: TuneConfig, cost, acceptance, out: Path, executor, *, resume: bool = False,
-         progress: Progress | None = None,
+         progress: TuneProgress | None = None,
          plots: Callable[[TuneReport], Sequence[str]] | None = None) -> TuneReport:  # fmt: skip
     """Search, simulate into ``out``, write every result file; the typed report.
 

@@ -5,7 +5,7 @@ scale ``1 / (request_rate * burstiness)`` (mean ``1 / request_rate``; burstiness
 process, < 1 burstier, > 1 more regular); ``request_rate = inf`` sends everything at t = 0. This
 is the arrival process of ``vllm bench serve --request-rate R --burstiness B``.
 
-Lengths: a ``Fixed`` length (vLLM's ``random`` dataset with range ratio 0), a clamped
+Lengths: a ``Constant`` length (vLLM's ``random`` dataset with range ratio 0), a clamped
 ``LogNormal``, or an empirical ``QuantileTable`` sampled by inverse CDF with log-linear
 interpolation between knots. Prompt and output lengths are drawn independently.
 
@@ -40,7 +40,7 @@ class LengthDist(Protocol):
 
 
 @dataclass(frozen=True)
-class Fixed:
+class Constant:
     """Every request has the same length."""
 
     tokens: int  # tokens per request, >= 1
@@ -205,8 +205,8 @@ SYNTHETIC = SyntheticLoad(
     request_rate=math.inf,  # vllm bench serve's default --request-rate
     burstiness=1.0,
     num_requests=DEFAULT_NUM_REQUESTS,
-    prompt=Fixed(1024),  # vllm bench serve --dataset-name random defaults
-    output=Fixed(128),
+    prompt=Constant(1024),  # vllm bench serve --dataset-name random defaults
+    output=Constant(128),
     domain_mix=(("chat", 1.0),),
     source="vllm bench serve random-dataset defaults (1024 in, 128 out)",
 )

@@ -1,8 +1,16 @@
-"""Text of what the library returns: the tune report table and the export manifests."""
+"""Text of what the library returns: the tune report table and the export manifests; and the
+command line, as files written record it."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
+
+
+def command_line() -> str:
+    """This run's command, shell-quoted (``spectune ARGS``), for the provenance of its files."""
+    return "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def why_not(s: dict) -> list[str]:

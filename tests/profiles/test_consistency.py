@@ -34,7 +34,7 @@ from simulator.request import Request
 from simulator.run import simulate
 from simulator.server import ServerConfig
 
-UNIFORM = "uniform"  # engine.recorder.UNIFORM (not imported: it needs torch)
+UNIFORM = "uniform"  # engine.record.UNIFORM (not imported: it needs torch)
 
 ACCEPTED_TOL = 0.02
 VERIFY_TOL = 0.05
@@ -104,7 +104,7 @@ def tiny_records() -> dict[str, Records]:
     """Records of a tiny random engine: one recording per policy, as ``spectune record`` makes."""
     torch = pytest.importorskip("torch")
     from engine.engine import Engine
-    from engine.recorder import decode, records_arrays
+    from engine.record import decode, records_arrays
     from tests.engine.conftest import tiny_drafter, tiny_target
 
     torch.set_num_threads(1)

@@ -28,10 +28,10 @@ def test_batch_grid_dense_then_sparse(quick, max_b):
         assert g[: min(max_b, 16)] == list(range(1, min(max_b, 16) + 1))
 
 
-def test_split_sums_within_bounds():
+def test_split_tokens_sums_within_bounds():
     rng = np.random.default_rng(0)
     for b, r in [(1, 1), (8, 1), (9, 3), (64, 8), (10, 10)]:
-        q = profiler.split(b, r, 8, rng)
+        q = profiler.split_tokens(b, r, 8, rng)
         assert len(q) == r and sum(q) == b and min(q) >= 1 and max(q) <= 8
 
 

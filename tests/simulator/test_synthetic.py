@@ -21,8 +21,8 @@ from simulator.synthetic import (
     BUILTIN,
     FITS,
     QUANTILE_LEVELS,
+    Constant,
     DomainSampler,
-    Fixed,
     LogNormal,
     QuantileTable,
     Streams,
@@ -37,7 +37,9 @@ TRACES = ROOT.parent / "shared" / "traces"
 
 
 def load(rate: float = 10.0, burstiness: float = 1.0, n: int = 20_000) -> SyntheticLoad:
-    return SyntheticLoad("synthetic", rate, burstiness, n, Fixed(10), Fixed(5), (("chat", 1),), "")
+    return SyntheticLoad(
+        "synthetic", rate, burstiness, n, Constant(10), Constant(5), (("chat", 1),), ""
+    )
 
 
 def arrivals(rate: float, burstiness: float, seed: int, n: int = 20_000) -> np.ndarray:
@@ -82,7 +84,7 @@ def test_quantile_table_reproduces_its_knots(seed):
 def test_lognormal_is_clamped_and_fixed_is_fixed():
     x = LogNormal(5.0, 2.0, 3, 500).sample(np.random.default_rng(0), 10_000)
     assert x.min() == 3 and x.max() == 500 and x.dtype == np.int64
-    assert set(Fixed(7).sample(np.random.default_rng(0), 10).tolist()) == {7}
+    assert set(Constant(7).sample(np.random.default_rng(0), 10).tolist()) == {7}
 
 
 @pytest.mark.parametrize(

@@ -39,8 +39,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.decode import complete
     from engine.load import build_engine, resolve_device
+    from policies.registry import check_gamma
 
+    prompt = _prompt(args)
+    cost_given = None
+    if args.cost:  # read now, so a bad --cost fails before the engine loads
+        from profiles.store import read_cost
+
+        cost_given = read_cost(args.cost)
+    temperature = 0.0 if args.greedy else args.temperature
+    tuned = _tuned(args)
+    device = resolve_device(args.device, args.threads)
+    engine, policy = build_engine(
+        args.target, args.drafter, args.policy, device=device, temperature=temperature, slots=1
+    )
+    if policy is not None:
+        check_gamma(policy, engine.gamma)
+    cost = _cost(args, engine, policy, tuned, cost_given)
+    room = engine.max_len - engine.gamma - 2
+    if len(prompt) + args.max_new_tokens > room:
+        raise InputError(f"--prompt plus --max-new-tokens exceeds the context ({room} bytes)")
+    temps = tuned.sts.temperatures if tuned is not None else None
+    done = complete(engine, prompt, args.max_new_tokens, policy=policy, cost=cost,
+                    seed=args.seed, temperatures=temps)  # fmt: skip
+    result = {**{k: done[k] for k in ("text", "tokens", "tokens_per_s", "mean_accepted_len",
+                                      "steps")},
+              "drafter": args.drafter, "policy": policy.spec if policy is not None else "none",
+              "temperature": temperature, "seed": args.seed, "draft_s": done["draft_s"],
+              "verify_s": done["verify_s"], "device": str(device)}  # fmt: skip
+    if tuned is not None:  # what runs, to compare with what was tuned
+        from runner.scheduler import cost_hash
+
+        result["config"] = {"path": args.config, "cost": cost.source,
+                            "cost_sha256": cost_hash(cost),
+                            "sts_temperatures": list(temps or ())}  # fmt: skip
+    _print(args, result)
+    return 0
+
+
+def _tuned(args: argparse.Namespace):
+    """The --config's scheduler, whose policy replaces --policy (the closed loop: run exactly
+    what was tuned), or None."""
+    if not args.config:
+        return None
+    from runner.scheduler import load_scheduler
+
+    tuned = load_scheduler(args.config)
+    args.policy = tuned.policy().spec
+    return tuned
+
+
+def _prompt(args: argparse.Namespace) -> list[int]:
+    """The prompt's UTF-8 bytes, after the checks of the numbers that bound the run."""
     if args.max_new_tokens < 1:
         raise InputError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     if args.temperature < 0:
@@ -48,78 +100,34 @@ def run(args: argparse.Namespace) -> int:
     if not args.prompt:
         raise InputError("--prompt is empty")
     try:
-        prompt = list(args.prompt.encode("utf-8"))
+        return list(args.prompt.encode("utf-8"))
     except UnicodeEncodeError as exc:  # bytes the terminal's locale could not decode
         raise InputError(f"--prompt is not valid UTF-8 (position {exc.start})") from None
-    cost_given = None
-    if args.cost:  # read now, so a bad --cost fails before the engine loads
-        from profiles.store import read_cost
 
-        cost_given = read_cost(args.cost)
-    temperature = 0.0 if args.greedy else args.temperature
-    tuned = None
-    if args.config:  # the closed loop: run exactly what was tuned
-        from runner.scheduler import load_scheduler
 
-        tuned = load_scheduler(args.config)
-        args.policy = tuned.policy().spec
-    device = resolve_device(args.device, args.threads)
-    engine, policy = build_engine(
-        args.target, args.drafter, args.policy, device=device, temperature=temperature, slots=1
-    )
-    if policy is not None:
-        from policies.registry import check_gamma
-
-        check_gamma(policy, engine.gamma)
-    cost = None
+def _cost(args: argparse.Namespace, engine, policy, tuned, given):
+    """The cost model the policy sees: the tuned table, else --cost, else a quick measurement
+    of this engine (None when the policy reads none)."""
     if tuned is not None:
         if engine.gamma != tuned.gamma:
             raise InputError(f"{args.config}: tuned for gamma {tuned.gamma}, the {args.drafter} "
                              f"drafter proposes {engine.gamma}")  # fmt: skip
-        cost = tuned.cost_model()
-    elif policy is not None and "cost" in policy.reads and cost_given is not None:
-        cost = cost_given
-    elif policy is not None and "cost" in policy.reads:
-        from engine.decode import measure_cost
+        return tuned.cost_model()
+    if policy is None or "cost" not in policy.reads:
+        return None
+    if given is not None:
+        return given
+    from engine.decode import measure_cost
 
-        cost = measure_cost(engine)
-    from engine.decode import generate
+    return measure_cost(engine)
 
-    room = engine.max_len - engine.gamma - 2
-    if len(prompt) + args.max_new_tokens > room:
-        raise InputError(f"--prompt plus --max-new-tokens exceeds the context ({room} bytes)")
-    temps = tuned.sts.temperatures if tuned is not None else None
-    trace = generate(engine, [prompt], args.max_new_tokens, policy=policy, cost=cost,
-                     seed=args.seed, temperatures=temps)  # fmt: skip
-    # The first new token comes from the prefill; the decode steps supply the rest.
-    tokens = ([trace.first[0]] + trace.outputs[0])[: args.max_new_tokens]
-    text = bytes(tokens).decode("utf-8", errors="replace")
-    result = {
-        "text": text,
-        "tokens": tokens,
-        "tokens_per_s": round(trace.tokens_per_s, 2),
-        "mean_accepted_len": round(trace.mean_accepted_len, 4),
-        "steps": trace.steps,
-        "drafter": args.drafter,
-        "policy": policy.spec if policy is not None else "none",
-        "temperature": temperature,
-        "seed": args.seed,
-        "draft_s": round(trace.draft_s, 4),
-        "verify_s": round(trace.verify_s, 4),
-        "device": str(device),
-    }
-    if tuned is not None:  # what runs, to compare with what was tuned
-        from runner.scheduler import cost_hash
 
-        result["config"] = {"path": args.config, "cost": cost.source,
-                            "cost_sha256": cost_hash(cost),
-                            "sts_temperatures": list(temps or ())}  # fmt: skip
+def _print(args: argparse.Namespace, result: dict) -> None:
     if args.json:
         print(json_line(result))
-    else:
-        print(text)
-        print(
-            f"[{len(tokens)} tokens in {trace.steps} steps, {result['tokens_per_s']} tok/s, "
-            f"mean accepted length {result['mean_accepted_len']}]"
-        )
-    return 0
+        return
+    print(result["text"])
+    print(
+        f"[{len(result['tokens'])} tokens in {result['steps']} steps, "
+        f"{result['tokens_per_s']} tok/s, mean accepted length {result['mean_accepted_len']}]"
+    )

@@ -77,14 +77,36 @@ def _clips(gamma: int, blocks: dict[str, int]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.data import DOMAINS
-    from engine.evaluate import EvalConfig, evaluate, plot, table
+    from engine.evaluate import evaluate, plot
     from engine.load import resolve_device
 
     if args.plot:
         from runner.paths import out_file
 
         out_file(args.plot, "--plot", force=args.force)
+    cfg, drafters, domains, notes = _config(args)
+    device = resolve_device(args.device, args.threads)
+    from engine.model import TargetConfig
+
+    room = TargetConfig().max_len // 2
+    if args.new_tokens > room:
+        raise InputError(f"--new-tokens must be <= {room} (half the engine's context)")
+    with progress.bar(args, "evaluate", total=len(drafters) * len(domains), unit="run") as bar:
+        results = evaluate(drafters, domains, cfg, target=args.target, device=device,
+                           progress=bar)  # fmt: skip
+    if args.plot:
+        plot(results, args.plot)
+    for line in notes:
+        print(line, file=sys.stderr)
+    _print(args, cfg, results)
+    return 0
+
+
+def _config(args: argparse.Namespace):
+    """(EvalConfig, drafters, domains, notes on drafters run at a smaller γ) from the options."""
+    from engine.data import DOMAINS
+    from engine.evaluate import EvalConfig
+
     drafters = _names(args.drafters, None, "drafters")
     domains = _names(args.domains, DOMAINS, "domains")
     blocks = _blocks(drafters)
@@ -94,36 +116,23 @@ def run(args: argparse.Namespace) -> int:
     if args.temperature < 0:
         raise InputError("--temperature must be >= 0")
     notes = _clips(args.gamma, blocks)
-    device = resolve_device(args.device, args.threads)
-    from engine.model import TargetConfig
+    cfg = EvalConfig(gamma=args.gamma, prompts=args.prompts, new_tokens=args.new_tokens,
+                     temperature=args.temperature, seed=args.seed)  # fmt: skip
+    return cfg, drafters, domains, notes
 
-    room = TargetConfig().max_len // 2
-    if args.new_tokens > room:
-        raise InputError(f"--new-tokens must be <= {room} (half the engine's context)")
-    cfg = EvalConfig(
-        gamma=args.gamma,
-        prompts=args.prompts,
-        new_tokens=args.new_tokens,
-        temperature=args.temperature,
-        seed=args.seed,
-    )
-    with progress.bar(args, "evaluate", total=len(drafters) * len(domains), unit="run") as bar:
-        results = evaluate(drafters, domains, cfg, target=args.target, device=device,
-                           progress=bar)  # fmt: skip
-    if args.plot:
-        plot(results, args.plot)
-    for line in notes:
-        print(line, file=sys.stderr)
+
+def _print(args: argparse.Namespace, cfg, results: dict) -> None:
+    from engine.evaluate import table
+
     if args.json:
         print(json_line({"config": cfg.__dict__, "results": results}))
-    else:
-        print(f"accepted length tau per step (gamma up to {args.gamma}, temperature "
-              f"{args.temperature}; each drafter's gamma in its column)")  # fmt: skip
-        print(table(results))
-        for name, per in results.items():
-            for domain, r in per.items():
-                acc = " ".join(f"{x:.2f}" for x in r["cond_accept"])
-                print(f"{name:<7} {domain:<5} cond. acceptance by position: {acc}")
-        if args.plot:
-            print(f"wrote {args.plot}")
-    return 0
+        return
+    print(f"accepted length tau per step (gamma up to {args.gamma}, temperature "
+          f"{args.temperature}; each drafter's gamma in its column)")  # fmt: skip
+    print(table(results))
+    for name, per in results.items():
+        for domain, r in per.items():
+            acc = " ".join(f"{x:.2f}" for x in r["cond_accept"])
+            print(f"{name:<7} {domain:<5} cond. acceptance by position: {acc}")
+    if args.plot:
+        print(f"wrote {args.plot}")

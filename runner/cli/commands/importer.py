@@ -19,6 +19,7 @@ requests.csv with prompt_tokens and ttft_s).
 from __future__ import annotations
 
 import argparse
+import sys
 
 from profiles.documents import json_line
 from runner.cli.options import add_force
@@ -51,8 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from profiles.errors import InputError
-    from profiles.importers import import_cost, prefill_from, prefill_source, provenance
-    from profiles.store import acceptance_to_dict, cost_to_dict, write_yaml
+    from profiles.importers import cost_document
+    from profiles.store import write_yaml
+    from profiles.vllm import acceptance_document
     from runner.paths import out_file
 
     out_file(args.out, force=args.force)
@@ -61,80 +63,36 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--prefill-from completes a cost profile (sglang-sps, cost-csv)")
     if args.kind in ("sglang-sts", "sglang-shards"):
         return _sglang(args, command)
-    prefill = prefill_from(args.prefill_from) if args.prefill_from is not None else None
     if args.kind == "vllm-metrics":
-        from profiles.vllm import vllm_acceptance
-
-        model, c = vllm_acceptance(
-            args.file, domain=args.domain, model_name=args.model_name, since=args.since
-        )
-        counters = {
-            "drafts": c.drafts,
-            "draft_tokens": c.draft_tokens,
-            "accepted": c.accepted,
-            "accepted_per_pos": list(c.per_pos),
-            "engines": c.engines,
-            "models": list(c.models),
-        }
-        meta = provenance(args.kind, args.file, command=command, counters=counters)
-        if args.since:
-            meta["since"] = provenance(args.kind, args.since)
-        doc = {**acceptance_to_dict(model), "metadata": meta}
-        summary = {
-            "kind": args.kind,
-            "source": model.source,
-            "draft_length": model.gamma,
-            "mean_acceptance_length": c.mean_acceptance_length,
-            "conditional_rates": list(model.rates[args.domain]),
-            "domain": args.domain,
-        }
+        doc, summary = acceptance_document(args.file, domain=args.domain, since=args.since,
+                                           model_name=args.model_name, command=command)  # fmt: skip
         use = f"--acceptance {args.out}"
     else:
-        import sys
-
-        from profiles.importers import cost_warning
-
-        cost, probes = import_cost(args.kind, args.file, args.lookup, prefill)
-        warning = cost_warning(cost, args.out)
-        if warning:
-            print(f"spectune: warning: {warning}", file=sys.stderr)
-        meta = provenance(args.kind, args.file, command=command)
-        if args.prefill_from is not None:
-            meta["prefill_from"] = prefill_source(args.prefill_from)
-            command += f" --prefill-from {args.prefill_from}"
-            meta["command"] = command
-        doc = cost_to_dict(cost, meta)
-        summary = {
-            "kind": args.kind,
-            "source": cost.source,
-            "form": cost.kind,
-            "probes": len(probes),  # the file's, not the lookup's added step points
-            "batch_tokens": [probes[0], probes[-1]],
-            "step_ms": [1e3 * cost.verify_time(1, b) for b in (probes[0], probes[-1])],
-            "cost_warning": warning,
-        }
+        doc, summary = cost_document(args.kind, args.file, args.lookup, args.prefill_from,
+                                     command=command, name=args.out)  # fmt: skip
+        if summary["cost_warning"]:
+            print(f"spectune: warning: {summary['cost_warning']}", file=sys.stderr)
         use = f"--profile {args.out}"
     write_yaml(args.out, doc)
     summary["out"] = args.out
-    if args.json:
-        print(json_line(summary))
-        return 0
-    print(f"source       {summary['source']}")
-    if args.kind == "vllm-metrics":
+    print(json_line(summary) if args.json else "\n".join(_lines(summary, use)))
+    return 0
+
+
+def _lines(summary: dict, use: str) -> list[str]:
+    """The human-readable summary of an imported acceptance or cost profile."""
+    lines = [f"source       {summary['source']}"]
+    if summary["kind"] == "vllm-metrics":
         rates = " ".join(f"{r:.3f}" for r in summary["conditional_rates"])
-        print(
-            f"draft length {summary['draft_length']}, mean acceptance length "
-            f"{summary['mean_acceptance_length']:.3f} (bonus included)"
-        )
-        print(f"conditional  {rates}  (positions 1..{summary['draft_length']})")
+        lines.append(f"draft length {summary['draft_length']}, mean acceptance length "
+                     f"{summary['mean_acceptance_length']:.3f} (bonus included)")  # fmt: skip
+        lines.append(f"conditional  {rates}  (positions 1..{summary['draft_length']})")
     else:
         lo, hi = summary["batch_tokens"]
-        print(
-            f"{summary['form']} cost model, {summary['probes']} probes over B = {lo:g}..{hi:g}, "
-            f"step {summary['step_ms'][0]:.2f}..{summary['step_ms'][1]:.2f} ms"
-        )
-    print(f"wrote {args.out}  (use with {use})")
-    return 0
+        lines.append(f"{summary['form']} cost model, {summary['probes']} probes over B = "
+                     f"{lo:g}..{hi:g}, step {summary['step_ms'][0]:.2f}.."
+                     f"{summary['step_ms'][1]:.2f} ms")  # fmt: skip
+    return [*lines, f"wrote {summary['out']}  (use with {use})"]
 
 
 def _sglang(args: argparse.Namespace, command: str) -> int:

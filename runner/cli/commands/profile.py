@@ -15,8 +15,6 @@ machine are noisy: run it when the machine is quiet and keep ``--threads`` expli
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 
 from profiles.documents import json_line
@@ -31,6 +29,7 @@ from runner.cli.options import (
     seed_int,
     threads_int,
 )
+from runner.cli.text import command_line
 from runner.paths import out_file
 
 NAME = "profile"
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.slots < 2:
         raise InputError("--slots must be >= 2 (the largest prefill uses two requests)")
     out = out_file(args.out, force=args.force)
-    from engine import costfit, profiler, provenance
+    from engine import costfit, profiler
     from engine.load import build_engine, resolve_device
     from profiles.store import read_cost, write_yaml
 
@@ -79,76 +78,33 @@ def run(args: argparse.Namespace) -> int:
     engine, _ = build_engine(target, drafter, None, device=device, temperature=1.0,
                              slots=args.slots)  # fmt: skip
     cfg = profiler.ProfileConfig(quick=args.quick, repeats=args.repeats or 0, seed=args.seed)
-    load_before = provenance.load_average()
-    bar = progress.bar(args, "profile", unit="call")
-    try:
-        ms = profiler.measure(engine, cfg, on_total=bar.start, tick=bar.update)
-    finally:
-        bar.close()
-    env = provenance.environment(device)
-    source = (
-        f"measured: engine {args.engine} ({Path(target).stem} + {Path(drafter).stem}) on "
-        f"{device.type} (threads={env['threads']}, torch {env['torch']}), {env['date'][:10]}, "
-        f"commit {env['commit'][:12]}" + (" (quick)" if args.quick else "")
-    )
-    sps, add, fit = costfit.cost_models(ms, source, args.quick)
-    meta = {
-        **env,
-        "engine": args.engine,
-        "target": target,
-        "drafter": drafter,
-        "checkpoints_sha256": {
-            "target": provenance.checkpoint_digest(target),
-            "drafter": provenance.checkpoint_digest(drafter),
-        },
-        "temperature": 1.0,
-        "load_average": {"before": load_before, "after": provenance.load_average()},
-        "quick": args.quick,
-        "repeats": cfg.repeats,
-        "warmup": cfg.warmup,
-        "seed": args.seed,
-        "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-    }
-    write_yaml(out, costfit.document(ms, sps, add, fit, meta))
+    with progress.bar(args, "profile", unit="call") as bar:
+        prof = costfit.profile_engine(engine, cfg, spec=args.engine, target=target,
+                                      drafter=drafter, device=device, command=command_line(),
+                                      on_total=bar.start, tick=bar.update)  # fmt: skip
+    write_yaml(out, prof.doc)
     read_cost(out), read_cost(out, form="additive")  # what we wrote loads
-    summary = _summary(out, sps, add, fit, ms, meta)
-    if args.json:
-        print(json_line(summary))
-    else:
-        ms_at = ", ".join(f"B={b}: {v:.3g}" for b, v in summary["verify_ms"].items())
-        dr_at = ", ".join(f"R={r}: {v:.3g}" for r, v in summary["draft_ms"].items())
-        print(f"wrote {out} ({len(ms.verify.points)} verify points, {ms.wall_s:.0f} s)")
-        print(f"  verify ms {ms_at}; draft ms {dr_at}")
-        print(f"  additive fit: rms relative error {fit['rms_rel_error']:.1%}, "
-              f"max {fit['max_rel_error']:.1%} over {fit['points']} points")  # fmt: skip
-        before, after = summary["speed_reference_ms"]
-        print(f"  speed reference {before:.3g} ms before, {after:.3g} ms after (drift "
-              f"{after / before - 1:+.1%}); load average {meta['load_average']}")  # fmt: skip
-        print(f"  use: --profile {out}")
+    _print(args, out, prof)
     return 0
 
 
-def _summary(out, sps, add, fit, ms, meta) -> dict:
-    bs = [b for b in (1, 8, 64) if b <= sps.max_batch_tokens]
-    rs = [r for r in (1, 8) if r <= ms.slots]
-    return {
-        "out": str(out),
-        "source": sps.source,
-        "max_batch_tokens": sps.max_batch_tokens,
-        "verify_points": len(ms.verify.points),
-        "verify_ms": {b: round(1e3 * sps.verify_time(1, b), 3) for b in bs},
-        "draft_ms": {r: round(1e3 * sps.draft_time(r), 3) for r in rs},
-        "prefill_ms": {
-            int(n): round(1e3 * t, 3) for n, t in zip(sps.prefill.x, sps.prefill.y, strict=True)
-        },
-        "additive_rms_rel_error": round(fit["rms_rel_error"], 4),
-        "additive_max_rel_error": round(fit["max_rel_error"], 4),
-        "wall_s": round(ms.wall_s, 1),
-        "speed_reference_ms": [round(1e3 * t, 3) for t in ms.reference_s],
-        "load_average": meta["load_average"],
-        "threads": meta["threads"],
-        "device": meta["device"],
-    }
+def _print(args: argparse.Namespace, out: Path, prof) -> None:
+    """The measured profile (an engine.costfit.EngineProfile) as JSON or a few lines."""
+    summary = {"out": str(out), **prof.summary}
+    if args.json:
+        print(json_line(summary))
+        return
+    fit = prof.fit
+    ms_at = ", ".join(f"B={b}: {v:.3g}" for b, v in summary["verify_ms"].items())
+    dr_at = ", ".join(f"R={r}: {v:.3g}" for r, v in summary["draft_ms"].items())
+    print(f"wrote {out} ({summary['verify_points']} verify points, {prof.wall_s:.0f} s)")
+    print(f"  verify ms {ms_at}; draft ms {dr_at}")
+    print(f"  additive fit: rms relative error {fit['rms_rel_error']:.1%}, "
+          f"max {fit['max_rel_error']:.1%} over {fit['points']} points")  # fmt: skip
+    before, after = summary["speed_reference_ms"]
+    print(f"  speed reference {before:.3g} ms before, {after:.3g} ms after (drift "
+          f"{after / before - 1:+.1%}); load average {summary['load_average']}")  # fmt: skip
+    print(f"  use: --profile {out}")
 
 
 def _vllm(args: argparse.Namespace, out: Path, bar: progress.Progress) -> int:
@@ -159,19 +115,9 @@ def _vllm(args: argparse.Namespace, out: Path, bar: progress.Progress) -> int:
     why = vllm.missing()
     if why:
         raise InputError(why, where="--engine")
-    try:
-        target, draft = vllmcost.parse_engine(args.engine)
-        ks = (0, 1, 2, 4) if draft else (0,)
-        cfg = vllmcost.VllmProfileConfig(
-            requests=(1, 4, 8) if args.quick else (1, 2, 4, 8, 16),
-            ks=(0, 2) if args.quick and draft else ks,
-            repeats=args.repeats or (2 if args.quick else 3), steps=4 if args.quick else 6,
-            chunks=(16, 128) if args.quick else (16, 64, 256), seed=args.seed,
-        )  # fmt: skip
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    cfg = _vllm_config(args)
     meta = {"threads": args.threads, "quick": args.quick, "seed": args.seed,
-            "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:])}  # fmt: skip
+            "command": command_line()}  # fmt: skip
     bar.start(vllmcost.total_calls(cfg))
     try:
         doc = vllmcost.profile(args.engine, cfg, {}, meta, tick=bar.update)
@@ -192,3 +138,20 @@ def _vllm(args: argparse.Namespace, out: Path, bar: progress.Progress) -> int:
               f"max {fit['max_rel_error']:.1%}; envelope {env}")  # fmt: skip
         print(f"  use: --profile {out}")
     return 0
+
+
+def _vllm_config(args: argparse.Namespace):
+    """The vLLM measurement grid: the full one, or the ``--quick`` one."""
+    from engine import vllmcost
+
+    try:
+        target, draft = vllmcost.parse_engine(args.engine)
+        ks = (0, 1, 2, 4) if draft else (0,)
+        return vllmcost.VllmProfileConfig(
+            requests=(1, 4, 8) if args.quick else (1, 2, 4, 8, 16),
+            ks=(0, 2) if args.quick and draft else ks,
+            repeats=args.repeats or (2 if args.quick else 3), steps=4 if args.quick else 6,
+            chunks=(16, 128) if args.quick else (16, 64, 256), seed=args.seed,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise InputError(str(exc)) from None

@@ -13,84 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
-from typing import Any
 
 NAME = "profiles"
 HELP = "list builtin cost and acceptance profiles with their provenance"
-
-SPEC_FORMS = {
-    "cost": {
-        "builtin:NAME": "a named builtin cost profile (below)",
-        "analytic:key=value,...": "analytic roofline generator (parameters below), not measured",
-        "FILE.yaml": "a spectune.cost/v1 profile: measured, or `spectune import "
-        "sglang-sps|cost-csv`",
-    },
-    "acceptance": {
-        "paper:NAME": "parametric model read from the DSpark paper (below)",
-        "records:FILE.npz[?temps=CALIB]": "replay of recorded engine rounds per request; temps "
-        "from `spectune calibrate` (YAML) or SGLang STS JSON",
-        "FILE.yaml": "a spectune.acceptance/v1 parametric profile, e.g. `spectune import "
-        "vllm-metrics`",
-        "SPEC?temps=CALIB": "any form above with STS temperatures (a spectune calibration or an "
-        "SGLang STS JSON; its length must be the model's gamma)",
-    },
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def describe() -> dict[str, Any]:
-    """Everything ``--json`` prints."""
-    from profiles.analytic import Roofline
-    from profiles.builtin import (
-        BUILTIN_ACCEPTANCE,
-        BUILTIN_COSTS,
-        DEFAULT_ACCEPTANCE,
-        DEFAULT_COST,
-        PAPER_MODELS,
-        load_acceptance,
-        load_cost,
-    )
-
-    costs = []
-    for name, spec in BUILTIN_COSTS.items():
-        model = load_cost(spec)
-        costs.append({
-            "spec": f"builtin:{name}",
-            "resolves_to": spec,
-            "source": model.source,
-            "default": f"builtin:{name}" == DEFAULT_COST,
-            "repaired_points": model.repaired(),  # probes the monotone repair lifted, per term
-            "envelope": model.envelope(),  # measured ranges; steps outside are counted
-        })  # fmt: skip
-    defaults = Roofline()
-    analytic = {
-        "spec": "analytic:key=value,...",
-        "source": defaults.label(),
-        "parameters": {f.name: getattr(defaults, f.name) for f in fields(Roofline)},
-    }
-    acceptance = []
-    specs = [f"builtin:{n}" for n in BUILTIN_ACCEPTANCE] + [f"paper:{n}" for n in PAPER_MODELS]
-    for spec in specs:
-        model = load_acceptance(spec)
-        entry = {
-            "spec": spec,
-            "source": model.source,
-            "gamma": model.gamma,
-            "accepted_len": {d: round(model.expected_accepted_len(d), 3) for d in model.domains},
-            "default": spec == DEFAULT_ACCEPTANCE,
-        }
-        if hasattr(model, "rates"):
-            entry["rates"] = {d: [round(r, 4) for r in v] for d, v in model.rates.items()}
-        acceptance.append(entry)
-    return {"cost": costs, "analytic": analytic, "acceptance": acceptance, "spec_forms": SPEC_FORMS}
-
-
 def run(args: argparse.Namespace) -> int:
-    info = describe()
+    from profiles.catalog import catalog
+
+    info = catalog()
     if args.json:
         json.dump(info, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")

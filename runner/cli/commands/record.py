@@ -16,9 +16,6 @@ should reproduce — and the cost model that policies reading one saw (``--cost`
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
-import time
 from pathlib import Path
 
 from profiles.documents import json_line
@@ -31,6 +28,7 @@ from runner.cli.options import (
     seed_int,
     threads_int,
 )
+from runner.cli.text import command_line
 from runner.paths import out_file
 
 NAME = "record"
@@ -65,12 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.data import DOMAINS
+    from engine.record import RecordConfig, record
+    from profiles.records import write_records
 
-    domains = tuple(d for d in args.domains.split(",") if d)
-    bad = [d for d in domains if d not in DOMAINS]
-    if bad or not domains:
-        raise InputError(f"--domains: unknown domain(s) {bad} (known: {', '.join(DOMAINS)})")
+    domains = _domains(args.domains)
     out = out_file(args.out, force=args.force)
     given_cost = None
     if args.cost:  # read now, so a bad --cost fails before any decoding
@@ -79,96 +75,64 @@ def run(args: argparse.Namespace) -> int:
         given_cost = load_cost(args.cost)
     if args.drafter == "none":
         raise InputError("--drafter: records need a drafter")
+    cfg = RecordConfig(domains, args.requests, args.prompt_len, args.max_new_tokens, args.seed)
+    engine, policy, checks, device = _engine(args, cfg)
+    cost = _cost(args.cost, [policy, *checks], given_cost)
+    with progress.bar(args, "record", unit="req") as bar:
+        records = record(engine, cfg, policy if args.policy else None, checks,
+                         target=args.target, drafter=args.drafter, device=device, cost=cost,
+                         cost_spec=args.cost or (_DEFAULT_COST if cost is not None else None),
+                         command=command_line(),
+                         on_total=bar.start, done=bar.update)  # fmt: skip
+    write_records(out, records)
+    _print(args, out, records)
+    return 0
+
+
+def _domains(text: str) -> tuple[str, ...]:
+    from engine.data import DOMAINS
+
+    domains = tuple(d for d in text.split(",") if d)
+    bad = [d for d in domains if d not in DOMAINS]
+    if bad or not domains:
+        raise InputError(f"--domains: unknown domain(s) {bad} (known: {', '.join(DOMAINS)})")
+    return domains
+
+
+def _engine(args: argparse.Namespace, cfg):
+    """The engine, its recording policy, the --check policies and the device: the context and
+    every policy's γ checked."""
     from engine.load import build_engine, resolve_device
-    from engine.recorder import UNIFORM, RecordConfig, decode, prompts_for, records_arrays
     from policies import make_policy
-    from profiles.records import Records, write_records
-    from profiles.store import cost_to_dict
+    from policies.registry import check_gamma
 
     device = resolve_device(args.device, args.threads)
     engine, policy = build_engine(args.target, args.drafter, args.policy, device=device,
                                   temperature=1.0, slots=args.slots)  # fmt: skip
-    cfg = RecordConfig(domains, args.requests, args.prompt_len, args.max_new_tokens, args.seed)
     if cfg.prompt_len + cfg.max_new_tokens + engine.gamma + 2 > engine.max_len:
         raise InputError(f"--prompt-len plus --max-new-tokens exceeds the context "
                          f"({engine.max_len - engine.gamma - 2} tokens)")  # fmt: skip
-    record_spec = policy.spec if args.policy else UNIFORM  # uniform: recorder.decode(None)
     checks = [make_policy(spec) for spec in args.check]
-    policies = [policy, *checks]
-    from policies.registry import check_gamma
-
-    for pol in policies:
+    for pol in (policy, *checks):
         check_gamma(pol, engine.gamma, "--policy/--check")
-    cost = _cost(args.cost, policies, given_cost)
-    prompts = {d: prompts_for(d, cfg) for d in domains}
-    total = sum(map(len, prompts.values())) * len(policies)
-    bar = progress.bar(args, "record", total=total, unit="req")
-    t0 = time.perf_counter()
-    specs = [record_spec, *(p.spec for p in checks)]
-    runs = {spec: {} for spec in specs}
-    try:
-        followed = [None if args.policy is None else policy, *checks]
-        for spec, pol in zip(specs, followed, strict=True):
-            for d in domains:
-                runs[spec][d] = decode(engine, prompts[d], cfg.max_new_tokens, pol,
-                                       cost=cost, seed=cfg.seed, done=bar.update)  # fmt: skip
-    finally:
-        bar.close()
-    from engine.provenance import checkpoint_digest, environment
+    return engine, policy, checks, device
 
-    env = environment(device)
-    engine_runs = {spec: {d: r.summary() for d, r in by.items()} for spec, by in runs.items()}
-    meta = {
-        "drafter": args.drafter,
-        "target": args.target,
-        "checkpoints_sha256": {
-            "target": checkpoint_digest(args.target),
-            "drafter": checkpoint_digest(args.drafter),
-        },
-        "gamma": engine.gamma,
-        "temperature": 1.0,
-        "seed": cfg.seed,
-        "source": f"engine {Path(args.target).stem} + {Path(args.drafter).stem}, "
-        f"held-out prompts, {record_spec}, {env['date'][:10]}, commit {env['commit'][:12]}",
-        "spectune_version": _version(),
-        "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "policy": record_spec,
-        "domains": list(domains),
-        "requests_per_domain": cfg.requests,
-        "prompt_len": cfg.prompt_len,
-        "max_new_tokens": cfg.max_new_tokens,
-        "slots": args.slots,
-        "cost": cost.source if cost is not None else None,
-        "cost_spec": args.cost or (_DEFAULT_COST if cost is not None else None),
-        # the cost model the policies saw, so the engine's figures stay reproducible when the
-        # named profile is re-measured (profiles.store.cost_from_dict rebuilds it)
-        "cost_profile": cost_to_dict(cost) if cost is not None else None,
-        "engine_runs": engine_runs,
-        "wall_s": round(time.perf_counter() - t0, 1),
-        **{k: env[k] for k in ("device", "threads", "torch", "date", "commit")},
-    }
-    records = Records(**records_arrays(runs[record_spec]), meta=meta)
-    write_records(out, records)
-    summary = {
-        "out": str(out),
-        "rounds": records.rounds,
-        "requests": records.requests,
-        "gamma": records.gamma,
-        "engine_runs": engine_runs,
-        "wall_s": meta["wall_s"],
-    }
+
+def _print(args: argparse.Namespace, out: Path, records) -> None:
+    engine_runs, wall_s = records.meta["engine_runs"], records.meta["wall_s"]
     if args.json:
-        print(json_line(summary))
-    else:
-        print(f"wrote {out}: {records.rounds} rounds of {records.requests} requests "
-              f"({meta['wall_s']:.0f} s)")  # fmt: skip
-        for spec, by in engine_runs.items():
-            for d, s in by.items():
-                print(f"  {spec:>12} {d:>5}: accepted length {s['mean_accepted_len']:.3f}, "
-                      f"verify length {s['mean_verify_len']:.3f}, "
-                      f"{s['request_steps']} request-steps")  # fmt: skip
-        print(f"  use: --acceptance records:{out}")
-    return 0
+        print(json_line({"out": str(out), "rounds": records.rounds, "requests": records.requests,
+                         "gamma": records.gamma, "engine_runs": engine_runs,
+                         "wall_s": wall_s}))  # fmt: skip
+        return
+    print(f"wrote {out}: {records.rounds} rounds of {records.requests} requests "
+          f"({wall_s:.0f} s)")  # fmt: skip
+    for spec, by in engine_runs.items():
+        for d, s in by.items():
+            print(f"  {spec:>12} {d:>5}: accepted length {s['mean_accepted_len']:.3f}, "
+                  f"verify length {s['mean_verify_len']:.3f}, "
+                  f"{s['request_steps']} request-steps")  # fmt: skip
+    print(f"  use: --acceptance records:{out}")
 
 
 _DEFAULT_COST = "builtin:cpu-tiny"
@@ -184,9 +148,3 @@ def _cost(spec: str | None, policies, given=None):
     if _DEFAULT_COST.partition(":")[2] in BUILTIN_COSTS:
         return load_cost(_DEFAULT_COST)
     raise InputError("a policy reads a cost model: pass --cost PROFILE.yaml")
-
-
-def _version() -> str:
-    from runner import __version__
-
-    return __version__

@@ -9,9 +9,7 @@ with the resolved inputs that reproduce it).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from policies.registry import check_gamma
@@ -29,7 +27,6 @@ from runner.cli.options import (
 )
 from runner.cli.vllm import add_vllm_args
 from runner.paths import out_dir
-from simulator.capacity import overload
 
 NAME = "replay"
 HELP = "replay a trace or builtin workload through the simulated server"
@@ -53,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from policies import make_policy
-    from simulator.run import context_warning, simulate
+    from runner.summary import replay_workload, write_texts
 
     if args.backend == "vllm":
         from runner.cli.vllm import run_vllm
@@ -67,15 +64,9 @@ def run(args: argparse.Namespace) -> int:
         clamp_to_context(args, engine_context(args), args.gamma or 7)
     cost, acceptance, gamma = models_from_args(args)
     workload = workload_from_args(args, cost)
-    tuned = None
-    if args.config:  # the tuned scheduler replaces --policy, --profile and --gamma
-        from runner.scheduler import load_scheduler
-
-        tuned = load_scheduler(args.config)
-        _check_config(args, tuned, acceptance)
+    tuned = _tuned(args, acceptance)  # the tuned scheduler replaces --policy, --profile, --gamma
+    if tuned is not None:
         policy, cost, gamma = tuned.policy(), tuned.cost_model(), tuned.gamma
-    if args.max_concurrency is None:
-        args.max_concurrency = tuned.max_concurrency if tuned else 64
     backend = None
     if args.backend == "live":
         from runner.cli.engines import build_live_backend
@@ -86,26 +77,29 @@ def run(args: argparse.Namespace) -> int:
     out = out_dir(args.out, NAME, force=args.force) if args.out else None  # before the work
     config = server_from_args(args, gamma)
     with progress.bar(args, "requests arrived", total=workload.expected, unit="req") as bar:
-        result = simulate(
-            workload, policy, cost, acceptance, config, seed=args.seed, backend=backend,
-            on_request=bar.tick if bar.on else None,
-        )  # fmt: skip
-    stats = {k: getattr(workload.stats, k) for k in workload.stats.__slots__}
-    summary = {"workload": workload.label, **stats, **result.summary}
-    over = overload(result.summary, result.recorder.arrays()["arrival"], args.rate_scale)
-    summary["overload"] = None if over is None else asdict(over)
-    from profiles.importers import cost_warning
-
-    if warn := cost_warning(cost, args.config or args.profile):  # also in the JSON
-        summary["cost_warning"] = warn
-        sys.stderr.write(f"spectune: warning: {warn}\n")
-    summary["wall"] = summary.pop("wall")  # last: everything before it is seed-deterministic
-    for line in (context_warning(result.summary), over and over.message()):
-        if line:
-            sys.stderr.write(f"spectune: warning: {line}\n")
+        rep = replay_workload(workload, policy, cost, acceptance, config, seed=args.seed,
+                              backend=backend, rate_scale=args.rate_scale,
+                              cost_name=args.config or args.profile,
+                              on_request=bar.tick if bar.on else None)  # fmt: skip
+    for line in rep.warnings:
+        sys.stderr.write(f"spectune: warning: {line}\n")
     if out is not None and backend is not None:
-        _write_texts(out / "texts.jsonl", result, backend.texts)
-    return _emit(args, out, summary, result.recorder)
+        write_texts(out / "texts.jsonl", rep.result, backend.texts)
+    return _emit(args, out, rep.summary, rep.result.recorder)
+
+
+def _tuned(args: argparse.Namespace, acceptance):
+    """The --config's scheduler (checked against the options), or None; it also sets the
+    default --max-concurrency (the tuned cap, else 64)."""
+    tuned = None
+    if args.config:
+        from runner.scheduler import load_scheduler
+
+        tuned = load_scheduler(args.config)
+        _check_config(args, tuned, acceptance)
+    if args.max_concurrency is None:
+        args.max_concurrency = tuned.max_concurrency if tuned else 64
+    return tuned
 
 
 def _emit(args: argparse.Namespace, out: Path | None, summary: dict, recorder) -> int:
@@ -142,12 +136,6 @@ def _check_config(args: argparse.Namespace, tuned, acceptance) -> None:
 
 def format_summary(s: dict) -> str:
     """A short human-readable report of one replay."""
-
-    def f(key: str, scale: float = 1.0, fmt: str = "{:.3f}") -> str:
-        v = s.get(key)
-        return "n/a" if v is None else fmt.format(v * scale)
-
-    wall = s.get("wall") or {}
     lines = [
         f"workload     {s['workload']}",
         f"policy       {s['policy']}   (gamma {s['gamma']}, "
@@ -155,6 +143,24 @@ def format_summary(s: dict) -> str:
         f"profile      {s['profile']}",
         f"acceptance   {s['acceptance']}",
         "",
+        *_metric_lines(s),
+    ]
+    if s.get("vllm"):  # a live vllm serve: nothing was simulated
+        v = s["vllm"]
+        lines[-1] = (f"vllm serve   started in {v['startup_s']:.0f} s, {v['loop']} loop, "
+                     f"{v['requests_failed']} failed; log {v['log']}")  # fmt: skip
+    return "\n".join(lines + _notes(s))
+
+
+def _metric_lines(s: dict) -> list[str]:
+    """Requests, throughput, latency, acceptance and batch figures, then the wall time."""
+
+    def f(key: str, scale: float = 1.0, fmt: str = "{:.3f}") -> str:
+        v = s.get(key)
+        return "n/a" if v is None else fmt.format(v * scale)
+
+    wall = s.get("wall") or {}
+    return [
         f"requests     {s['requests_completed']} completed"
         + (f", {s['requests_rejected_too_long']} rejected (prompt+output > KV capacity)"
            if s["requests_rejected_too_long"] else "")
@@ -173,10 +179,11 @@ def format_summary(s: dict) -> str:
         f"simulated in {wall.get('wall_s', 0):.2f} s wall "
         f"({wall.get('decode_steps_per_wall_s', 0):,.0f} steps/s)",
     ]  # fmt: skip
-    if s.get("vllm"):  # a live vllm serve: nothing was simulated
-        v = s["vllm"]
-        lines[-1] = (f"vllm serve   started in {v['startup_s']:.0f} s, {v['loop']} loop, "
-                     f"{v['requests_failed']} failed; log {v['log']}")  # fmt: skip
+
+
+def _notes(s: dict) -> list[str]:
+    """What the replay skipped, clamped or priced beyond the profile, when it did."""
+    lines = []
     skipped = s.get("bad_rows_skipped")
     if skipped:
         lines.append(f"skipped      {skipped} malformed trace rows (--skip-bad-rows)")
@@ -189,17 +196,4 @@ def format_summary(s: dict) -> str:
             f"({s.get('extrapolated_step_share', 0):.1%}) priced beyond the profile's measured "
             "range (requests, batch tokens, KV context or prefill; `spectune profiles` lists it)"
         )
-    return "\n".join(lines)
-
-
-def _write_texts(path: Path, result, texts: dict[int, bytes]) -> None:
-    """Generated text per request of a live replay (bytes decoded as UTF-8, replacement for
-    invalid sequences; ``tokens`` holds the exact byte values)."""
-    domains = dict(zip(result.recorder.arrays()["id"].astype(int).tolist(),
-                       result.recorder.domains, strict=True))  # fmt: skip
-    with open(path, "w", encoding="utf-8") as f:
-        for rid in sorted(texts):
-            data = texts[rid]
-            row = {"id": rid, "domain": domains.get(rid), "tokens": list(data),
-                   "text": data.decode("utf-8", errors="replace")}  # fmt: skip
-            f.write(json.dumps(row) + "\n")
+    return lines

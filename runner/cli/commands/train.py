@@ -9,13 +9,12 @@ to ``engine/checkpoints/<name>.safetensors`` (fp16) with a model card ``<name>.m
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
-from pathlib import Path
 
 from profiles.documents import json_line
 from profiles.errors import InputError
 from runner.cli.options import add_force, bounded_float, bounded_int, seed_int, threads_int
+from runner.cli.text import command_line
 
 NAME = "train"
 HELP = "train the engine's target LM or a drafter on offline corpora"
@@ -49,8 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from runner.paths import out_dir as out_dir_of
 
     if args.device != "cpu":  # checked before any work (drafter training may use CUDA)
@@ -61,65 +58,59 @@ def run(args: argparse.Namespace) -> int:
 
     from engine import checkpoint
     from engine.drafter import KINDS
+    from engine.train import train
 
     torch.set_num_threads(args.threads)
-    kinds = [k for k in (args.kind or "").split(",") if k]
-    if args.what == "drafter" and not kinds:
-        raise InputError("train drafter needs --kind (dspark, dflash, ar and/or mtp1)")
-    for k in kinds:
-        if k not in KINDS:
-            raise InputError(f"--kind: unknown drafter {k!r} (known: {', '.join(KINDS)})")
+    kinds = _kinds(args.what, args.kind, KINDS)
     name = {"target": "target", "draft-model": "draft"}.get(args.what, "+".join(kinds))
     ckpts = tuple(f"{k}.safetensors" for k in ("target", "draft", *KINDS))
     out_dir = out_dir_of(args.out_dir, NAME, "--out-dir", force=args.force, known=ckpts,
                          mark=False) if args.out_dir else checkpoint.CHECKPOINTS  # fmt: skip
-    out = out_dir / f"{'draft' if args.what == 'draft-model' else 'target'}.safetensors"
     run_dir = out_dir_of(args.run_dir or f"runs/train/{name}", NAME, "--run-dir", force=True,
                          mark=False)  # fmt: skip
     overrides = {k: getattr(args, k) for k in ("steps", "batch", "lr") if getattr(args, k)}
     for key, value in overrides.items():
         if value <= 0:
             raise InputError(f"--{key} must be positive, got {value}")
-    command = "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    if args.what == "target":
-        from engine.model import TargetConfig
-        from engine.train import TrainConfig, train_target
-
-        cfg = dataclasses.replace(TrainConfig(seed=args.seed), **overrides)
-        with _Steps(args, "train target") as hook:
-            info = train_target(TargetConfig(), cfg, run_dir, out, command, on_step=hook)
-    elif args.what == "draft-model":
-        return _draft_model(args, overrides, run_dir, out, command)
-    else:
-        from engine.distill import DistillConfig, train_drafter
-
-        target_path = checkpoint.path_of(args.target)
-        if not target_path.exists():
-            raise InputError(f"{target_path}: no target checkpoint (train the target first)")
-        cfg = dataclasses.replace(DistillConfig(seed=args.seed), **overrides)
-        outs = {k: out_dir / f"{k}.safetensors" for k in kinds}
-        with _Steps(args, f"train {','.join(kinds)}") as hook:
-            infos = train_drafter(
-                kinds, target_path, cfg, run_dir, outs, command, args.device, on_step=hook
-            )
-        summary = {
-            k: {"checkpoint": str(outs[k]), **{a: b for a, b in i.items() if a != "loss_curve"}}
-            for k, i in infos.items()
-        }
-        if args.json:
-            print(json_line(summary))
-        else:
-            for k, i in infos.items():
-                taus = {d: v["expected_tau_teacher_forced"] for d, v in i["heldout"].items()}
-                print(f"wrote {outs[k]} ({i['steps_done']} steps); teacher-forced tau: {taus}")
-        return 0
-    summary = {k: v for k, v in info.items() if k != "loss_curve"}
-    if args.json:
-        print(json_line({"checkpoint": str(out), **summary}))
-    else:
-        held = info["heldout_bits_per_byte"]
-        print(f"wrote {out} ({info['steps_done']} steps); held-out bits/byte: {held}")
+    desc = {"target": "train target", "draft-model": "distil draft"}.get(
+        args.what, f"train {','.join(kinds)}")  # fmt: skip
+    with _Steps(args, desc) as hook:
+        done = train(args.what, kinds, seed=args.seed, overrides=overrides, target=args.target,
+                     out_dir=out_dir, run_dir=run_dir, device=args.device, on_step=hook,
+                     command=command_line())  # fmt: skip
+    _print(args, done)
     return 0
+
+
+def _kinds(what: str, text: str | None, known: tuple[str, ...]) -> list[str]:
+    kinds = [k for k in (text or "").split(",") if k]
+    if what == "drafter" and not kinds:
+        raise InputError("train drafter needs --kind (dspark, dflash, ar and/or mtp1)")
+    for k in kinds:
+        if k not in known:
+            raise InputError(f"--kind: unknown drafter {k!r} (known: {', '.join(known)})")
+    return kinds
+
+
+def _print(args: argparse.Namespace, done: dict[str, dict]) -> None:
+    """The trained models (``done``: by name, from engine.train.train) as JSON or one line each."""
+    if args.what != "drafter":  # one model: its summary is the object
+        (only,) = done.values()
+        if args.json:
+            print(json_line(only))
+        elif args.what == "target":
+            print(f"wrote {only['checkpoint']} ({only['steps_done']} steps); held-out "
+                  f"bits/byte: {only['heldout_bits_per_byte']}")  # fmt: skip
+        else:
+            print(f"wrote {only['checkpoint']} ({only['train']['steps']} steps); held-out "
+                  f"teacher-forced: {only['heldout']}")  # fmt: skip
+        return
+    if args.json:
+        print(json_line(done))
+        return
+    for i in done.values():
+        taus = {d: v["expected_tau_teacher_forced"] for d, v in i["heldout"].items()}
+        print(f"wrote {i['checkpoint']} ({i['steps_done']} steps); teacher-forced tau: {taus}")
 
 
 class _Steps:
@@ -146,27 +137,3 @@ class _Steps:
     def __exit__(self, *_) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _draft_model(args, overrides: dict, run_dir: Path, out: Path, command: str) -> int:
-    """``train draft-model``: distil the standalone draft LM (engine/draftlm.py)."""
-    import dataclasses
-
-    from engine import checkpoint
-    from engine.draftlm import DistilConfig, distil
-
-    if not checkpoint.path_of(args.target).exists():
-        raise InputError(f"{checkpoint.path_of(args.target)}: no target checkpoint")
-    target = checkpoint.load_target(args.target)
-    cfg = dataclasses.replace(DistilConfig(seed=args.seed), **overrides)
-    with _Steps(args, "distil draft") as hook:
-        info = distil(target, cfg, run_dir, out, command, on_step=hook)
-    if args.json:
-        print(
-            json_line(
-                {"checkpoint": str(out), **{k: v for k, v in info.items() if k != "loss_curve"}}
-            )
-        )
-    else:
-        print(f"wrote {out} ({cfg.steps} steps); held-out teacher-forced: {info['heldout']}")
-    return 0

@@ -47,7 +47,15 @@ QUICK = {"concurrency": (2, 8, 32, 128), "requests": 80, "per_user": 4, "rounds"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("tuning")
+    _add_tuning_args(p.add_argument_group("tuning"))
+    add_workload_args(p)
+    add_model_args(p, policy_default=None)
+    add_server_args(p)
+    _add_execution_args(p.add_argument_group("execution and output"))
+
+
+def _add_tuning_args(g) -> None:
+    """What is searched: policies, the SLA, the load grid and the search's effort."""
     g.add_argument("--policies", default=DEFAULT_POLICIES, metavar="LIST",
                    help="comma-separated names (searched) or specs (pinned), "
                    "default %(default)s")  # fmt: skip
@@ -79,10 +87,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="coarse and small: 4 loads, fewer requests, 1 round, 1 bisection",
     )
-    add_workload_args(p)
-    add_model_args(p, policy_default=None)
-    add_server_args(p)
-    r = p.add_argument_group("execution and output")
+
+
+def _add_execution_args(r) -> None:
+    """Where the points run and where the results go."""
     r.add_argument("--out", required=True, metavar="DIR", help="results directory")
     r.add_argument("--workers", type=workers_int, default=1,
                    help=f"parallel simulations (at most the {CPUS} CPUs)")  # fmt: skip

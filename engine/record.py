@@ -20,6 +20,7 @@ these figures.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,3 +156,74 @@ def records_arrays(runs: dict[str, Run], first_id: int = 0) -> dict[str, np.ndar
         cols["verified"].append(np.asarray(run.verified, dtype=np.int16))
         offset += max(run.request) + 1 if run.request else 0
     return {k: np.concatenate(v) for k, v in cols.items()}
+
+
+def record(engine: Engine, cfg: RecordConfig, policy, checks, *, target: str, drafter: str,
+           device: torch.device, cost=None, cost_spec: str | None = None, command: str = "",
+           on_total: Callable[[int], None] | None = None,
+           done: Callable[[int], None] | None = None):  # fmt: skip
+    """Records of ``cfg.domains`` decoded under ``policy`` (None: uniform ℓ, named ``UNIFORM``),
+    their meta holding the engine's own means per domain under it and under each of ``checks``
+    (decoded again, rounds not stored). ``target``/``drafter`` name the checkpoints, ``cost``
+    (named ``cost_spec``) is what policies reading one see; ``on_total`` hears the number of
+    requests to decode, ``done`` each finished one."""
+    from engine.provenance import environment
+    from profiles.records import Records
+
+    prompts = {d: prompts_for(d, cfg) for d in cfg.domains}
+    followed = [policy, *checks]
+    specs = [UNIFORM if policy is None else policy.spec, *(p.spec for p in checks)]
+    if on_total is not None:
+        on_total(sum(map(len, prompts.values())) * len(followed))
+    t0 = time.perf_counter()
+    runs: dict[str, dict[str, Run]] = {spec: {} for spec in specs}
+    for spec, pol in zip(specs, followed, strict=True):
+        for d in cfg.domains:
+            runs[spec][d] = decode(engine, prompts[d], cfg.max_new_tokens, pol, cost=cost,
+                                   seed=cfg.seed, done=done)  # fmt: skip
+    env = environment(device)
+    meta = {
+        **_meta(engine, cfg, specs[0], env, target=target, drafter=drafter, cost=cost,
+                cost_spec=cost_spec, command=command),
+        "engine_runs": {spec: {d: r.summary() for d, r in by.items()} for spec, by in runs.items()},
+        "wall_s": round(time.perf_counter() - t0, 1),
+        **{k: env[k] for k in ("device", "threads", "torch", "date", "commit")},
+    }  # fmt: skip
+    return Records(**records_arrays(runs[specs[0]]), meta=meta)
+
+
+def _meta(engine: Engine, cfg: RecordConfig, spec: str, env: dict, *, target: str, drafter: str,
+          cost, cost_spec: str | None, command: str) -> dict:  # fmt: skip
+    """The records' provenance: checkpoints, the decoding setup and the cost model."""
+    from pathlib import Path
+
+    from engine.provenance import checkpoint_digest
+    from profiles.store import cost_to_dict
+    from profiles.version import __version__
+
+    return {
+        "drafter": drafter,
+        "target": target,
+        "checkpoints_sha256": {
+            "target": checkpoint_digest(target),
+            "drafter": checkpoint_digest(drafter),
+        },
+        "gamma": engine.gamma,
+        "temperature": 1.0,
+        "seed": cfg.seed,
+        "source": f"engine {Path(target).stem} + {Path(drafter).stem}, "
+        f"held-out prompts, {spec}, {env['date'][:10]}, commit {env['commit'][:12]}",
+        "spectune_version": __version__,
+        "command": command,
+        "policy": spec,
+        "domains": list(cfg.domains),
+        "requests_per_domain": cfg.requests,
+        "prompt_len": cfg.prompt_len,
+        "max_new_tokens": cfg.max_new_tokens,
+        "slots": engine.cache.slots,
+        "cost": cost.source if cost is not None else None,
+        "cost_spec": cost_spec,
+        # the cost model the policies saw, so the engine's figures stay reproducible when the
+        # named profile is re-measured (profiles.store.cost_from_dict rebuilds it)
+        "cost_profile": cost_to_dict(cost) if cost is not None else None,
+    }
