@@ -135,8 +135,12 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--small", action="store_true", help="min_verify_len 0-2 only (no cap grid)")
     ap.add_argument("--prefill", choices=("colocated", "disaggregated"), default="colocated")
-    ap.add_argument("--extra", default="", metavar="SPEC;SPEC",
-                    help="more policies for the JSON, e.g. 'twin:of=dspark;clairvoyant'")
+    ap.add_argument(
+        "--extra",
+        default="",
+        metavar="SPEC;SPEC",
+        help="more policies for the JSON, e.g. 'twin:of=dspark;clairvoyant'",
+    )
     ap.add_argument("--seed", type=int, default=0, help="requests and acceptance draws (default 0)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
