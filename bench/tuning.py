@@ -4,7 +4,7 @@
     nice -n 10 python bench/tuning.py --setting cpu --out runs/tuning-cpu.json
 
 Closed loop (``runner/point.py``: N users always busy, steady-window metrics), max(64, 8·N)
-requests per point, seed 0, every policy on the same requests and acceptance draws:
+requests per point, seed 0 (``--seed``), every policy on the same requests and acceptance draws:
 
 - ``h100``: ``builtin:h100-8b`` (analytic roofline, not measured) + ``paper:qwen3-8b-dspark``
   (read from the paper), ``builtin:azure-conv-like``;
@@ -20,7 +20,8 @@ KV ready).
 "Tuned" is the best per N over a grid of each DSpark policy's parameters (min_verify_len 0-2 ×
 max_verify_len {0 (= γ), 3, 5}; ``--small``: min_verify_len 0-2 only); "best fixed" the best
 of fixed:k=1..γ per N. The oracle is the best response (policies/oracle.py). Prints a markdown
-table; ``--out`` writes every point.
+table and the best tuned DSpark's margin over the best fixed:k per N; ``--out`` writes every point
+(``--extra`` policies, e.g. twins, too).
 """
 
 from __future__ import annotations
@@ -57,11 +58,11 @@ def _models(setting: str):
 
 
 def _point(job):
-    setting, policy, n, prefill = job
+    setting, policy, n, prefill, seed = job
     cost, acc = _models(setting)
     spec = fit_default(WorkloadSpec("builtin:azure-conv-like"), cost)
     server = ServerConfig(gamma=acc.gamma, prefill=prefill)
-    task = PointTask(policy, "concurrency", n, spec, server, max(64, 8 * n), 0)
+    task = PointTask(policy, "concurrency", n, spec, server, max(64, 8 * n), seed)
     r = run_point(task, (cost, acc))
     keep = ("throughput_tok_s", "mean_verify_len", "mean_accepted_len", "extrapolated_steps")
     return {"policy": policy, "N": n, **{k: r[k] for k in keep}}
@@ -115,6 +116,18 @@ def _row(at: dict[str, dict], setting: str) -> list[str]:
     return cells + [budget(best("dspark_lagged", True)), f"{oracle:,.0f}", f"{top / oracle:.1%}"]
 
 
+def margins(points: list[dict]) -> str:
+    """Per N: the best tuned DSpark-family point (step objective) vs the best ``fixed:k``."""
+    cells = []
+    for n in sorted({p["N"] for p in points}):
+        at = [p for p in points if p["N"] == n]
+        fixed = max(p["throughput_tok_s"] for p in at if p["policy"].startswith("fixed:"))
+        family = [p for p in at if p["policy"].startswith("dspark")]
+        tuned = max(p["throughput_tok_s"] for p in family if "objective=verify" not in p["policy"])
+        cells.append(f"N={n} {tuned / fixed - 1:+.2%}")
+    return "best tuned DSpark vs best fixed:k: " + ", ".join(cells)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--setting", choices=SETTINGS, required=True)
@@ -122,18 +135,26 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--small", action="store_true", help="min_verify_len 0-2 only (no cap grid)")
     ap.add_argument("--prefill", choices=("colocated", "disaggregated"), default="colocated")
+    ap.add_argument(
+        "--extra",
+        default="",
+        metavar="SPEC;SPEC",
+        help="more policies for the JSON, e.g. 'twin:of=dspark;clairvoyant'",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="requests and acceptance draws (default 0)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     gamma = _models(args.setting)[1].gamma
     loads = [int(x) for x in args.loads.split(",")]
-    specs = policies(args.setting, gamma, args.small)
-    jobs = [(args.setting, p, n, args.prefill) for n in loads for p in specs]
+    specs = policies(args.setting, gamma, args.small) + [x for x in args.extra.split(";") if x]
+    jobs = [(args.setting, p, n, args.prefill, args.seed) for n in loads for p in specs]
     with Pool(args.workers) as pool:
         points = pool.map(_point, jobs, chunksize=1)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(points, indent=1))
     print(table(points, args.setting))
+    print("\n" + margins(points))
     steps = sum(p["extrapolated_steps"] for p in points)
     print(f"\nsteps priced outside the profile's envelope, all points: {steps}")
     return 0

@@ -26,7 +26,8 @@ from engine.profiler import (
     request_probes,
     sps_requests,
 )
-from profiles.cost import CostModel, Curve
+from profiles.cost import CostModel
+from profiles.curve import Curve
 
 
 def hat(x: np.ndarray, probes: np.ndarray) -> np.ndarray:

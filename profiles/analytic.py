@@ -21,7 +21,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from profiles.cost import CostModel, Curve
+from profiles.cost import CostModel
+from profiles.curve import Curve
 from profiles.errors import InputError
 
 

@@ -35,75 +35,20 @@ plans on its table as measured, e.g. to replay records made before the repair).
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from profiles.curve import Curve, zero
+from profiles.envelope import Envelope
 from profiles.errors import InputError
+
+__all__ = ["CONTEXT_BASES", "DRAFTERS", "CostModel", "Curve"]
 
 _DENSE_LIMIT = 1 << 16  # integer B / bs covered by the dense lookup tables
 CONTEXT_BASES = ("total", "padded")  # how an engine's attention reads the batch's KV tokens
 DRAFTERS = ("parallel", "autoregressive")  # how draft cost scales with drafts per request
-
-
-@dataclass(frozen=True)
-class Curve:
-    """A piecewise-linear curve through measured probes, linear beyond both ends."""
-
-    x: tuple[float, ...]  # probe positions, strictly increasing
-    y: tuple[float, ...]  # value at each probe (seconds)
-
-    def __post_init__(self) -> None:
-        x, y = np.asarray(self.x, float), np.asarray(self.y, float)
-        if x.ndim != 1 or x.size == 0 or x.size != y.size:
-            raise InputError(
-                f"curve needs equal-length non-empty probes, got {x.size} and {y.size}"
-            )
-        if not (np.isfinite(x).all() and np.isfinite(y).all()):
-            raise InputError("curve probes must be finite numbers")
-        if x.size > 1 and np.any(np.diff(x) <= 0):
-            raise InputError("curve probe positions must be strictly increasing")
-        object.__setattr__(self, "x", tuple(x.tolist()))  # plain floats (YAML-safe, hashable)
-        object.__setattr__(self, "y", tuple(y.tolist()))
-
-    def __call__(self, q: np.ndarray | float) -> np.ndarray:
-        x, y = np.asarray(self.x, float), np.asarray(self.y, float)
-        out = np.interp(q, x, y)
-        if x.size > 1:
-            lo_slope = (y[1] - y[0]) / (x[1] - x[0])
-            hi_slope = (y[-1] - y[-2]) / (x[-1] - x[-2])
-            out = np.where(q < x[0], y[0] + (q - x[0]) * lo_slope, out)
-            out = np.where(q > x[-1], y[-1] + (q - x[-1]) * hi_slope, out)
-        return out
-
-    def at(self, q: float) -> float:
-        """The curve at one point (scalar fast path of ``__call__``)."""
-        x, y = self.x, self.y
-        n = len(x)
-        if n == 1:
-            return y[0]
-        i = min(max(bisect_right(x, q), 1), n - 1)  # segment [x[i-1], x[i]], extended at ends
-        x0, x1, y0 = x[i - 1], x[i], y[i - 1]
-        return y0 + (q - x0) * (y[i] - y0) / (x1 - x0)
-
-    @property
-    def hi(self) -> float:
-        return self.x[-1]
-
-    @property
-    def lo(self) -> float:
-        return self.x[0]
-
-    def monotone(self) -> Curve:
-        """This curve with each probe raised to the running maximum of the probes before it."""
-        return Curve(self.x, tuple(np.maximum.accumulate(np.asarray(self.y, float)).tolist()))
-
-    def dips(self) -> int:
-        """Probes below an earlier probe (what :meth:`monotone` lifts)."""
-        y = np.asarray(self.y, float)
-        return int((y < np.maximum.accumulate(y)).sum())
 
 
 def _rising(seconds: np.ndarray) -> np.ndarray:
@@ -113,27 +58,23 @@ def _rising(seconds: np.ndarray) -> np.ndarray:
     return out
 
 
-def _zero() -> Curve:
-    return Curve((0.0,), (0.0,))
-
-
 @dataclass(frozen=True)
-class CostModel:
+class CostModel(Envelope):
     """Per-step cost of an engine. Build with :meth:`from_sps_table` or :meth:`additive`."""
 
     kind: str  # "sps" (1D table over verify tokens) or "additive" (bias + alpha(bs) + theta(M))
     verify: Curve  # sps: seconds per verify step over B; additive: theta(M) over B
-    alpha: Curve = field(default_factory=_zero)  # additive only: seconds over requests in batch
+    alpha: Curve = field(default_factory=zero)  # additive only: seconds over requests in batch
     bias_s: float = 0.0  # additive only: constant seconds per step
-    draft: Curve = field(default_factory=_zero)  # drafter seconds over requests in batch
-    prefill: Curve = field(default_factory=_zero)  # prefill seconds over prompt tokens in a step
-    context: Curve = field(default_factory=_zero)  # extra seconds over attended KV tokens
+    draft: Curve = field(default_factory=zero)  # drafter seconds over requests in batch
+    prefill: Curve = field(default_factory=zero)  # prefill seconds over prompt tokens in a step
+    context: Curve = field(default_factory=zero)  # extra seconds over attended KV tokens
     context_basis: str = "total"  # attended KV tokens: "total" (Σ per request) or "padded"
     context_base: float = 0.0  # KV tokens per request at which the verify terms were measured
     # Optional query dependence: ``context`` measured with ``context_queries`` verify tokens in
     # every request, ``context_one`` with one; a batch's longest request (its attention is padded
     # to it), or without that its mean B/R, interpolates (linear, extended).
-    context_one: Curve = field(default_factory=_zero)
+    context_one: Curve = field(default_factory=zero)
     context_queries: float = 0.0  # 0: no query dependence
     # Seconds per padded query token, R · longest − B (engines that pad each request's verify
     # tokens to the longest; paged engines have none). With it the verify terms price an
@@ -408,49 +349,6 @@ class CostModel:
             extra = one + w * (extra - one)
         return extra
 
-    def envelope(self) -> dict[str, list[float] | int | None]:
-        """The ranges this model's terms were measured (or generated) over, ``[lo, hi]`` per
-        axis from their probes (None: the term is not modelled), and the engine's maximum
-        context per request (0: unknown). Steps priced outside are counted (:meth:`outside`)."""
-
-        def span(c: Curve) -> list[float] | None:
-            return None if c.y == (0.0,) and c.x == (0.0,) else [c.lo, c.hi]
-
-        requests = [span(self.draft)] + ([span(self.alpha)] if self.kind == "additive" else [])
-        requests = [r for r in requests if r]
-        return {
-            "requests": [min(r[0] for r in requests), max(r[1] for r in requests)]
-            if requests
-            else None,
-            "batch_tokens": span(self.verify),
-            "kv_tokens": span(self.context) if self._has_context else None,
-            "prefill_tokens": span(self.prefill),
-            "max_context": self.max_context,
-        }
-
-    def outside(
-        self, requests: int, tokens: int, kv_tokens: int = 0, prefill_tokens: int = 0
-    ) -> bool:
-        """True when pricing this step reads any term beyond its measured probes: verify batch
-        tokens, requests (draft, alpha), attended KV tokens (the step's and the measured base
-        ``requests × context_base`` the context term is relative to) or the prefill chunk."""
-        if prefill_tokens and prefill_tokens > self._prefill_m.hi and self.prefill.y != (0.0,):
-            return True
-        if not requests:
-            return False
-        if self.extrapolates(requests, tokens + (prefill_tokens if self.prefill_fused else 0)):
-            return True
-        if self._has_context:
-            lo, hi = self.context.lo, self.context.hi
-            base = requests * self.context_base
-            return not (lo <= kv_tokens <= hi) or bool(base and base > hi)
-        return False
-
-    def extrapolates(self, requests: int, tokens: int) -> bool:
-        """True when the verify or draft lookup lies beyond the measured probes."""
-        hi_tokens, hi_requests = self._hi
-        return tokens > hi_tokens or 0 < hi_requests < requests
-
     def recalibrated(
         self,
         verify: tuple[float, float],
@@ -481,14 +379,6 @@ class CostModel:
             prefill=lin(self.prefill, bp, ap),
             source=source,
         )
-
-    def repaired(self) -> dict[str, int]:
-        """Measured probes each term's monotone repair lifted (see the module docstring)."""
-        terms = {"verify": self.verify, "draft": self.draft, "prefill": self.prefill,
-                 "context": self.context, "context_one": self.context_one}  # fmt: skip
-        if self.kind == "additive":
-            terms["alpha"] = self.alpha
-        return {name: curve.dips() for name, curve in terms.items()}
 
     def describe(self) -> str:
         return f"{self.kind} cost model ({self.source})"

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from profiles.cost import CostModel, Curve
+from profiles.cost import CostModel
+from profiles.curve import Curve
 from profiles.errors import InputError
 
 

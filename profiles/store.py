@@ -37,7 +37,8 @@ from typing import Any
 import yaml
 
 from profiles.acceptance import ParametricAcceptance
-from profiles.cost import CONTEXT_BASES, DRAFTERS, CostModel, Curve
+from profiles.cost import CONTEXT_BASES, DRAFTERS, CostModel
+from profiles.curve import Curve
 from profiles.documents import parse_yaml
 from profiles.errors import InputError
 

@@ -50,9 +50,9 @@ def simulate(
         )
     if backend is None:
         backend = ProfiledBackend(cost, acceptance, config.max_concurrency, seed, config.gamma)
-    fits = Fit()
+    tally = Fit()
     if cost.max_context:
-        workload = fit_context(workload, cost.max_context, config.clamp_to_context, fits,
+        workload = fit_context(workload, cost.max_context, config.clamp_to_context, tally,
                                on_reject=on_request)  # fmt: skip
     server = Server(
         config, policy, backend, cost=cost, seed=seed, on_request=on_request, compiled=compiled
@@ -67,8 +67,8 @@ def simulate(
         {
             "extrapolated_steps": extrapolated,
             "extrapolated_step_share": extrapolated / priced if priced else 0.0,
-            "requests_clamped_to_context": fits.clamped,
-            "requests_rejected_context": fits.rejected,
+            "requests_clamped_to_context": tally.clamped,
+            "requests_rejected_context": tally.rejected,
             "max_context": cost.max_context,
             "policy": policy.spec,
             "gamma": config.gamma,
@@ -100,7 +100,7 @@ def fit_context(
     workload: Iterable[Request],
     max_context: int,
     clamp: bool,
-    fits: Fit,
+    tally: Fit,
     on_reject: Callable[[Request], None] | None = None,
 ) -> Iterator[Request]:
     """The workload checked against the engine's context (prompt + output tokens ≤
@@ -108,18 +108,35 @@ def fit_context(
     ``max_model_len`` and serves the rest; with ``clamp`` it is trimmed instead — prompt first
     (its tail kept), then output — and counted."""
     for req in workload:
-        if req.prompt_tokens + req.output_tokens <= max_context:
+        if fits(req, max_context):
             yield req
             continue
         if not clamp:
-            fits.rejected += 1
+            tally.rejected += 1
             if on_reject is not None:  # it arrived, and was turned away
                 on_reject(req)
             continue
-        fits.clamped += 1
+        tally.clamped += 1
         output = min(req.output_tokens, max_context - 1)
         prompt = min(req.prompt_tokens, max_context - output)
         yield Request(req.id, req.arrival_s, prompt, output, req.domain)
+
+
+def fits(req: Request, max_context: int) -> bool:
+    """True when ``req`` (prompt + output tokens) fits an engine of ``max_context`` tokens."""
+    return req.prompt_tokens + req.output_tokens <= max_context
+
+
+def beyond_context(over: int, total: int, max_context: int, *, every_point: bool = False) -> str:
+    """The one sentence replay and tune print on requests beyond the engine's context:
+    ``over`` of ``total`` requests (``every_point``: the first ``total`` of a tune's workload,
+    rejected at each of its points)."""
+    first = "the first " if every_point else ""
+    verb = "are rejected at every point" if every_point else "were rejected"
+    return (f"{over} of {first}{total} requests ({over / total:.0%}) need more than the engine's "
+            f"{max_context}-token context and {verb}, as vLLM rejects them (--clamp-to-context "
+            "trims them instead; --max-prompt-tokens/--max-output-tokens clamp the trace's "
+            "lengths)")  # fmt: skip
 
 
 def context_warning(summary: dict[str, Any]) -> str | None:
@@ -127,11 +144,7 @@ def context_warning(summary: dict[str, Any]) -> str | None:
     n = summary.get("requests_rejected_context", 0)
     if not n:
         return None
-    total = n + summary.get("requests_completed", 0)
-    return (f"{n} of {total} requests ({n / total:.0%}) need more than the engine's "
-            f"{summary['max_context']}-token context and were rejected, as vLLM rejects them "
-            "(--clamp-to-context trims them instead; --max-prompt-tokens/--max-output-tokens "
-            "clamp the trace's lengths)")  # fmt: skip
+    return beyond_context(n, n + summary.get("requests_completed", 0), summary["max_context"])
 
 
 def count_beyond_context(workload: Iterable[Request], max_context: int, n: int) -> tuple[int, int]:
@@ -142,5 +155,5 @@ def count_beyond_context(workload: Iterable[Request], max_context: int, n: int) 
         if seen == n:
             break
         seen += 1
-        over += req.prompt_tokens + req.output_tokens > max_context
+        over += not fits(req, max_context)
     return over, seen

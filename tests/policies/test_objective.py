@@ -10,7 +10,7 @@ import pytest
 from policies import make_policy, prefix
 from policies.base import StepContext
 from profiles import CostModel, InputError
-from profiles.cost import Curve
+from profiles.curve import Curve
 
 # Verify forward: 10 ms flat to B = 8, then +1 ms per token. Drafter: 10 ms for any batch.
 # Context: 1 µs per attended KV token.

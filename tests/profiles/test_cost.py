@@ -9,7 +9,7 @@ import pytest
 
 from profiles import CostModel, InputError
 from profiles.analytic import analytic_cost
-from profiles.cost import Curve
+from profiles.curve import Curve
 from profiles.store import cost_from_dict, cost_to_dict, read_cost, write_yaml
 
 

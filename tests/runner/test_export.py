@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from policies import make_policy
-from profiles.cost import CostModel, Curve
+from profiles.cost import CostModel
+from profiles.curve import Curve
 from profiles.errors import InputError
 from profiles.sglang import Table
 from runner.cli import main

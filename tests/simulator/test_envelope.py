@@ -13,7 +13,7 @@ import pytest
 
 from policies import make_policy
 from profiles import CostModel
-from profiles.cost import Curve
+from profiles.curve import Curve
 from simulator.request import Request
 from simulator.run import context_warning, count_beyond_context, simulate
 from simulator.server import ServerConfig

@@ -55,6 +55,13 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == "vllm":
         from runner.cli.vllm import run_vllm
 
+        if args.prefill == "disaggregated":  # vllm serve prefills in its own steps
+            from profiles.errors import InputError
+
+            raise InputError("--prefill disaggregated is simulated only: a live vllm serve "
+                             "prefills in its own steps (drop --prefill or use --backend "
+                             "profiled)")  # fmt: skip
+
         summary, recorder = run_vllm(args, lambda: out_dir(args.out, NAME, force=args.force))
         return _emit(args, Path(args.out), summary, recorder)
     policy = make_policy(args.policy)

@@ -143,15 +143,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _warn_context(cfg, max_context: int) -> None:
     """State up front how many of the workload's requests every point will reject."""
-    from simulator.run import count_beyond_context
+    from simulator.run import beyond_context, count_beyond_context
     from simulator.workload import open_workload
 
     over, seen = count_beyond_context(open_workload(cfg.workload), max_context, cfg.requests)
     if over:
-        sys.stderr.write(f"spectune: warning: {over} of the first {seen} requests need more than "
-                         f"the engine's {max_context}-token context and are rejected at every "
-                         "point, as vLLM rejects them (--clamp-to-context trims them "
-                         "instead)\n")  # fmt: skip
+        line = beyond_context(over, seen, max_context, every_point=True)
+        sys.stderr.write(f"spectune: warning: {line}\n")
 
 
 def claim_out(text: str, resume: bool, force: bool) -> Path:

@@ -102,6 +102,7 @@ def test_mooncake_with_rate_scale_and_kv_capacity(traces, capsys):
         (["--acceptance", "paper:nosuch"], "unknown paper acceptance model"),
         (["--gamma", "9"], "gamma 9 exceeds"),
         (["--workload", "builtin:nosuch"], "nosuch"),
+        (["--backend", "vllm", "--prefill", "disaggregated"], "--prefill disaggregated"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, needle):
