@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from policies import jitcache  # noqa: F401 (before any njit: the cache stamps every file)
+
 # name -> code of the compiled decision (the names policies return from ``kernel``)
 KERNELS = {"none": 0, "fixed": 1, "batch_table": 2, "dspark": 3, "global_sync": 4,
            "dspark_lagged": 5}  # fmt: skip

@@ -5,18 +5,19 @@ schedules prefill chunks, starts and retires requests. Between two such events t
 only decodes, so :class:`FastPath` hands those steps to :func:`run` — per step the policy's
 compiled decision (``policies/kernels.py``), acceptance read from the backend's ring of drawn
 rows, the step's price, the batch's bookkeeping and the recorder's totals — until a request
-finishes, a prompt chunk was co-batched (the step after it needs Python again), the next SimPy
-event is due, or a request's drawn rows run out (the backend draws ahead before each call, from
+finishes, a prompt chunk was co-batched or a request's KV arrived (disaggregated; the step
+after it needs Python again), the next SimPy event or KV transfer is due, or a request's drawn
+rows run out (the backend draws ahead before each call, from
 each request's own generator in the reference's blocks, so the draws are the same).
 
-It is used when the policy names a kernel (:meth:`policies.base.Policy.kernel`), the backend is
-profiled (it has ``prefetch``) and both cost models are ``CostModel``\\ s within their dense
-tables; otherwise the server runs its reference step. Same seed, same results: every float is
+Where it applies is ``simulator/eligibility.py``'s one rule (a policy with a kernel, a profiled
+backend drawn ahead, ``CostModel``\\ s within their dense tables); otherwise the server runs its
+reference step and says why (``Server.fast_declined``). Same seed, same results: every float is
 computed with the reference's operations in the reference's order (tests/simulator/
 test_compiled.py compares whole summaries). Compiled functions are cached on disk
-(``cache=True``, in ``__pycache__``), so only the first run on a machine pays the compile.
-numba's cache is keyed on each function's own file: after editing ``policies/kernels.py``,
-delete ``simulator/__pycache__/compiled.*.nbi`` (or touch this file) so :func:`run` recompiles.
+(``cache=True``, in ``__pycache__``), so only the first run on a machine pays the compile;
+``policies/jitcache.py`` stamps each cached function with this file and ``policies/kernels.py``
+together, so an edit to a kernel recompiles :func:`run`, which inlines it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit
 
-from policies import kernels
+from policies import jitcache, kernels  # noqa: F401 (jitcache first: it stamps this file too)
 from policies.kernels import curve_at
 from profiles.acceptance import ParametricAcceptance
 

@@ -149,6 +149,19 @@ def test_kernel_names_agree():
     assert set(eligibility._KERNELS) == set(kernels.KERNELS)
 
 
+def test_cached_code_is_stamped_with_every_compiled_file():
+    """``run`` inlines the kernels, so its cache entry goes stale with either file: numba's
+    cache stamps every function of both files with both files (policies/jitcache.py)."""
+    from policies import jitcache, kernels
+    from simulator import compiled
+
+    assert jitcache.REGISTERED
+    for fn in (compiled.run, kernels.decide, compiled.parametric_rows):
+        locator = fn._cache._impl._locator
+        assert isinstance(locator, jitcache._Stamped)
+        assert len(locator.get_source_stamp()) == len(jitcache.FILES) == 2
+
+
 def test_without_numba_the_reference_runs():
     """A checkout without numba (``import numba`` fails) still simulates, on the reference."""
     code = (
