@@ -8,10 +8,16 @@ request-steps (Σ batch size over steps) per wall-second, with the compiled/refe
 ``--startup`` also times whole short runs (a fresh process, imports included, 1,000 requests) on
 both paths; ``--compile-cost`` times the first compiled run on a machine (empty numba cache).
 Pinned to one core (``os.sched_setaffinity``) when possible; ``--profile`` prints a cProfile
-breakdown.
+breakdown. ``--vidur SRC`` also runs Vidur (github.com/microsoft/vidur, a source checkout at SRC)
+on the same requests at each load, in its own environment (``--vidur-python``, default
+``$VIDUR_PYTHON``), through ``bench/vidur_driver.py`` — its sarathi scheduler at the same batch
+cap and chunk, its measured a100 MLP profile of Llama-3-8B and a *synthetic* attention profile
+(the checkout lacks the measured one; see the driver) — and reports per-request wall time
+against spectune's; without ``--vidur`` that comparison is skipped, with a note.
 
     .venv/bin/python bench/sim_speed.py --startup        # full trace, dspark
     .venv/bin/python bench/sim_speed.py --limit 3000 --profile --paths compiled
+    .venv/bin/python bench/sim_speed.py --vidur ../vidur --vidur-python ../vidur-venv/bin/python
 """
 
 from __future__ import annotations
@@ -76,6 +82,9 @@ def main() -> None:
     ap.add_argument("--startup", action="store_true", help="time short runs in fresh processes")
     ap.add_argument("--compile-cost", action="store_true", help="time a run with no numba cache")
     ap.add_argument("--profile", action="store_true", help="print a cProfile breakdown")
+    ap.add_argument("--vidur", default=None, help="a Vidur source checkout: run it side by side")
+    ap.add_argument("--vidur-python", default=os.environ.get("VIDUR_PYTHON", sys.executable),
+                    help="the Python of Vidur's environment (default $VIDUR_PYTHON)")  # fmt: skip
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -91,6 +100,7 @@ def main() -> None:
     print("| load | policy | path | decode steps | mean batch | wall s | steps/s | "
           "request-steps/s | speed-up |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
+    last, vidur = {}, {}
     for load, (scale, cap) in LOADS.items():
         requests = list(open_workload(WorkloadSpec(args.trace, rate_scale=scale, limit=args.limit)))
         for spec in args.policies.split(","):
@@ -120,6 +130,9 @@ def main() -> None:
                       f"{req_steps / wall:,.0f} | {base / wall:.2f}x |")  # fmt: skip
             same = len(set().union(*seen.values())) == 1
             print(f"|  |  | identical summaries (apart from wall): {'yes' if same else 'NO'} |")
+            last[(load, spec)] = wall / len(requests)  # the last path's seconds per request
+        vidur[load] = _vidur(args, requests, cap) if args.vidur else None
+    _versus_vidur(args, last, vidur)
     if args.startup:
         _startup(args, paths)
     if args.compile_cost:
@@ -130,6 +143,38 @@ def main() -> None:
             total = time.perf_counter() - t0
             print(f"first compiled short run with an empty numba cache: {first:.1f} s "
                   f"(process {total:.1f} s); later runs load the cache")  # fmt: skip
+
+
+def _vidur(args, requests: list, cap: int) -> dict:
+    """Vidur's wall time on ``requests`` (``bench/vidur_driver.py`` in its environment)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+        f.write("arrived_at,num_prefill_tokens,num_decode_tokens\n")
+        for r in requests:
+            f.write(f"{r.arrival_s},{r.prompt_tokens},{r.output_tokens}\n")
+    driver = str(ROOT / "bench" / "vidur_driver.py")
+    chunk = str(ServerConfig().max_prefill_tokens)
+    cmd = [args.vidur_python, driver, str(Path(args.vidur).resolve()), f.name, str(cap), chunk]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    finally:
+        os.unlink(f.name)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _versus_vidur(args, last: dict, vidur: dict) -> None:
+    if not args.vidur:
+        print("\nVidur: skipped (pass --vidur SRC and --vidur-python PY to run it on the same "
+              "requests in this run)")  # fmt: skip
+        return
+    print("\n| load | Vidur (sarathi; a100 MLP measured, attention synthetic) s | per request "
+          "ms | spectune policy | per request ms | spectune faster per request |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for (load, spec), mine in last.items():
+        v = vidur[load]
+        theirs = v["wall_s"] / v["requests"]
+        print(f"| {load} | {v['wall_s']:.2f} | {theirs * 1e3:.3f} | {spec} | {mine * 1e3:.3f} | "
+              f"{theirs / mine:.1f}x |")  # fmt: skip
 
 
 def _startup(args, paths: list[str]) -> None:

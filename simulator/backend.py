@@ -175,7 +175,10 @@ class ProfiledBackend:
         running slot has rows for the steps it may still need, up to a block; returns how many
         steps all of them can run."""
         ahead = self._due_at[slots] - self._step
-        for slot in slots[(ahead < _BLOCK) & (ahead < left)].tolist():
+        need = (ahead < _BLOCK) & (ahead < left)
+        if not need.any():
+            return int(ahead.min())
+        for slot in slots[need].tolist():
             self._refill(slot)
         return int((self._due_at[slots] - self._step).min())
 

@@ -5,18 +5,19 @@ schedules prefill chunks, starts and retires requests. Between two such events t
 only decodes, so :class:`FastPath` hands those steps to :func:`run` — per step the policy's
 compiled decision (``policies/kernels.py``), acceptance read from the backend's ring of drawn
 rows, the step's price, the batch's bookkeeping and the recorder's totals — until a request
-finishes, a prompt chunk was co-batched (the step after it needs Python again), the next SimPy
-event is due, or a request's drawn rows run out (the backend draws ahead before each call, from
+finishes, a prompt chunk was co-batched or a request's KV arrived (disaggregated; the step
+after it needs Python again), the next SimPy event or KV transfer is due, or a request's drawn
+rows run out (the backend draws ahead before each call, from
 each request's own generator in the reference's blocks, so the draws are the same).
 
-It is used when the policy names a kernel (:meth:`policies.base.Policy.kernel`), the backend is
-profiled (it has ``prefetch``) and both cost models are ``CostModel``\\ s within their dense
-tables; otherwise the server runs its reference step. Same seed, same results: every float is
+Where it applies is ``simulator/eligibility.py``'s one rule (a policy with a kernel, a profiled
+backend drawn ahead, ``CostModel``\\ s within their dense tables); otherwise the server runs its
+reference step and says why (``Server.fast_declined``). Same seed, same results: every float is
 computed with the reference's operations in the reference's order (tests/simulator/
 test_compiled.py compares whole summaries). Compiled functions are cached on disk
-(``cache=True``, in ``__pycache__``), so only the first run on a machine pays the compile.
-numba's cache is keyed on each function's own file: after editing ``policies/kernels.py``,
-delete ``simulator/__pycache__/compiled.*.nbi`` (or touch this file) so :func:`run` recompiles.
+(``cache=True``, in ``__pycache__``), so only the first run on a machine pays the compile;
+``policies/jitcache.py`` stamps each cached function with this file and ``policies/kernels.py``
+together, so an edit to a kernel recompiles :func:`run`, which inlines it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit
 
-from policies import kernels
+from policies import jitcache, kernels  # noqa: F401 (jitcache first: it stamps this file too)
 from policies.kernels import curve_at
 from profiles.acceptance import ParametricAcceptance
 
@@ -52,6 +53,8 @@ class CostTables(NamedTuple):
     hi_requests: float
     ctx_lo: float
     ctx_hi: float
+    fused: bool  # prefill_fused: a co-batched prompt chunk runs inside the verify forward
+    longest: bool  # padded.prices_longest: a step is charged by its longest request
 
 
 class Kernel(NamedTuple):
@@ -78,10 +81,12 @@ class Clock(NamedTuple):
 class Limit(NamedTuple):
     """When the loop must hand back to Python, and the first step's prefill."""
 
-    until: float  # the next SimPy event: stop once the clock reaches it
+    until: float  # the next SimPy event (or KV transfer): stop once the clock reaches it
     horizon: int  # steps every running request has drawn rows for
     prefill_tokens: int  # prompt tokens co-batched into the first step (then stop)
-    prefill_s: float  # their price
+    prefill_s: float  # their own forward's price (0 when fused into the verify forward)
+    fused: int  # of them, tokens fused into the verify forward (0 or prefill_tokens)
+    prefill_decode_s: float  # their prefill time, excluded from the decode seconds (λ)
     prefill_outside: bool  # their price reads beyond the prefill probes
 
 
@@ -96,11 +101,10 @@ class Totals(NamedTuple):
     extrapolated: int
 
 
-def tables(cost: Any) -> CostTables | None:
-    """The compiled view of a ``profiles.cost.CostModel`` (None for other cost objects)."""
-    need = ("_verify_dense", "_alpha_dense", "_draft_dense", "_context_m", "_context_one_m")
-    if not all(hasattr(cost, n) for n in need):
-        return None
+def tables(cost: Any) -> CostTables:
+    """The compiled view of a ``profiles.cost.CostModel`` (``eligibility.dense`` holds)."""
+    from policies.padded import prices_longest
+
     additive = cost.kind == "additive"
     f = np.asarray
     return CostTables(
@@ -110,15 +114,17 @@ def tables(cost: Any) -> CostTables | None:
         f(cost._context_one_m.x, float), f(cost._context_one_m.y, float),
         bool(cost._has_context), float(cost.context_base), float(cost.context_queries),
         float(cost.padding_s), float(cost.ragged_s), float(cost._hi[0]), float(cost._hi[1]),
-        float(cost.context.lo), float(cost.context.hi),
+        float(cost.context.lo), float(cost.context.hi), bool(cost.prefill_fused),
+        prices_longest(cost),
     )  # fmt: skip
 
 
 @njit(cache=True)
-def step_seconds(t, r, tokens, kv, longest, prefill_s, scale):
-    """``CostModel.step_time`` of a decode step (prefill priced by the caller)."""
+def step_seconds(t, r, tokens, kv, longest, prefill_s, fused, scale):
+    """``CostModel.step_time`` of a decode step (a separate prefill forward priced by the
+    caller, ``fused`` prompt tokens inside the verify forward)."""
     s = prefill_s
-    s += t.verify[tokens] + t.alpha[r] + scale * t.draft[r]
+    s += t.verify[tokens + fused] + t.alpha[r] + scale * t.draft[r]
     if t.has_context:
         if not t.context_base:
             s += max(curve_at(t.ctx_x, t.ctx_y, kv), 0.0)
@@ -137,7 +143,8 @@ def step_seconds(t, r, tokens, kv, longest, prefill_s, scale):
 
 @njit(cache=True)
 def outside(t, r, tokens, kv):
-    """``CostModel.outside`` of a decode step without prefill."""
+    """``CostModel.outside`` of a decode step without its prefill term (``tokens``: of the
+    verify forward, a fused chunk included)."""
     if tokens > t.hi_tokens or 0 < t.hi_requests < r:
         return True
     if t.has_context:
@@ -191,9 +198,10 @@ def run(plan, price, pol, conf_ring, acc_ring, hist, hist_step, slots, left, ver
             take_step += take
             longest = max(longest, out[i])
         col += 1
+        fused = limit.fused if n == 0 else 0
         dt = step_seconds(price, r, r + ver_step, kv, longest + 1,
-                          limit.prefill_s if n == 0 else 0.0, pol.draft_scale)  # fmt: skip
-        if outside(price, r, r + ver_step, kv) or (n == 0 and limit.prefill_outside):
+                          limit.prefill_s if n == 0 else 0.0, fused, pol.draft_scale)  # fmt: skip
+        if outside(price, r, r + ver_step + fused, kv) or (n == 0 and limit.prefill_outside):
             extra += 1
         n += 1
         req_steps += r
@@ -204,53 +212,47 @@ def run(plan, price, pol, conf_ring, acc_ring, hist, hist_step, slots, left, ver
         tokens += take_step
         now += dt
         busy += dt
-        decode += dt - (limit.prefill_s if pf else 0.0)
+        decode += dt - (limit.prefill_decode_s if pf else 0.0)
         if pf or n >= limit.horizon or now >= limit.until or left.min() == 0:  # pf: step 1 only
             break
     return (Clock(now, busy, col, step, kv_run, tokens, decode),
             Totals(n, req_steps, batch_tok, verified, gained, extra))  # fmt: skip
 
 
-def _owner(cls: type, name: str) -> type:
-    """The class in ``cls``'s MRO that defines ``name``."""
-    return next(c for c in cls.__mro__ if name in c.__dict__)
-
-
 class FastPath:
-    """The server's dispatch to :func:`run`: built once per server, None when not eligible."""
+    """The server's dispatch to :func:`run`: built once per server where
+    ``simulator/eligibility.py`` finds it applies."""
 
     def __init__(self, kernel: Kernel, plan: CostTables, price: CostTables) -> None:
         self.kernel, self.plan, self.price = kernel, plan, price
 
     @classmethod
-    def build(cls, policy: Any, backend: Any, cost: Any, gamma: int, cap: int, lag: int):
-        """The fast path of this server, or None (the reference step runs)."""
-        spec = policy.kernel(gamma)
-        if spec is None or not hasattr(backend, "prefetch") or cap * (gamma + 1) >= _DENSE:
-            return None
-        if _owner(type(policy), "decide") is not _owner(type(policy), "kernel"):
-            return None  # a subclass that decides otherwise: its kernel is its parent's
-        plan, price = tables(cost), tables(backend.cost)
-        if plan is None or price is None or spec[0] not in kernels.KERNELS:
-            return None
-        from policies.padded import prices_longest
-
-        if policy.prefix_scheduler and prices_longest(cost):
-            return None  # planned along the ranked path at its longest request: reference only
+    def build(cls, policy: Any, backend: Any, cost: Any, gamma: int, lag: int) -> FastPath:
+        """The fast path of a server that ``eligibility.declined`` accepts."""
+        name, params = policy.kernel(gamma)
         scale = backend.cost.draft_scale(backend.drafts)
-        params = np.asarray(spec[1], dtype=float)
+        params = np.asarray(params, dtype=float)
         if type(backend.acceptance) is ParametricAcceptance:
             backend.fill = _ParametricFill(backend)
-        return cls(Kernel(kernels.KERNELS[spec[0]], params, lag, scale), plan, price)
+        kernel = Kernel(kernels.KERNELS[name], params, lag, scale)
+        return cls(kernel, tables(cost), tables(backend.cost))
 
-    def steps(self, server: Any, chunk: int, until: float) -> np.ndarray:
+    def steps(self, server: Any, chunk: int, until: float, joining: bool) -> np.ndarray:
         """Run decode steps on ``server``'s batch (the first co-batching ``chunk`` prompt
-        tokens); returns the batch's tokens left (aligned with its running slots)."""
+        tokens; one step only if requests join the batch after it, ``joining``); returns the
+        batch's tokens left (aligned with its running slots)."""
         backend, rec, b = server.backend, server.recorder, server.batch
         slots, left = b.slots, b.left
         cost = backend.cost
         horizon = backend.prefetch(slots, left)
-        limit = Limit(until, horizon, chunk, cost.prefill_time(chunk) if chunk else 0.0,
+        if joining:  # disaggregated: a request whose KV arrived decodes from the next step
+            horizon = min(horizon, 1)
+        if server._transfers:  # disaggregated: the next KV to arrive is an event too
+            until = min(until, server._transfers[0][0])
+        fused = chunk if chunk and cost.prefill_fused else 0
+        own = cost.prefill_time(chunk) if chunk and not fused else 0.0
+        limit = Limit(until, horizon, chunk, own, fused,
+                      server._prefill_time(chunk) if chunk else 0.0,
                       bool(chunk) and cost.outside(0, 0, 0, chunk))  # fmt: skip
         # the policy's running rate λ is tokens per decode second (prefill excluded, as in
         # Server._decode_step)

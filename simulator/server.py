@@ -31,6 +31,7 @@ from policies.base import Policy, StepContext
 from policies.history import History, lag_of
 from profiles.errors import InputError
 from simulator.backend import Backend, StepShape
+from simulator.eligibility import declined
 from simulator.metrics import Recorder
 from simulator.request import Request
 
@@ -78,16 +79,18 @@ class Batch:
 
     @classmethod
     def of(cls, **columns: object) -> Batch:
-        return cls(**{f.name: np.asarray(columns.get(f.name, ()), dtype=np.int64)
-                      for f in fields(cls)})  # fmt: skip
+        return cls(**{n: np.asarray(columns.get(n, ()), dtype=np.int64) for n in _COLUMNS})
 
     def extend(self, other: Batch) -> None:
-        for f in fields(self):
-            setattr(self, f.name, np.concatenate([getattr(self, f.name), getattr(other, f.name)]))
+        for n in _COLUMNS:
+            setattr(self, n, np.concatenate((getattr(self, n), getattr(other, n))))
 
     def keep(self, mask: np.ndarray) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name)[mask])
+        for n in _COLUMNS:
+            setattr(self, n, getattr(self, n)[mask])
+
+
+_COLUMNS = tuple(f.name for f in fields(Batch))  # the batch's columns (the hot path's field list)
 
 
 class Server:
@@ -130,7 +133,6 @@ class Server:
         # How the step's attended KV tokens are counted (see profiles/cost.py): the sum over the
         # batch, or requests × the longest context for engines that pad to it.
         self._padded = getattr(backend, "context_basis", "total") == "padded"
-        self._fused = bool(getattr(cost, "prefill_fused", False))
         self._kv_used = 0
         self._prefilling: deque[list] = deque()  # [slot, request, prompt tokens left], FCFS
         self.now = 0.0  # the engine's clock (simulated seconds), see _engine
@@ -141,20 +143,20 @@ class Server:
         if hasattr(backend, "drafts"):  # a profiled backend prices the draft pass the policy needs
             backend.drafts = policy.draft_tokens(config.gamma)
         self.history = History(cap, config.gamma, lag_of(policy))  # what the policy sees
-        # The compiled step path (simulator/compiled.py) where the policy has a kernel and the
-        # backend is profiled; ``compiled=False`` keeps the reference step for every step.
+        # The compiled step path (simulator/compiled.py) where simulator/eligibility.py finds it
+        # applies; ``compiled=False`` keeps the reference step for every step.
         self._fast = None
-        # (not in disaggregated mode: KV transfers land between SimPy events)
-        if (compiled and policy.kernel(config.gamma) is not None and hasattr(backend, "prefetch")
-                and getattr(backend, "compilable", True)
-                and config.prefill != "disaggregated"):  # fmt: skip
+        self.fast_declined = "compiled=False"  # why the reference step runs (None: it does not)
+        if compiled:
+            self.fast_declined = declined(policy, backend, cost, config)
+        if self.fast_declined is None:
             try:  # numba is imported only when used (and a checkout without it runs the reference)
                 from simulator.compiled import FastPath
             except ImportError:
-                FastPath = None
-            if FastPath is not None:
+                self.fast_declined = "numba is not installed"
+            else:
                 lag = self.history.lag
-                self._fast = FastPath.build(policy, backend, cost, config.gamma, cap, lag)
+                self._fast = FastPath.build(policy, backend, cost, config.gamma, lag)
 
     # -- processes ---------------------------------------------------------------------------------
     def run(self, workload: Iterable[Request]) -> Recorder:
@@ -204,9 +206,8 @@ class Server:
                 continue
             if prefilled:
                 self.backend.prefill(prefilled)
-            fused = chunk and self._fused  # a chunk inside the verify forward: reference step
-            if self._fast is not None and self.batch.slots.size and not fused:  # up to an event
-                left = self._fast.steps(self, chunk, env.peek())
+            if self._fast is not None and self.batch.slots.size:  # decode steps up to an event
+                left = self._fast.steps(self, chunk, env.peek(), bool(prefilled))
             else:
                 dt, left = self._decode_step(chunk)
                 self.now += dt

@@ -8,7 +8,6 @@ import pytest
 
 from policies import kernels, make_policy, registry
 from policies.base import StepContext
-from policies.padded import prices_longest
 from profiles.builtin import load_cost
 from simulator.compiled import tables
 
@@ -33,9 +32,6 @@ def _batch(rng, r, gamma):
 @pytest.mark.parametrize("spec", SPECS)
 def test_kernel_equals_decide(spec, cost_spec):
     policy, cost = make_policy(spec), load_cost(cost_spec)
-    if policy.prefix_scheduler and prices_longest(cost):
-        pytest.skip("planned along the ranked path at its longest request (policies/padded.py): "
-                    "no kernel, the compiled path runs the reference decide")  # fmt: skip
     plan = tables(cost)
     name, params = policy.kernel(7)
     code, params = kernels.KERNELS[name], np.asarray(params, dtype=float)
@@ -47,8 +43,7 @@ def test_kernel_equals_decide(spec, cost_spec):
         conf, stale = _batch(rng, r, gamma), _batch(rng, r, gamma)
         known = rng.random(r) < 0.7
         kv = int(rng.integers(0, 400_000))
-        # a chunk fused into the verify forward runs the reference step (simulator/server.py)
-        prefill = 0 if cost.prefill_fused else int(rng.choice([0, 0, 512]))
+        prefill = int(rng.choice([0, 0, 512]))  # fused into the verify forward on h100
         rate = float(rng.choice([0.0, rng.uniform(10, 5000)]))
         ctx = StepContext(cost=cost, kv_tokens=kv, prefill_tokens=prefill, rate=rate)
         if lag:

@@ -45,11 +45,29 @@ def _same(out):
         np.testing.assert_array_equal(fast_cols[key], col, err_msg=key)
 
 
+# h100: paged context, prompt chunks fused into the verify forward; the CPU default: padded
+# context, padding and ragged terms (policies/padded.py plans at the longest request)
+SETUPS = {
+    "h100-colocated": ("builtin:h100-8b", "colocated"),
+    "h100-disaggregated": ("builtin:h100-8b", "disaggregated"),
+    "cpu-colocated": ("builtin:cpu-tiny-additive", "colocated"),
+    "cpu-disaggregated": ("builtin:cpu-tiny-additive", "disaggregated"),
+}
+
+
+@pytest.mark.parametrize("setup", SETUPS)
 @pytest.mark.parametrize("load", LOADS)
 @pytest.mark.parametrize("spec", POLICIES)
-def test_compiled_equals_reference(spec, load, cost, acceptance):
+def test_compiled_equals_reference(spec, load, setup, acceptance):
     n, rate, cap = LOADS[load]
-    out = _both(make_requests(n, rate, seed=5), spec, cost, acceptance, max_concurrency=cap)
+    cost_spec, prefill = SETUPS[setup]
+    if setup == "cpu-disaggregated" and spec not in ("dspark", "dspark_lagged", "global_sync"):
+        pytest.skip("the CPU engine's disaggregated runs are covered by the prefix schedulers")
+    cost = load_cost(cost_spec)
+    if cost_spec.startswith("builtin:cpu"):  # the CPU engine runs ~20x slower: fewer arrivals
+        rate /= 20.0
+    out = _both(make_requests(n, rate, seed=5), spec, cost, acceptance, max_concurrency=cap,
+                prefill=prefill)  # fmt: skip
     _same(out)
     assert json.loads(out[0][0])["decode_steps"] > n  # the run did decode
 
@@ -81,20 +99,67 @@ def test_compiled_equals_reference_padded_kv_limited(spec, records, acceptance):
     _same(out)
 
 
-def test_fast_path_chosen_only_where_it_applies(cost, acceptance):
-    """Built-in policies with a kernel take the compiled path; a policy without one (a
-    plugin, an oracle) and ``compiled=False`` run the reference step."""
+def _server(policy, cost_spec="builtin:h100-8b", acc=None, compiled=True, **cfg):
     from simulator.backend import ProfiledBackend
 
-    def server(policy, compiled=True):
-        backend = ProfiledBackend(cost, acceptance, 8, 0, 7)
-        return Server(ServerConfig(max_concurrency=8), policy, backend, cost=cost,
-                      compiled=compiled)  # fmt: skip
+    cost = load_cost(cost_spec)
+    acc = acc or load_acceptance("paper:qwen3-8b-dspark")
+    backend = ProfiledBackend(cost, acc, 8, 0, 7)
+    policy = make_policy(policy) if isinstance(policy, str) else policy
+    config = ServerConfig(max_concurrency=8, **cfg)
+    return Server(config, policy, backend, cost=cost, compiled=compiled)
 
-    assert server(make_policy("dspark"))._fast is not None
-    assert server(make_policy("dspark"), compiled=False)._fast is None
-    assert server(make_policy("clairvoyant"))._fast is None
+
+@pytest.mark.parametrize("spec", ["dspark", "dspark_lagged", "global_sync", "fixed:k=2"])
+@pytest.mark.parametrize("cost_spec", ["builtin:h100-8b", "builtin:cpu-tiny-additive"])
+@pytest.mark.parametrize("prefill", ["colocated", "disaggregated"])
+def test_fast_path_runs_fused_padded_and_disaggregated(spec, cost_spec, prefill):
+    """Fused prompt chunks (h100), planning at the longest request (the CPU default) and a
+    decode-only instance all take the compiled path."""
+    s = _server(spec, cost_spec, prefill=prefill)
+    assert s.fast_declined is None and s._fast is not None
+
+
+def test_fast_path_declines_with_its_reason():
+    """Where the compiled path does not apply the server says why, and runs the reference."""
+    from policies.dspark import DSpark
+
+    class Mine(DSpark):
+        def decide(self, conf, valid, ctx):
+            return super().decide(conf, valid, ctx)
+
+    records = load_acceptance("builtin:cpu-tiny-dspark")
+    cases = {
+        "compiled=False": _server("dspark", compiled=False),
+        "has no compiled decision": _server("clairvoyant"),
+        "defines decide, not the kernel": _server(Mine()),
+        "position-replay": _server("dspark", "builtin:cpu-tiny-additive", records),
+        "beyond the dense tables": _server("dspark", max_prefill_tokens=65_500),
+    }
+    for reason, s in cases.items():
+        assert s._fast is None and reason in s.fast_declined, (reason, s.fast_declined)
     assert Policy().kernel(7) is None
+
+
+def test_kernel_names_agree():
+    """The eligibility rule (no numba import) knows the kernels policies/kernels.py compiles."""
+    from policies import kernels
+    from simulator import eligibility
+
+    assert set(eligibility._KERNELS) == set(kernels.KERNELS)
+
+
+def test_cached_code_is_stamped_with_every_compiled_file():
+    """``run`` inlines the kernels, so its cache entry goes stale with either file: numba's
+    cache stamps every function of both files with both files (policies/jitcache.py)."""
+    from policies import jitcache, kernels
+    from simulator import compiled
+
+    assert jitcache.REGISTERED
+    for fn in (compiled.run, kernels.decide, compiled.parametric_rows):
+        locator = fn._cache._impl._locator
+        assert isinstance(locator, jitcache._Stamped)
+        assert len(locator.get_source_stamp()) == len(jitcache.FILES) == 2
 
 
 def test_without_numba_the_reference_runs():
