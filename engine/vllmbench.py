@@ -50,22 +50,62 @@ class Setup:
 def replay(requests: list[Request], setup: Setup, out: Path, seed: int,
            on_done=None) -> tuple[dict[str, Any], Recorder]:  # fmt: skip
     """Serve, send, scrape (see module doc); ``server.log`` and both scrapes go to ``out``."""
-    from engine.data import load_all
-
-    domains = tuple(sorted({r.domain for r in requests}))
-    todo = bench.jobs(requests, seed, load_all("heldout", domains))
-    log = out / "server.log"
     t0 = time.perf_counter()
-    with serve.Served(setup.serve, log, setup.startup_timeout_s) as srv:
-        (out / "metrics-before.prom").write_text(srv.metrics())
+    with Session(setup, out) as session:
+        summary, rec = session.run(requests, setup.load, seed, out, on_done)
+    summary["vllm"]["startup_s"] = round(session.startup_s, 2)
+    summary["wall"] = {"wall_s": time.perf_counter() - t0, "load_s": summary["wall"]["load_s"]}
+    return summary, rec
+
+
+class Session:
+    """``with Session(setup, out) as s: s.run(requests, load, seed, run_dir)`` — one running
+    ``vllm serve`` (log in ``out/server.log``) that several workloads are replayed against in
+    turn, each scraped before and after and summarised on its own (see module doc)."""
+
+    def __init__(self, setup: Setup, out: Path) -> None:
+        self.setup, self.log = setup, Path(out) / "server.log"
+        self._served: serve.Served | None = None
+        self.startup_s = 0.0
+
+    def __enter__(self) -> Session:
+        self._served = serve.Served(self.setup.serve, self.log, self.setup.startup_timeout_s)
+        self._served.__enter__()
+        self.startup_s = self._served.startup_s
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._served is not None:
+            self._served.stop()
+
+    def scrape(self, path: Path) -> None:
+        path.write_text(self._served.metrics())
+
+    def run(self, requests: list[Request], load: bench.Load, seed: int, out: Path,
+            on_done=None) -> tuple[dict[str, Any], Recorder]:  # fmt: skip
+        """One workload: its scrapes, ``steps.csv`` (the server's steps during it) and summary
+        in ``out``."""
+        from engine.data import load_all
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        domains = tuple(sorted({r.domain for r in requests}))
+        todo = bench.jobs(requests, seed, load_all("heldout", domains))
+        before = len(steps(self.log))
+        self.scrape(out / "metrics-before.prom")
         t1 = time.perf_counter()
-        outs = bench.run(srv.url, setup.serve.served_name, todo, setup.load, on_done)
+        outs = bench.run(self._served.url, self.setup.serve.served_name, todo, load, on_done)
         sent_s = time.perf_counter() - t1
-        (out / "metrics-after.prom").write_text(srv.metrics())
-        startup = srv.startup_s
+        self.scrape(out / "metrics-after.prom")
+        time.sleep(0.3)  # the stat logger's last lines
+        logged = steps(self.log)[before:]
+        return _summary(outs, todo, logged, self.setup, load, out, self.log, sent_s)
+
+
+def _summary(outs, todo, logged, setup: Setup, load: bench.Load, out: Path, log: Path,
+             sent_s: float) -> tuple[dict[str, Any], Recorder]:  # fmt: skip
     rec = recorder(outs)
     summary = rec.summary()
-    logged = steps(log)
     if logged:
         _write_steps(out / "steps.csv", logged)
     summary.update(totals(out / "metrics-after.prom", out / "metrics-before.prom",
@@ -78,25 +118,25 @@ def replay(requests: list[Request], setup: Setup, out: Path, seed: int,
         "speculative_config": setup.serve.speculative,
         "log": str(log),
         "scrapes": [str(out / "metrics-before.prom"), str(out / "metrics-after.prom")],
-        "startup_s": round(startup, 2),
-        "loop": f"closed, concurrency {setup.load.concurrency}"
-        if setup.load.concurrency
+        "startup_s": None,
+        "loop": f"closed, concurrency {load.concurrency}"
+        if load.concurrency
         else "open (workload arrivals)",
-        "time_limit_s": setup.load.time_limit_s,
-        "temperature": setup.load.temperature,
+        "time_limit_s": load.time_limit_s,
+        "temperature": load.temperature,
         "requests_sent": sum(o.sent == o.sent for o in outs),
         "requests_failed": len(failed),
         "failures": sorted({o.error for o in failed})[:5],
         "stream_gap_p50_s": float(np.percentile(gaps, 50)) if gaps.size else None,
         "stream_gap_p99_s": float(np.percentile(gaps, 99)) if gaps.size else None,
-        "send_lag_max_s": max(lag) if lag and not setup.load.concurrency else None,
+        "send_lag_max_s": max(lag) if lag and not load.concurrency else None,
         "http_client": "aiohttp",
         "logged_steps": len(logged),
         "logged_step_ms_mean": float(np.mean([r["elapsed_ms"] for r in logged]))
         if logged
         else None,
     }
-    summary["wall"] = {"wall_s": time.perf_counter() - t0, "load_s": sent_s}
+    summary["wall"] = {"wall_s": sent_s, "load_s": sent_s}
     return summary, rec
 
 

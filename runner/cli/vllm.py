@@ -75,7 +75,7 @@ def run_vllm(args: argparse.Namespace, claim) -> tuple[dict, object]:
         requests, workload = _requests(args, context, k)
         out = claim()  # after every check, before the server starts
         cfg = serve.ServeConfig(tdir, spec, max_num_seqs=cap, max_model_len=context,
-                                max_num_batched_tokens=args.max_prefill_tokens,
+                                max_num_batched_tokens=getattr(args, "max_prefill_tokens", 2048),
                                 seed=args.seed)  # fmt: skip
         load = bench.Load(args.concurrency, args.time_limit, args.request_timeout,
                           args.temperature)  # fmt: skip
@@ -203,3 +203,125 @@ def _policy_label(args: argparse.Namespace, spec: dict | None) -> str:
     if args.speculative_config:
         return "speculative-config"
     return args.policy
+
+
+# -- fidelity --against vllm -------------------------------------------------------------------
+def policies_of(text: str) -> tuple[str, ...]:
+    """Comma-separated policy specs; a piece with ``=`` and no ``:`` continues the previous
+    spec (``batch_table:sizes=4;8,ks=4;2`` is one policy)."""
+    out: list[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if not piece:
+            continue
+        if out and "=" in piece and ":" not in piece:
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return tuple(out)
+
+
+def fidelity_vllm(args: argparse.Namespace, out: Path | None) -> dict:
+    """``fidelity --against vllm``: one :class:`runner.vllmfidelity.VllmFidelityHarness` run
+    (live runs under ``out/live``, or a temporary directory); returns the report dict."""
+    import datetime
+    import shlex
+    from dataclasses import replace
+
+    from engine import bench, serve, vllm, vllmbench, vllmcost
+    from profiles.store import read_cost
+    from profiles.vllm import vllm_acceptance
+    from runner import vllmfidelity
+
+    why = vllm.missing()
+    if why:
+        raise InputError(why, where="--against vllm")
+    engine = "vllm:target,draft=draft" if args.engine == "builtin:tiny" else args.engine
+    try:
+        target, draft = vllmcost.parse_engine(engine)
+    except ValueError as exc:
+        raise InputError(str(exc), where="--engine") from None
+    if not draft:
+        raise InputError("--against vllm compares speculation: --engine vllm:TARGET,draft=DIR")
+    cost = read_cost(args.profile)
+    specs = policies_of(args.policies if args.policies != "fixed:k=1,dspark" else
+                        ",".join(vllmfidelity.DEFAULT_POLICIES))  # fmt: skip
+    base = replace(vllmfidelity.VllmFidelityConfig().base, policies=specs,
+                   max_concurrency=args.max_concurrency, seed=args.seed)  # fmt: skip
+    if args.quick:
+        base = replace(base, num_requests=12, max_output_tokens=32)
+    if args.num_requests:
+        base = replace(base, num_requests=args.num_requests)
+    cfg = vllmfidelity.VllmFidelityConfig(base=base)  # greedy (see VllmFidelityConfig)
+    gamma = args.gamma or 4
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    labels = {"date": date, "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+              "engine": f"vllm serve {vllm.version()} ({engine.removeprefix('vllm:')}), "
+              f"temperature {cfg.temperature:g}, max-num-seqs {base.max_concurrency}"}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="spectune-hf-") as scratch:
+        try:
+            tdir = vllmcost.resolve_model(target, scratch)
+            ddir = vllmcost.resolve_model(draft, scratch)
+        except (FileNotFoundError, ValueError) as exc:
+            raise InputError(str(exc), where="--engine") from None
+        context = int(json.loads((Path(tdir) / "config.json").read_text())
+                      ["max_position_embeddings"])  # fmt: skip
+        if base.max_prompt_tokens + base.max_output_tokens + gamma + 1 > context:
+            raise InputError(f"prompt + output tokens exceed the target's context {context}")
+
+        def session(spec: str, where: Path):
+            scfg = serve.ServeConfig(tdir, from_policy(spec, ddir),
+                                     max_num_seqs=base.max_concurrency, max_model_len=context,
+                                     max_num_batched_tokens=getattr(args, "max_prefill_tokens", 2048),
+                                     seed=args.seed)  # fmt: skip
+            where.mkdir(parents=True, exist_ok=True)
+            return _Runs(vllmbench.Session(vllmbench.Setup(scfg, bench.Load()), where), cfg)
+
+        def imported(after: str, before: str):
+            return vllm_acceptance(after, since=before)[0]
+
+        live = (out / "live") if out is not None else Path(scratch) / "live"
+        try:
+            harness = vllmfidelity.VllmFidelityHarness(
+                cfg, cost, gamma, session, imported, labels, on_cell=_cell_line(args)
+            )
+            return harness.run(live).to_dict()
+        except serve.ServerError as exc:
+            raise InputError(str(exc), where="--against vllm") from None
+        except ValueError as exc:
+            raise InputError(str(exc), where="--policies") from None
+
+
+class _Runs:
+    """A vllmbench Session whose ``run(requests, concurrency, out)`` returns the summary."""
+
+    def __init__(self, session, cfg) -> None:
+        self.session, self.cfg = session, cfg
+
+    def __enter__(self):
+        self.session.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.session.__exit__(*exc)
+
+    def run(self, requests: list, concurrency: int, out: Path) -> dict:
+        from engine import bench
+
+        load = bench.Load(concurrency, self.cfg.time_limit_s, self.cfg.request_timeout_s,
+                          self.cfg.temperature)  # fmt: skip
+        summary, _ = self.session.run(requests, load, self.cfg.base.seed, out)
+        failed = summary["vllm"]["requests_failed"]
+        if failed:
+            raise InputError(f"{failed} of {len(requests)} requests failed in {out} "
+                             f"({'; '.join(summary['vllm']['failures'])})")  # fmt: skip
+        return summary
+
+
+def _cell_line(args: argparse.Namespace):
+    def line(cell: dict) -> None:
+        if not getattr(args, "quiet", False):
+            e = cell["rel_error"]
+            sys.stderr.write(f"{cell['load']:>9} {cell['policy']:<40} throughput err "
+                             f"{e['throughput']:.1%}  TPOT err {e['tpot_mean']:.1%}\n")  # fmt: skip
+
+    return line

@@ -29,6 +29,10 @@ HELP = "measure the profiled simulator's error against the live engine"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--against", choices=("engine", "vllm"), default="engine",
+                   help="the live side: spectune's engine (default) or a live vllm serve "
+                   "(--engine vllm:TARGET,draft=DIR, --profile a vLLM cost profile; "
+                   "runner/vllmfidelity.py)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="fewer requests (CI-sized, < 2 min)")
     p.add_argument("--num-requests", type=bounded_int(1, 100_000), help="requests per cell")
     p.add_argument("--policies", default="fixed:k=1,dspark", help="policies (default %(default)s)")
@@ -51,10 +55,15 @@ def run(args: argparse.Namespace) -> int:
     from profiles.builtin import cost_metadata
     from runner.cli.engines import build_live_backend
     from runner.cli.options import models_from_args
-    from runner.fidelity import FidelityHarness, report_markdown
+    from runner.fidelity import FidelityHarness
     from runner.paths import out_dir
 
     out = out_dir(args.out, NAME, force=args.force) if args.out else None
+    if args.against == "vllm":
+        from runner.cli.vllm import fidelity_vllm
+
+        result = fidelity_vllm(args, out)
+        return _write(args, out, result)
     cfg = config_from_args(args)
     cost, acceptance, _ = models_from_args(args)
     labels = {
@@ -72,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
             companion=args.live_timing == "measured" and not args.no_companion,
         )  # fmt: skip
         result = harness.run().to_dict()
+    return _write(args, out, result)
+
+
+def _write(args: argparse.Namespace, out: Path | None, result: dict) -> int:
+    from runner.fidelity import report_markdown
+
     if out is not None:
         (out / "fidelity.json").write_text(json_line(result, indent=2) + "\n")
         (out / "fidelity.md").write_text(report_markdown(result))

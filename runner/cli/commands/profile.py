@@ -53,12 +53,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--repeats", type=positive_int, help="timed repeats per point (default 9, quick 5)"
     )
     p.add_argument("--seed", type=seed_int, default=0, help="seed of prompts and measuring order")
+    p.add_argument("--served", action="store_true",
+                   help="vllm: profile the served engine (vllm serve, its per-step log) instead "
+                   "of an in-process engine core (engine/vllmserved.py)")  # fmt: skip
     add_force(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.served and not args.engine.startswith("vllm:"):
+        raise InputError("--served profiles a vLLM server: use --engine vllm:TARGET,draft=DIR")
     if args.engine.startswith("vllm:"):
         return _vllm(
             args, out_file(args.out, force=args.force), progress.bar(args, "profile", unit="call")
@@ -109,7 +114,7 @@ def _print(args: argparse.Namespace, out: Path, prof) -> None:
 
 def _vllm(args: argparse.Namespace, out: Path, bar: progress.Progress) -> int:
     """``--engine vllm:TARGET[,draft=DIR]``: the real vLLM engine's steps (engine/vllmcost.py)."""
-    from engine import vllm, vllmcost
+    from engine import vllm
     from profiles.store import read_cost, write_yaml
 
     why = vllm.missing()
@@ -118,16 +123,18 @@ def _vllm(args: argparse.Namespace, out: Path, bar: progress.Progress) -> int:
     cfg = _vllm_config(args)
     meta = {"threads": args.threads, "quick": args.quick, "seed": args.seed,
             "command": command_line()}  # fmt: skip
-    bar.start(vllmcost.total_calls(cfg))
     try:
-        doc = vllmcost.profile(args.engine, cfg, {}, meta, tick=bar.update)
+        doc = _vllm_doc(args, cfg, meta, out, bar)
     except (FileNotFoundError, ValueError) as exc:
         raise InputError(str(exc), where="--engine") from None
     finally:
         bar.close()
     write_yaml(out, doc)
-    read_cost(out), read_cost(out, form="sps")  # what we wrote loads
-    fit, env = doc["metadata"]["additive_fit"], doc["metadata"]["envelope"]
+    read_cost(out)  # what we wrote loads
+    fit, env = (
+        doc["metadata"].get("additive_fit") or doc["metadata"]["fit"],
+        doc["metadata"]["envelope"],
+    )
     summary = {"out": str(out), "source": doc["source"], "additive_fit": fit, "envelope": env,
                "wall_s": doc["metadata"]["wall_s"]}  # fmt: skip
     if args.json:
@@ -155,3 +162,25 @@ def _vllm_config(args: argparse.Namespace):
         )  # fmt: skip
     except ValueError as exc:
         raise InputError(str(exc)) from None
+
+
+def _vllm_doc(args: argparse.Namespace, cfg, meta: dict, out: Path, bar) -> dict:
+    """The in-process profile (engine/vllmcost.py) or, with ``--served``, the served one (server
+    logs beside ``out``)."""
+    from engine import serve, vllmcost, vllmserved
+
+    if not args.served:
+        bar.start(vllmcost.total_calls(cfg))
+        return vllmcost.profile(args.engine, cfg, {}, meta, tick=bar.update)
+    scfg = vllmserved.ServedProfileConfig(
+        requests=(1, 2, 4, 8) if args.quick else (1, 2, 4, 8, 16),
+        ks=(2, 4) if args.quick else (1, 2, 4), repeats=args.repeats or (1 if args.quick else 2),
+        seed=args.seed,
+    )  # fmt: skip
+    logs = out.with_name(out.stem + "-logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    bar.start(vllmserved.total_calls(scfg))
+    try:
+        return vllmserved.profile(args.engine, scfg, meta, logs, tick=bar.update)
+    except serve.ServerError as exc:
+        raise InputError(str(exc), where="--engine") from None
