@@ -53,17 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from runner.summary import replay_workload, write_texts
 
     if args.backend == "vllm":
-        from runner.cli.vllm import run_vllm
-
-        if args.prefill == "disaggregated":  # vllm serve prefills in its own steps
-            from profiles.errors import InputError
-
-            raise InputError("--prefill disaggregated is simulated only: a live vllm serve "
-                             "prefills in its own steps (drop --prefill or use --backend "
-                             "profiled)")  # fmt: skip
-
-        summary, recorder = run_vllm(args, lambda: out_dir(args.out, NAME, force=args.force))
-        return _emit(args, Path(args.out), summary, recorder)
+        return _vllm(args)
     policy = make_policy(args.policy)
     if args.backend == "live":
         from runner.cli.engines import clamp_to_context, engine_context
@@ -93,6 +83,20 @@ def run(args: argparse.Namespace) -> int:
     if out is not None and backend is not None:
         write_texts(out / "texts.jsonl", rep.result, backend.texts)
     return _emit(args, out, rep.summary, rep.result.recorder)
+
+
+def _vllm(args: argparse.Namespace) -> int:
+    """``--backend vllm``: the trace against a live ``vllm serve`` (runner/cli/vllm.py)."""
+    from runner.cli.vllm import run_vllm
+
+    if args.prefill == "disaggregated":  # vllm serve prefills in its own steps
+        from profiles.errors import InputError
+
+        raise InputError("--prefill disaggregated is simulated only: a live vllm serve "
+                         "prefills in its own steps (drop --prefill or use --backend "
+                         "profiled)")  # fmt: skip
+    summary, recorder = run_vllm(args, lambda: out_dir(args.out, NAME, force=args.force))
+    return _emit(args, Path(args.out), summary, recorder)
 
 
 def _tuned(args: argparse.Namespace, acceptance):
