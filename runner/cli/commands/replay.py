@@ -58,6 +58,14 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == "live":
         from runner.cli.engines import clamp_to_context, engine_context
 
+        if args.prefill == "disaggregated" and args.live_timing == "measured":
+            from profiles.errors import InputError  # the engine prefills in the decode steps
+
+            raise InputError("--prefill disaggregated with --backend live needs --live-timing "
+                             "cost: the engine prefills each request in the decode server's "
+                             "steps, so measured timing would charge it to the decode "
+                             "instance")  # fmt: skip
+
         clamp_to_context(args, engine_context(args), args.gamma or 7)
     cost, acceptance, gamma = models_from_args(args)
     workload = workload_from_args(args, cost)

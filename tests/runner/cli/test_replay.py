@@ -103,6 +103,7 @@ def test_mooncake_with_rate_scale_and_kv_capacity(traces, capsys):
         (["--gamma", "9"], "gamma 9 exceeds"),
         (["--workload", "builtin:nosuch"], "nosuch"),
         (["--backend", "vllm", "--prefill", "disaggregated"], "--prefill disaggregated"),
+        (["--backend", "live", "--prefill", "disaggregated"], "--live-timing cost"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, needle):
