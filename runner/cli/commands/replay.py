@@ -52,19 +52,12 @@ def run(args: argparse.Namespace) -> int:
     from policies import make_policy
     from runner.summary import replay_workload, write_texts
 
+    _check_prefill(args)
     if args.backend == "vllm":
         return _vllm(args)
     policy = make_policy(args.policy)
     if args.backend == "live":
         from runner.cli.engines import clamp_to_context, engine_context
-
-        if args.prefill == "disaggregated" and args.live_timing == "measured":
-            from profiles.errors import InputError  # the engine prefills in the decode steps
-
-            raise InputError("--prefill disaggregated with --backend live needs --live-timing "
-                             "cost: the engine prefills each request in the decode server's "
-                             "steps, so measured timing would charge it to the decode "
-                             "instance")  # fmt: skip
 
         clamp_to_context(args, engine_context(args), args.gamma or 7)
     cost, acceptance, gamma = models_from_args(args)
@@ -93,16 +86,27 @@ def run(args: argparse.Namespace) -> int:
     return _emit(args, out, rep.summary, rep.result.recorder)
 
 
+def _check_prefill(args: argparse.Namespace) -> None:
+    """``--prefill disaggregated`` is refused where a real engine prefills in the decode steps."""
+    from profiles.errors import InputError
+
+    if args.prefill != "disaggregated":
+        return
+    if args.backend == "vllm":  # vllm serve prefills in its own steps
+        raise InputError("--prefill disaggregated is simulated only: a live vllm serve "
+                         "prefills in its own steps (drop --prefill or use --backend "
+                         "profiled)")  # fmt: skip
+    if args.backend == "live" and args.live_timing == "measured":
+        raise InputError("--prefill disaggregated with --backend live needs --live-timing "
+                         "cost: the engine prefills each request in the decode server's "
+                         "steps, so measured timing would charge it to the decode "
+                         "instance")  # fmt: skip
+
+
 def _vllm(args: argparse.Namespace) -> int:
     """``--backend vllm``: the trace against a live ``vllm serve`` (runner/cli/vllm.py)."""
     from runner.cli.vllm import run_vllm
 
-    if args.prefill == "disaggregated":  # vllm serve prefills in its own steps
-        from profiles.errors import InputError
-
-        raise InputError("--prefill disaggregated is simulated only: a live vllm serve "
-                         "prefills in its own steps (drop --prefill or use --backend "
-                         "profiled)")  # fmt: skip
     summary, recorder = run_vllm(args, lambda: out_dir(args.out, NAME, force=args.force))
     return _emit(args, Path(args.out), summary, recorder)
 
