@@ -25,8 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from profiles.errors import InputError
-
 
 @dataclass(frozen=True)
 class Table:
@@ -116,10 +114,3 @@ def whole_step(cost: Any, requests: int, tokens: np.ndarray) -> np.ndarray:
     b = np.asarray(tokens, dtype=np.int64)
     verify = np.array([cost.verify_time(requests, int(x)) for x in b.reshape(-1)])
     return verify.reshape(b.shape) + cost.draft_time(requests)
-
-
-def check_gamma(n: int, gamma: int, where: str) -> None:
-    """SGLang refuses an STS calibration whose length is not the runtime γ (dspark_planner)."""
-    if n != gamma:
-        raise InputError(f"STS calibration has {n} temperatures but gamma is {gamma}",
-                         where=where)  # fmt: skip

@@ -79,7 +79,7 @@ def calibration_doc(sts: StsCalibration, metadata: dict[str, Any]) -> dict[str, 
             "metadata": metadata}  # fmt: skip
 
 
-def check_gamma(temps: tuple[float, ...], gamma: int, where: str, what: str) -> None:
+def check_length(temps: tuple[float, ...], gamma: int, where: str, what: str) -> None:
     """A calibration of another length than ``what``'s γ is an error (never a silent clamp)."""
     if len(temps) != gamma:
         raise InputError(f"the calibration has {len(temps)} temperatures but {what} has gamma "
@@ -101,7 +101,7 @@ class Tempered:
         t = np.asarray(self.temperatures, dtype=float)
         if t.ndim != 1 or not t.size or not (np.isfinite(t).all() and t.min() > 0):
             raise InputError("STS temperatures must be positive finite numbers")
-        check_gamma(tuple(t.tolist()), self.model.gamma, self.origin, "the acceptance model")
+        check_length(tuple(t.tolist()), self.model.gamma, self.origin, "the acceptance model")
         object.__setattr__(self, "temperatures", tuple(t.tolist()))
         object.__setattr__(self, "_inverse", 1.0 / t)
 

@@ -114,7 +114,7 @@ class Streams:
         return cls(*(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)))
 
 
-def generate(load: SyntheticLoad, streams: Streams) -> Iterator[tuple[float, int, int, None]]:
+def request_rows(load: SyntheticLoad, streams: Streams) -> Iterator[tuple[float, int, int, None]]:
     """Yield ``(arrival_s, prompt_tokens, output_tokens, None)`` for ``load.num_requests``."""
     rate, shape = load.request_rate, load.burstiness
     t, left = 0.0, load.num_requests

@@ -17,7 +17,14 @@ from pathlib import Path
 
 from profiles.errors import InputError
 from simulator.request import Request
-from simulator.synthetic import BUILTIN, SYNTHETIC, DomainSampler, Streams, SyntheticLoad, generate
+from simulator.synthetic import (
+    BUILTIN,
+    SYNTHETIC,
+    DomainSampler,
+    Streams,
+    SyntheticLoad,
+    request_rows,
+)
 from simulator.traces import FORMATS, TraceFile, WorkloadStats, inspect_trace, read_trace
 
 __all__ = ["DEFAULT_WORKLOAD", "Workload", "WorkloadSpec", "WorkloadStats", "fit_default",
@@ -128,7 +135,7 @@ class Workload:
             setattr(stats, name, 0)
         streams = Streams.from_seed(spec.seed)
         if self._load is not None:
-            rows = generate(self._load, streams)
+            rows = request_rows(self._load, streams)
         else:
             rows = read_trace(self._trace, stats, spec.skip_bad_rows)
         draw = DomainSampler(self._mix, streams.domains).draw

@@ -27,7 +27,7 @@ from simulator.synthetic import (
     QuantileTable,
     Streams,
     SyntheticLoad,
-    generate,
+    request_rows,
 )
 
 ALPHA = 0.001
@@ -43,7 +43,8 @@ def load(rate: float = 10.0, burstiness: float = 1.0, n: int = 20_000) -> Synthe
 
 
 def arrivals(rate: float, burstiness: float, seed: int, n: int = 20_000) -> np.ndarray:
-    return np.array([r[0] for r in generate(load(rate, burstiness, n), Streams.from_seed(seed))])
+    rows = request_rows(load(rate, burstiness, n), Streams.from_seed(seed))
+    return np.array([r[0] for r in rows])
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -117,16 +118,16 @@ def test_zero_weight_domain_is_never_drawn():
 @given(st.integers(0, 2**32), st.integers(1, 9000), st.integers(1, 9000))
 def test_same_seed_gives_a_prefix_whatever_the_count(seed, n, m):
     base = BUILTIN["azure-code-like"]
-    a = list(generate(replace(base, num_requests=n), Streams.from_seed(seed)))
-    b = list(generate(replace(base, num_requests=m), Streams.from_seed(seed)))
+    a = list(request_rows(replace(base, num_requests=n), Streams.from_seed(seed)))
+    b = list(request_rows(replace(base, num_requests=m), Streams.from_seed(seed)))
     assert len(a) == n and len(b) == m
     assert a[: min(n, m)] == b[: min(n, m)]
 
 
 def test_different_seeds_differ():
     base = BUILTIN["azure-conv-like"]
-    a = list(generate(base, Streams.from_seed(1)))
-    b = list(generate(base, Streams.from_seed(2)))
+    a = list(request_rows(base, Streams.from_seed(1)))
+    b = list(request_rows(base, Streams.from_seed(2)))
     assert a != b
 
 
