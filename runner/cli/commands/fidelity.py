@@ -8,6 +8,7 @@ prediction is priced by the stored profile recalibrated to a companion profile m
 its live run (``engine/companion.py``). The profile and acceptance model
 should describe the same engine and drafter that run live; the defaults do (the measured
 ``builtin:cpu-tiny-additive`` profile and the ``dspark`` drafter's records are committed).
+``--against vllm`` runs a live ``vllm serve`` instead (runner/vllmfidelity.py, docs/vllm).
 """
 
 from __future__ import annotations
