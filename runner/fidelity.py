@@ -194,12 +194,13 @@ def report_markdown(result: dict[str, Any]) -> str:
     lines += ["", "Maximum relative error per metric: " + ", ".join(
         f"{m} {_pct(v)}" for m, v in result["max_rel_error_by_metric"].items())]  # fmt: skip
     lines.append(f"\n`max_rel_error` (throughput and mean TPOT): {_pct(result['max_rel_error'])}")
-    lines.append(
-        "\nMachine speed: the engine's speed reference (a fixed verify call, "
-        "`engine/profiler.py`) timed before and after each live run, as ms and relative to the "
-        "profile's (+ = slower than when profiled). A shared machine's speed drifts; a cell "
-        "whose machine speed moved is not a test of the model."
-    )
+    if any(c.get("speed_reference_s") for c in result["cells"]):
+        lines.append(
+            "\nMachine speed: the engine's speed reference (a fixed verify call, "
+            "`engine/profiler.py`) timed before and after each live run, as ms and relative to "
+            "the profile's (+ = slower than when profiled). A shared machine's speed drifts; a "
+            "cell whose machine speed moved is not a test of the model."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -227,7 +227,7 @@ def fidelity_vllm(args: argparse.Namespace, out: Path | None) -> dict:
     import shlex
     from dataclasses import replace
 
-    from engine import bench, serve, vllm, vllmbench, vllmcost
+    from engine import bench, provenance, serve, vllm, vllmbench, vllmcost
     from profiles.store import read_cost
     from profiles.vllm import vllm_acceptance
     from runner import vllmfidelity
@@ -256,7 +256,8 @@ def fidelity_vllm(args: argparse.Namespace, out: Path | None) -> dict:
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     labels = {"date": date, "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
               "engine": f"vllm serve {vllm.version()} ({engine.removeprefix('vllm:')}), "
-              f"temperature {cfg.temperature:g}, max-num-seqs {base.max_concurrency}"}  # fmt: skip
+              f"temperature {cfg.temperature:g}, max-num-seqs {base.max_concurrency}, load "
+              f"average {provenance.load_average()} at the start"}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="spectune-hf-") as scratch:
         try:
             tdir = vllmcost.resolve_model(target, scratch)
@@ -268,11 +269,12 @@ def fidelity_vllm(args: argparse.Namespace, out: Path | None) -> dict:
         if base.max_prompt_tokens + base.max_output_tokens + gamma + 1 > context:
             raise InputError(f"prompt + output tokens exceed the target's context {context}")
 
+        budget = getattr(args, "max_prefill_tokens", 2048)  # vLLM's max-num-batched-tokens
+
         def session(spec: str, where: Path):
             scfg = serve.ServeConfig(tdir, from_policy(spec, ddir),
                                      max_num_seqs=base.max_concurrency, max_model_len=context,
-                                     max_num_batched_tokens=getattr(args, "max_prefill_tokens", 2048),
-                                     seed=args.seed)  # fmt: skip
+                                     max_num_batched_tokens=budget, seed=args.seed)  # fmt: skip
             where.mkdir(parents=True, exist_ok=True)
             return _Runs(vllmbench.Session(vllmbench.Setup(scfg, bench.Load()), where), cfg)
 

@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "docs" / "vllm" / "profile-quick-untrained-draft.yaml"
 POLICIES = {"fixed": "fixed:k=4", "table": "batch_table:sizes=4;8,ks=4;2,default=2"}
 CAP = 8
-LOAD = ["--workload", "synthetic", "--num-requests", "18", "--request-rate", "inf",
-        "--concurrency", "6", "--max-prompt-tokens", "64", "--max-output-tokens", "48",
+LOAD = ["--workload", "synthetic", "--num-requests", "12", "--request-rate", "inf",
+        "--concurrency", "6", "--max-prompt-tokens", "64", "--max-output-tokens", "32",
         "--temperature", "0", "--time-limit", "300", "--quiet"]  # fmt: skip
 
 
@@ -87,9 +87,9 @@ def test_replay_writes_the_simulators_schema(runs, tmp_path, capsys):
         assert list(s)[-1] == "wall"
         with open(run / "requests.csv") as f:
             rows = list(csv.reader(f))
-        assert rows[0] == header and len(rows) == 1 + 18
-        assert s["requests_completed"] == 18 and s["vllm"]["requests_failed"] == 0
-        assert s["output_tokens"] == 18 * 48 and s["prompts_clamped"] == 18
+        assert rows[0] == header and len(rows) == 1 + 12
+        assert s["requests_completed"] == 12 and s["vllm"]["requests_failed"] == 0
+        assert s["output_tokens"] == 12 * 32 and s["prompts_clamped"] == 12
         assert s["mean_accepted_len"] > 1.0 and s["spec_decode"]["accepted_tokens"] > 0
         assert s["ttft_p50_s"] > 0 and s["tpot_p50_s"] > 0 and s["itl_p50_s"] > 0
         assert (run / "server.log").stat().st_size > 0 and (run / "steps.csv").exists()

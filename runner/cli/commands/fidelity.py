@@ -8,6 +8,7 @@ prediction is priced by the stored profile recalibrated to a companion profile m
 its live run (``engine/companion.py``). The profile and acceptance model
 should describe the same engine and drafter that run live; the defaults do (the measured
 ``builtin:cpu-tiny-additive`` profile and the ``dspark`` drafter's records are committed).
+``--against vllm`` runs a live ``vllm serve`` instead (runner/vllmfidelity.py, docs/vllm).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def plot(result: dict, path: Path) -> None:
                 ("companion's own fit", "companion_fit")]  # fmt: skip
     panels = 2 if cells and all(c.get("companion_fit") for c in cells) else 1
     fig, axes = plt.subplots(panels, 1, figsize=(9, 4 * panels), squeeze=False)
-    labels = [f"{c['load']}\n{c['policy']}" for c in cells]
+    labels = [f"{c['load']}\n{_short(c['policy'])}" for c in cells]
     _bars(axes[0][0], labels, {m: [c["rel_error"][m] for c in cells] for m in metrics})
     axes[0][0].set_title("profiled simulator vs live engine, per metric")
     if panels == 2:
@@ -154,3 +155,8 @@ def _bars(ax, labels: list[str], series: dict[str, list]) -> None:
     ax.set_xticklabels(labels, fontsize=8)
     ax.set_ylabel("relative error, %")
     ax.legend(fontsize=8)
+
+
+def _short(policy: str) -> str:
+    """A policy spec short enough for an axis label (a table's rows drop to its name)."""
+    return policy if len(policy) <= 14 else policy.split(":")[0]

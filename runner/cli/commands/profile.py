@@ -10,6 +10,9 @@ machine are noisy: run it when the machine is quiet and keep ``--threads`` expli
 
   spectune profile --engine builtin:tiny --quick --out cpu-tiny.yaml
   spectune replay --profile cpu-tiny.yaml
+
+``--engine vllm:TARGET[,draft=DIR]`` profiles the real vLLM (engine/vllmcost.py); with
+``--served``, the served engine's own per-step log (engine/vllmserved.py).
 """
 
 from __future__ import annotations
