@@ -148,14 +148,16 @@ class ProfiledBackend:
         self._tick()
         return gained
 
-    def _tick(self) -> None:
-        """One decode step done: refill the slots whose rows ran out."""
-        self._step += 1
-        due = self._due.pop(self._step, None)
-        if due:
-            for slot in due:  # skip stale entries (a reused slot, a slot drawn ahead)
-                if self._state[slot] is not None and self._due_at[slot] == self._step:
-                    self._refill(slot)
+    def _tick(self, steps: int = 1) -> None:
+        """Decode steps done, one at a time: refill the slots whose rows ran out."""
+        pop = self._due.pop
+        for _ in range(steps):
+            self._step += 1
+            due = pop(self._step, None)
+            if due:
+                for slot in due:  # skip stale entries (a reused slot, a slot drawn ahead)
+                    if self._state[slot] is not None and self._due_at[slot] == self._step:
+                        self._refill(slot)
 
     # -- the compiled step path (simulator/compiled.py) reads the rings directly ---------------
     @property
@@ -184,8 +186,7 @@ class ProfiledBackend:
 
     def advance(self, steps: int, extrapolated: int) -> None:
         """``steps`` decode steps ran (compiled), ``extrapolated`` of them priced outside."""
-        for _ in range(steps):
-            self._tick()
+        self._tick(steps)
         self.priced_steps += steps
         self.extrapolated_steps += extrapolated
 

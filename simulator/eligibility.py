@@ -2,7 +2,7 @@
 
 The server asks :func:`declined` once, when it is built; None means the compiled path runs the
 steps between events, any other answer is why the reference step runs instead (kept on the
-server as ``Server.fast_declined``, so tests and ``--profile`` runs can say which path ran).
+server as ``Server.fast_declined``, so a test or a caller can say which path ran and why).
 This module imports nothing compiled: a checkout without numba still asks it.
 """
 
