@@ -10,8 +10,8 @@ and the draft model's K proposals); :func:`engine.vllmbench.steps` reads those l
 profile is therefore priced by the engine the user serves, in the process layout it serves in
 (API server, engine core, worker), rather than by an in-process ``LLMEngine`` (engine/vllmcost.py).
 
-The fit (relative least squares, non-negative terms, on the per-(K, R, M) medians of the steps
-that carry decode requests)::
+The fit (relative least squares, on the per-(K, R, M) medians of the steps that carry decode
+requests; α, θ and d are non-decreasing, fitted as non-negative increments, :func:`rising`)::
 
     T = bias + α(R) + θ(M) + (K / K_max) · d(R)
 
@@ -148,12 +148,14 @@ def fit(samples: dict, source: str = "unlabelled") -> tuple[CostModel, dict]:
     w = np.sqrt([len(groups[g]) for g in keys])
     kmax = float(max(s["k"] for s in rows))
     bs_p, m_p = np.array(_probes(r)), np.array(_probes(m))
-    cols = [np.ones((t.size, 1)), hat(r, bs_p)[:, 1:], hat(m, m_p)[:, 1:],
-            (k / kmax)[:, None] * hat(r, bs_p)]  # fmt: skip
+    cols = [np.ones((t.size, 1)), rising(hat(r, bs_p)[:, 1:]), rising(hat(m, m_p)[:, 1:]),
+            rising((k / kmax)[:, None] * hat(r, bs_p))]  # fmt: skip
     a = np.hstack(cols) / t[:, None] * w[:, None]
-    sol = np.clip(lsq_linear(a, w, bounds=(0.0, np.inf), method="bvls").x, 0.0, None)
-    rel = (a @ sol) / w - 1.0
+    inc = np.clip(lsq_linear(a, w, bounds=(0.0, np.inf), method="bvls").x, 0.0, None)
+    rel = (a @ inc) / w - 1.0
     na, nm = bs_p.size - 1, m_p.size - 1
+    spans = ((1, 1 + na), (1 + na, 1 + na + nm), (1 + na + nm, inc.size))  # α, θ, d
+    sol = np.concatenate([inc[:1], *(np.cumsum(inc[i:j]) for i, j in spans)])
     gaps = [b["gap_ms"] for b in samples["bursts"] if b["gap_ms"] is not None]
     gap_s = max(float(np.median(gaps)), 0.0) / 1e3 if gaps else 0.0
     draft = Curve(tuple(bs_p.tolist()), tuple(sol[1 + na + nm :].tolist()))
@@ -167,6 +169,15 @@ def fit(samples: dict, source: str = "unlabelled") -> tuple[CostModel, dict]:
               "max_rel_error": float(np.abs(rel).max()), "points": int(t.size),
               "steps": len(rows), "bias_logged_s": float(sol[0]), "step_gap_s": gap_s}  # fmt: skip
     return cost, errors
+
+
+def rising(h: np.ndarray) -> np.ndarray:
+    """Columns for a curve through hat weights ``h`` ``[points, probes]`` written as its
+    non-negative increments (probe value j = Σ_{i ≤ j} increment i): a fit with non-negative
+    unknowns is then non-decreasing. Noisy medians (a 2-core machine) otherwise give a zig-zag
+    curve, which the cost model's monotone repair lifts to its peaks and so prices every step at
+    the noise's highest point (measured: 2.0× the live TPOT at light load)."""
+    return np.cumsum(h[:, ::-1], axis=1)[:, ::-1]
 
 
 def _prefill(samples: dict) -> Curve:

@@ -72,3 +72,20 @@ def test_no_decode_steps_is_an_error():
     s["steps"] = [x for x in s["steps"] if not x["gen_requests"]]
     with pytest.raises(ValueError, match="no decode steps"):
         vllmserved.fit(s)
+
+
+def test_noisy_medians_give_rising_curves_that_price_near_the_log():
+    """Medians that zig-zag by ±20% over R (a loaded machine) must not leave peaks that the cost
+    model's monotone repair would lift every larger batch to."""
+    s = _samples()
+    for x in s["steps"]:
+        if x["gen_requests"]:
+            x["elapsed_ms"] *= 1.2 if x["gen_requests"] in (2, 8) else 0.8
+    cost, err = vllmserved.fit(s, "synthetic: test")
+    assert all(n == 0 for n in cost.repaired().values()), cost.repaired()
+    for curve in (cost.verify, cost.alpha, cost.draft):
+        assert all(b >= a for a, b in zip(curve.y[:-1], curve.y[1:], strict=True)), curve
+    for k, r in ((4, 1), (4, 4), (4, 16)):  # within the noise of the logged steps
+        m = r * (1 + k)
+        got = cost.step_time(r, m, 0, 0, drafts=k)
+        assert got == pytest.approx(1e-3 * (_ms(k, r, m) + 2.0), rel=0.25), (k, r)
