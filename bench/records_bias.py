@@ -60,7 +60,7 @@ def engine_run(meta: dict, spec: str, domain: str) -> dict:
     from engine.record import RecordConfig, decode, prompts_for
 
     torch.set_num_threads(1)
-    engine, policy = build_engine(meta["target"], meta["drafter"], spec,
+    engine, policy = build_engine(meta["target"], meta["drafter"], make_policy(spec),
                                   device=torch.device("cpu"), temperature=1.0,
                                   slots=int(meta["slots"]))  # fmt: skip
     cfg = RecordConfig((domain,), int(meta["requests_per_domain"]), int(meta["prompt_len"]),

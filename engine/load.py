@@ -1,4 +1,4 @@
-"""Building an engine from committed checkpoints and CLI-style names (device, drafter, policy)."""
+"""Building an engine from committed checkpoint names, and the device it runs on."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import torch
 from engine import checkpoint
 from engine.drafter import KINDS
 from engine.engine import Engine
+from policies.base import Policy
 from profiles.errors import InputError
 
 
@@ -29,30 +30,32 @@ def resolve_device(name: str, threads: int = 1) -> torch.device:
 def build_engine(
     target: str,
     drafter: str,
-    policy_spec: str | None,
+    policy: Policy | None,
     *,
     device: torch.device,
     temperature: float,
     slots: int = 8,
-):
-    """An :class:`Engine` and a policy (None for plain decoding) from names."""
+) -> tuple[Engine, Policy | None]:
+    """An :class:`Engine` from checkpoint names, and the policy it decodes with: ``policy``, or
+    ``fixed:k=γ`` of the drafter when None (None for plain decoding, drafter ``none``)."""
     from engine.decode import check_policy
-    from policies import make_policy
+    from policies.baseline import Fixed
 
     tpath = checkpoint.path_of(target)
     if not tpath.exists():
         raise InputError(f"{tpath}: no such target checkpoint")
     model = checkpoint.load_target(target, device)
     if drafter == "none":
-        if policy_spec and make_policy(policy_spec).name != "none":
-            raise InputError("--policy needs a drafter (--drafter none decodes without drafts)")
+        if policy is not None and policy.name != "none":
+            raise InputError(f"policy {policy.spec} needs a drafter (drafter none decodes "
+                             "without drafts)")  # fmt: skip
         return Engine(model, None, slots=slots, temperature=temperature), None
     if drafter not in KINDS and not checkpoint.path_of(drafter).exists():
-        raise InputError(f"--drafter: unknown drafter {drafter!r} (known: {', '.join(KINDS)})")
+        raise InputError(f"unknown drafter {drafter!r} (known: {', '.join(KINDS)})")
     dpath = checkpoint.path_of(drafter)
     if not dpath.exists():
         raise InputError(f"{dpath}: no such drafter checkpoint")
     d = checkpoint.load_drafter(drafter, model, device)
-    policy = make_policy(policy_spec or f"fixed:k={d.cfg.gamma}")
+    policy = policy if policy is not None else Fixed(k=d.cfg.gamma)
     check_policy(policy)
     return Engine(model, d, slots=slots, temperature=temperature), policy

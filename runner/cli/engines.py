@@ -61,7 +61,7 @@ def build_live_backend(args: argparse.Namespace, policy, cost, temperatures=None
         raise InputError(f"--temperature must be >= 0, got {args.temperature}")
     device = resolve_device(args.device, args.threads)
     engine, _ = build_engine(
-        _target_name(args.engine), args.drafter, policy.spec, device=device,
+        _target_name(args.engine), args.drafter, policy, device=device,
         temperature=args.temperature, slots=args.max_concurrency,
     )  # fmt: skip
     backend = LiveBackend(

@@ -41,19 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.decode import complete
     from engine.load import build_engine, resolve_device
+    from policies import make_policy
     from policies.registry import check_gamma
 
     prompt = _prompt(args)
-    cost_given = None
-    if args.cost:  # read now, so a bad --cost fails before the engine loads
-        from profiles.store import read_cost
-
-        cost_given = read_cost(args.cost)
+    cost_given = _given_cost(args)
     temperature = 0.0 if args.greedy else args.temperature
     tuned = _tuned(args)
     device = resolve_device(args.device, args.threads)
+    given = make_policy(args.policy) if args.policy else None
     engine, policy = build_engine(
-        args.target, args.drafter, args.policy, device=device, temperature=temperature, slots=1
+        args.target, args.drafter, given, device=device, temperature=temperature, slots=1
     )
     if policy is not None:
         check_gamma(policy, engine.gamma)
@@ -103,6 +101,15 @@ def _prompt(args: argparse.Namespace) -> list[int]:
         return list(args.prompt.encode("utf-8"))
     except UnicodeEncodeError as exc:  # bytes the terminal's locale could not decode
         raise InputError(f"--prompt is not valid UTF-8 (position {exc.start})") from None
+
+
+def _given_cost(args: argparse.Namespace):
+    """The --cost model, read before the engine loads (so a bad file fails first), or None."""
+    if not args.cost:
+        return None
+    from profiles.store import read_cost
+
+    return read_cost(args.cost)
 
 
 def _cost(args: argparse.Namespace, engine, policy, tuned, given):

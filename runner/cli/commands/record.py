@@ -107,7 +107,8 @@ def _engine(args: argparse.Namespace, cfg):
     from policies.registry import check_gamma
 
     device = resolve_device(args.device, args.threads)
-    engine, policy = build_engine(args.target, args.drafter, args.policy, device=device,
+    given = make_policy(args.policy) if args.policy else None
+    engine, policy = build_engine(args.target, args.drafter, given, device=device,
                                   temperature=1.0, slots=args.slots)  # fmt: skip
     if cfg.prompt_len + cfg.max_new_tokens + engine.gamma + 2 > engine.max_len:
         raise InputError(f"--prompt-len plus --max-new-tokens exceeds the context "
