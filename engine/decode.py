@@ -101,7 +101,7 @@ def generate(
             tp = time.perf_counter()
             logits = d.conf_logits if temps is None else d.conf_logits / temps  # STS
             conf = torch.sigmoid(logits).double().cpu().numpy()  # [R, γ]
-            kw = _policy_inputs(policy, np.asarray(slots), trace.steps, history, cost, rng)
+            kw = policy_inputs(policy, np.asarray(slots), trace.steps, history, cost, rng)
             ell = policy(conf, **kw)
             trace.policy_s += time.perf_counter() - tp
             v = engine.verify(slots, d, ell.tolist(), gen, full=record_full)
@@ -153,7 +153,7 @@ def complete(engine: Engine, prompt: list[int], max_new_tokens: int, *, policy=N
     }
 
 
-def _policy_inputs(policy, slots, step, history, cost, rng) -> dict:
+def policy_inputs(policy, slots, step, history, cost, rng) -> dict:
     """Keyword inputs a policy reads: cost model, generator, and from ``history``
     (policies/history.py) lagged confidences and per-request totals at decode ``step``."""
     kw: dict = {"rng": rng, **history.inputs(policy, slots, step)}

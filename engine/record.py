@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from engine.decode import _policy_inputs, check_policy
+from engine.decode import check_policy, policy_inputs
 from engine.engine import Engine
 from policies.history import History, lag_of
 
@@ -117,7 +117,7 @@ def decode(
         if policy is None:
             ell = rng.integers(0, gamma + 1, len(slots))  # [R]
         else:
-            kw = _policy_inputs(policy, np.asarray(slots), step, history, cost, rng)
+            kw = policy_inputs(policy, np.asarray(slots), step, history, cost, rng)
             ell = np.asarray(policy(conf, **kw), dtype=np.int64)
         v = engine.verify(slots, d, ell.tolist(), gen, full=True)
         history.record(np.asarray(slots), step, conf)

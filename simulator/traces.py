@@ -42,7 +42,7 @@ from typing import TextIO
 
 from profiles.errors import InputError
 
-FORMATS = ("azure", "burstgpt", "mooncake", "generic")
+TRACE_FORMATS = ("azure", "burstgpt", "mooncake", "generic")
 MAX_TOKENS = 10_000_000  # longer than any context window: such a length is corrupt data
 
 # Columns (CSV) or keys (JSON lines) each format needs: time, prompt length, output length.
@@ -77,7 +77,7 @@ class TraceFile:
     """A trace file whose header has been checked (what ``inspect_trace`` found)."""
 
     path: str  # as the user gave it (used in error locations)
-    format: str  # one of FORMATS
+    format: str  # one of TRACE_FORMATS
     kind: str  # "csv" or "jsonl"
     columns: tuple[str, ...]  # CSV header, or the first JSON object's keys
     has_domain: bool  # rows carry their own domain label (a "domain" column or key)
@@ -86,8 +86,8 @@ class TraceFile:
 
 def inspect_trace(path: str, fmt: str | None = None) -> TraceFile:
     """Open ``path``, read its header or first object, and resolve its format (eager checks)."""
-    if fmt is not None and fmt not in FORMATS:
-        raise InputError(f"unknown trace format {fmt!r} (known: {', '.join(FORMATS)})")
+    if fmt is not None and fmt not in TRACE_FORMATS:
+        raise InputError(f"unknown trace format {fmt!r} (known: {', '.join(TRACE_FORMATS)})")
     text = _slurp(path) if not _regular(path) else None
     first, line = _first_line(path, text)
     kind = "jsonl" if first.lstrip().startswith("{") else "csv"

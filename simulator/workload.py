@@ -25,7 +25,7 @@ from simulator.synthetic import (
     SyntheticLoad,
     request_rows,
 )
-from simulator.traces import FORMATS, TraceFile, WorkloadStats, inspect_trace, read_trace
+from simulator.traces import TRACE_FORMATS, TraceFile, WorkloadStats, inspect_trace, read_trace
 
 __all__ = ["DEFAULT_WORKLOAD", "Workload", "WorkloadSpec", "WorkloadStats", "fit_default",
            "open_workload", "parse_domain_mix"]  # fmt: skip
@@ -70,7 +70,7 @@ class WorkloadSpec:
                     f"unknown builtin workload {name!r} (known: {known})", where="source"
                 )
         if self.format is not None:
-            if self.format not in FORMATS:
+            if self.format not in TRACE_FORMATS:
                 raise InputError(f"unknown trace format {self.format!r}", where="format")
             if synthetic:
                 raise InputError("format applies to trace files only", where="format")

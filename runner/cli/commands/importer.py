@@ -26,11 +26,11 @@ from runner.cli.options import add_force
 
 NAME = "import"
 HELP = "import vLLM metrics, SGLang SPS tables, STS files and shards, or a cost CSV"
-KINDS = ("vllm-metrics", "sglang-sps", "cost-csv", "sglang-sts", "sglang-shards")
+SOURCES = ("vllm-metrics", "sglang-sps", "cost-csv", "sglang-sts", "sglang-shards")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", choices=KINDS, help="what FILE is")
+    p.add_argument("kind", choices=SOURCES, help="what FILE is")
     p.add_argument("file", metavar="FILE", help="the file to import (sglang-shards: the STEM "
                    "SGLANG_DSPARK_STS_COLLECT_PATH named, or one .pt shard)")  # fmt: skip
     p.add_argument("--out", required=True, metavar="FILE.yaml", help="profile to write")
