@@ -21,8 +21,12 @@ def _owner(cls: type, name: str) -> type | None:
 
 
 def dense(cost: Any) -> bool:
-    """True when ``cost`` is a ``CostModel`` whose dense tables the compiled code reads."""
-    return all(hasattr(cost, n) for n in _TABLES)
+    """True when ``cost`` is a ``CostModel`` whose dense tables the compiled code reads. A
+    wrapper that forwards attributes (``profiles.sglang.PlannedCost``: an engine's table for
+    planning) is not one: the compiled planner would read the wrapped model's tables instead."""
+    from profiles.cost import CostModel
+
+    return isinstance(cost, CostModel) and all(hasattr(cost, n) for n in _TABLES)
 
 
 def declined(policy: Any, backend: Any, cost: Any, config: Any) -> str | None:

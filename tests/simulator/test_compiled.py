@@ -141,6 +141,20 @@ def test_fast_path_declines_with_its_reason():
     assert Policy().kernel(7) is None
 
 
+def test_a_planning_table_wrapper_takes_the_reference_path():
+    """An engine's table for planning (the SGLang export's gap simulation) forwards every other
+    attribute to the wrapped model: the compiled planner would read the wrapped tables."""
+    from profiles.sglang import PlannedCost, Table
+    from simulator.backend import ProfiledBackend
+
+    cost = load_cost("builtin:h100-8b")
+    table = {"sps_table": {"1": {"1": 100.0, "8": 90.0}}}
+    planned = PlannedCost(cost, Table(table))
+    backend = ProfiledBackend(cost, load_acceptance("paper:qwen3-8b-dspark"), 8, 0, 7)
+    s = Server(ServerConfig(max_concurrency=8), make_policy("dspark"), backend, cost=planned)
+    assert s._fast is None and "not a CostModel" in s.fast_declined
+
+
 def test_kernel_names_agree():
     """The eligibility rule (no numba import) knows the kernels policies/kernels.py compiles."""
     from policies import kernels
