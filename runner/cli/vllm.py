@@ -22,6 +22,7 @@ from pathlib import Path
 
 from profiles.errors import InputError
 from runner.cli.options import positive_float, positive_int
+from runner.cli.text import command_line
 
 MAX_REQUESTS = 2000  # a live replay holds every request; beyond this, pass --limit
 PLACEHOLDERS = {"$METHOD": "draft_model"}
@@ -224,7 +225,6 @@ def fidelity_vllm(args: argparse.Namespace, out: Path | None) -> dict:
     """``fidelity --against vllm``: one :class:`runner.vllmfidelity.VllmFidelityHarness` run
     (live runs under ``out/live``, or a temporary directory); returns the report dict."""
     import datetime
-    import shlex
     from dataclasses import replace
 
     from engine import bench, provenance, serve, vllm, vllmbench, vllmcost
@@ -254,7 +254,7 @@ def fidelity_vllm(args: argparse.Namespace, out: Path | None) -> dict:
     cfg = vllmfidelity.VllmFidelityConfig(base=base)  # greedy (see VllmFidelityConfig)
     gamma = args.gamma or 4
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    labels = {"date": date, "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    labels = {"date": date, "command": command_line(),
               "engine": f"vllm serve {vllm.version()} ({engine.removeprefix('vllm:')}), "
               f"temperature {cfg.temperature:g}, max-num-seqs {base.max_concurrency}, load "
               f"average {provenance.load_average()} at the start"}  # fmt: skip

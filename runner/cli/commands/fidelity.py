@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import shlex
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from profiles.documents import json_line
 from runner.cli import progress
 from runner.cli.engines import add_live_args
 from runner.cli.options import MAX_SLOTS, add_force, add_model_args, bounded_int, seed_int
+from runner.cli.text import command_line
 
 NAME = "fidelity"
 HELP = "measure the profiled simulator's error against the live engine"
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     cost, acceptance, _ = models_from_args(args)
     labels = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "spectune " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "command": command_line(),
         "engine": f"{args.engine} drafter {args.drafter} on {args.device} "
         f"({args.threads} threads, timing {args.live_timing})",
     }
