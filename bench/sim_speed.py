@@ -15,9 +15,17 @@ cap and chunk, its measured a100 MLP profile of Llama-3-8B and a *synthetic* att
 (the checkout lacks the measured one; see the driver) — and reports per-request wall time
 against spectune's; without ``--vidur`` that comparison is skipped, with a note.
 
+``--baseline DIR`` also runs an older spectune checkout (e.g. a worktree of the commit issue #17
+was filed at, 788fcf6) on the same trace and loads, through its own ``simulate`` API, in a
+subprocess with ``PYTHONPATH=DIR`` (the same interpreter, so the same numpy and SimPy), one run
+per repeat interleaved with this checkout's paths; rows then also give each path's speed over
+the baseline's (decode steps/s and request-steps/s; the two differ when the baseline's planner
+ran a different number of steps), and ``--startup`` times the baseline's short run too.
+
     .venv/bin/python bench/sim_speed.py --startup        # full trace, dspark
     .venv/bin/python bench/sim_speed.py --limit 3000 --profile --paths compiled
     .venv/bin/python bench/sim_speed.py --vidur ../vidur --vidur-python ../vidur-venv/bin/python
+    .venv/bin/python bench/sim_speed.py --baseline ../base17 --repeats 3 --startup
 """
 
 from __future__ import annotations
@@ -57,17 +65,57 @@ from simulator.run import simulate
 from simulator.server import ServerConfig
 from simulator.workload import WorkloadSpec, open_workload
 reqs = open_workload(WorkloadSpec(sys.argv[1], limit=1000))
+path = {} if sys.argv[5] == "baseline" else {"compiled": sys.argv[5] == "compiled"}
 simulate(reqs, make_policy(sys.argv[2]), load_cost(sys.argv[3]), load_acceptance(sys.argv[4]),
-         ServerConfig(max_concurrency=256), compiled=sys.argv[5] == "compiled")
+         ServerConfig(max_concurrency=256), **path)
 print(time.perf_counter() - t0)
+"""
+# one full replay by an older checkout (--baseline), through the API it had then
+BASELINE = """
+import json, sys
+import simulator
+from policies import make_policy
+from profiles.builtin import load_acceptance, load_cost
+from simulator.run import simulate
+from simulator.server import ServerConfig
+from simulator.workload import WorkloadSpec, open_workload
+trace, scale, limit, cap, spec, cost, acc = sys.argv[1:8]
+limit = int(limit) if limit != "None" else None
+reqs = list(open_workload(WorkloadSpec(trace, rate_scale=float(scale), limit=limit)))
+s = simulate(reqs, make_policy(spec), load_cost(cost), load_acceptance(acc),
+             ServerConfig(max_concurrency=int(cap))).summary
+s["requests"], s["code"] = len(reqs), simulator.__file__
+print(json.dumps(s))
 """
 
 
 def _short(args, spec: str, path: str, env: dict | None = None) -> float:
     """Seconds of one short replay in a fresh process (interpreter start excluded)."""
     cmd = [sys.executable, "-c", SHORT, args.trace, spec, args.cost, args.acceptance, path]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env, cwd=ROOT)
+    cwd = ROOT
+    if path == "baseline":
+        env, cwd = _baseline_env(args), args.baseline
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env, cwd=cwd)
     return float(out.stdout.split()[-1])
+
+
+def _baseline_env(args) -> dict:
+    """The environment of a baseline subprocess: its checkout first on the path, only it."""
+    return {**os.environ, "PYTHONPATH": str(Path(args.baseline).resolve())}
+
+
+def _baseline(args, scale: float, cap: int, spec: str) -> dict:
+    """One full replay by the ``--baseline`` checkout: its summary (``wall`` included)."""
+    cmd = [sys.executable, "-c", BASELINE, args.trace, str(scale), str(args.limit), str(cap),
+           spec, args.cost, args.acceptance]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_baseline_env(args),
+                         cwd=args.baseline)  # fmt: skip
+    if out.returncode:
+        sys.exit(f"baseline {args.baseline} failed: {out.stderr.strip().splitlines()[-1]}")
+    s = json.loads(out.stdout.strip().splitlines()[-1])
+    if not s.pop("code").startswith(str(Path(args.baseline).resolve())):
+        sys.exit(f"baseline run did not import {args.baseline}'s code")
+    return s
 
 
 def main() -> None:
@@ -85,7 +133,14 @@ def main() -> None:
     ap.add_argument("--vidur", default=None, help="a Vidur source checkout: run it side by side")
     ap.add_argument("--vidur-python", default=os.environ.get("VIDUR_PYTHON", sys.executable),
                     help="the Python of Vidur's environment (default $VIDUR_PYTHON)")  # fmt: skip
+    ap.add_argument("--baseline", default=None,
+                    help="an older spectune checkout, run side by side")  # fmt: skip
     args = ap.parse_args()
+    if args.baseline and not (Path(args.baseline) / "simulator" / "run.py").is_file():
+        print(f"--baseline {args.baseline}: not a spectune checkout (no simulator/run.py)",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(2)
+    args.trace = str(Path(args.trace).resolve())
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     cost, acceptance = load_cost(args.cost), load_acceptance(args.acceptance)
@@ -97,40 +152,41 @@ def main() -> None:
         warm = list(open_workload(WorkloadSpec(args.trace, limit=50)))
         for spec in args.policies.split(","):
             simulate(warm, make_policy(spec), cost, acceptance, ServerConfig(max_concurrency=8))
+    if args.baseline:
+        paths = ["baseline", *paths]
     print("| load | policy | path | decode steps | mean batch | wall s | steps/s | "
-          "request-steps/s | speed-up |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          "request-steps/s | ms per request | speed-up |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     last, vidur = {}, {}
     for load, (scale, cap) in LOADS.items():
         requests = list(open_workload(WorkloadSpec(args.trace, rate_scale=scale, limit=args.limit)))
         for spec in args.policies.split(","):
-            seen, walls, base = {}, {p: [] for p in paths}, None
-            for _ in range(args.repeats):  # interleaved, so drifting load hits both paths alike
+            seen, walls, summary = {}, {p: [] for p in paths}, {}
+            for _ in range(args.repeats):  # interleaved, so drifting load hits every path alike
                 for path in paths:
-                    prof = cProfile.Profile() if args.profile else None
-                    if prof:
-                        prof.enable()
-                    s = simulate(requests, make_policy(spec), cost, acceptance,
-                                 ServerConfig(max_concurrency=cap),
-                                 compiled=path == "compiled").summary  # fmt: skip
-                    if prof:
-                        prof.disable()
-                        out = io.StringIO()
-                        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(12)
-                        print("\n".join(out.getvalue().splitlines()[:30]))
+                    if path == "baseline":
+                        s = _baseline(args, scale, cap, spec)
+                        if s.pop("requests") != len(requests):
+                            sys.exit("the baseline read a different number of requests")
+                    else:
+                        s = _run(args, requests, spec, cost, acceptance, cap, path)
                     walls[path].append(s.pop("wall")["wall_s"])
                     seen.setdefault(path, set()).add(json.dumps(s, sort_keys=True))
-            for path in paths:
-                wall = statistics.median(walls[path])
-                base = base or wall
-                req_steps = s["mean_batch_size"] * s["decode_steps"]
-                steps = s["decode_steps"]
-                print(f"| {load} (x{scale:g}, cap {cap}) | {spec} | {path} | {steps} | "
-                      f"{s['mean_batch_size']:.1f} | {wall:.2f} | {steps / wall:,.0f} | "
-                      f"{req_steps / wall:,.0f} | {base / wall:.2f}x |")  # fmt: skip
-            same = len(set().union(*seen.values())) == 1
-            print(f"|  |  | identical summaries (apart from wall): {'yes' if same else 'NO'} |")
-            last[(load, spec)] = wall / len(requests)  # the last path's seconds per request
+                    summary[path] = s
+            _rows(f"{load} (x{scale:g}, cap {cap})", spec, paths, walls, summary, len(requests))
+            ours = [p for p in paths if p != "baseline"]
+            same = len(set().union(*(seen[p] for p in ours))) == 1
+            print(f"|  |  | identical summaries (apart from wall), {' and '.join(ours)}: "
+                  f"{'yes' if same else 'NO'} |")  # fmt: skip
+            if "baseline" in paths:
+                b, o = summary["baseline"], summary[ours[-1]]
+                print(f"|  |  | baseline's runs identical to each other: "
+                      f"{'yes' if len(seen['baseline']) == 1 else 'NO'}; same decode steps as "
+                      f"this checkout: {'yes' if b['decode_steps'] == o['decode_steps'] else 'no'}"
+                      f"; same requests and output tokens: "
+                      f"{'yes' if _work(b) == _work(o) else 'no'}"
+                      " |")  # fmt: skip
+            last[(load, spec)] = statistics.median(walls[ours[-1]]) / len(requests)
         vidur[load] = _vidur(args, requests, cap) if args.vidur else None
     _versus_vidur(args, last, vidur)
     if args.startup:
@@ -143,6 +199,39 @@ def main() -> None:
             total = time.perf_counter() - t0
             print(f"first compiled short run with an empty numba cache: {first:.1f} s "
                   f"(process {total:.1f} s); later runs load the cache")  # fmt: skip
+
+
+def _run(args, requests: list, spec: str, cost, acceptance, cap: int, path: str) -> dict:
+    """One replay on this checkout's ``path`` (reference or compiled): its summary."""
+    prof = cProfile.Profile() if args.profile else None
+    if prof:
+        prof.enable()
+    s = simulate(requests, make_policy(spec), cost, acceptance, ServerConfig(max_concurrency=cap),
+                 compiled=path == "compiled").summary  # fmt: skip
+    if prof:
+        prof.disable()
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(14)
+        print("\n".join(out.getvalue().splitlines()[:34]))
+    return s
+
+
+def _work(s: dict) -> tuple:
+    return s["requests_completed"], s["output_tokens"]
+
+
+def _rows(load: str, spec: str, paths: list, walls: dict, summary: dict, n: int) -> None:
+    """One table row per path: medians, and speed-ups over the first path (the baseline's when
+    there is one: decode steps/s and request-steps/s, which differ if its steps did)."""
+    first = None
+    for path in paths:
+        s, wall = summary[path], statistics.median(walls[path])
+        steps = s["decode_steps"]
+        rates = (steps / wall, s["mean_batch_size"] * steps / wall)
+        first = first or rates
+        ups = " / ".join(f"{r / f:.2f}x" for r, f in zip(rates, first, strict=True))
+        print(f"| {load} | {spec} | {path} | {steps} | {s['mean_batch_size']:.1f} | {wall:.2f} | "
+              f"{rates[0]:,.0f} | {rates[1]:,.0f} | {wall / n * 1e3:.3f} | {ups} |")  # fmt: skip
 
 
 def _vidur(args, requests: list, cap: int) -> dict:
