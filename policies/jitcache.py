@@ -4,10 +4,11 @@ numba caches a ``cache=True`` function under a stamp of the one file that define
 (modification time and size) and reuses the machine code while that stamp holds. The step
 loop ``simulator/compiled.run`` compiles the decisions of ``policies/kernels.py`` into itself,
 so with numba's own stamp an edit to a kernel left ``run``'s cached code stale (the old
-decision kept running). Importing this module (``policies/kernels.py`` and
-``simulator/compiled.py`` do, before defining anything) puts cache locators first in numba's
-list that stamp every function of those files with the stamps of all of them: an edit to
-either file recompiles everything that may have inlined it. Other files keep numba's locators.
+decision kept running). Importing this module (``policies/kernels.py``,
+``simulator/compiled.py`` and ``simulator/streams.py`` do, before defining anything) puts
+cache locators first in numba's list that stamp every function of those files with the stamps
+of all of them: an edit to any of them recompiles everything that may have inlined it. Other
+files keep numba's locators.
 
 numba's locator list is internal (``numba.core.caching.CacheImpl._locator_classes``; numba
 0.61 to 0.65 name the classes with or without a leading underscore); where it is not
@@ -23,7 +24,9 @@ from pathlib import Path
 from numba.core import caching
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = tuple(str(ROOT / p) for p in ("policies/kernels.py", "simulator/compiled.py"))
+FILES = tuple(
+    str(ROOT / p) for p in ("policies/kernels.py", "simulator/compiled.py", "simulator/streams.py")
+)
 
 
 class _Stamped:

@@ -85,8 +85,9 @@ class ProfiledBackend:
         self.priced_steps = 0  # steps priced (decode steps and prefill-only steps)
         self.drafts: int | None = None  # drafts per request the policy needs (None: γ), set
         # by the server from Policy.draft_tokens; prices the draft pass (CostModel.draft_scale)
-        self.fill = None  # (latent, n, rng, slot, start) -> None: a compiled acceptance draw
-        # into the ring, set by simulator/compiled.py (None: acceptance.draw, the reference)
+        self.inline = None  # the compiled path's streams (simulator/compiled.py, for
+        # ParametricAcceptance): join seeds and draws in compiled code, the compiled loop draws
+        # the later blocks itself; the same numbers as the generators below (None: numpy's)
         self._stream = acceptance.stream(capacity) if hasattr(acceptance, "stream") else None
         # a position replay (profiles/replay.py) reads where each request stands, which the
         # policy decides step by step: it cannot be drawn ahead, so the compiled path stays off
@@ -96,6 +97,9 @@ class ProfiledBackend:
         """Nothing to do: the cost model prices the prefill chunk in ``step_time``."""
 
     def join(self, slot: int, request: Request) -> None:
+        if self.inline is not None:
+            self.inline.join(slot, request, self._step)
+            return
         seq = np.random.SeedSequence(self.seed, spawn_key=(_ACCEPT_STREAM, request.id))
         rng = np.random.Generator(np.random.PCG64(seq))
         if self._stream is not None:
@@ -116,13 +120,10 @@ class ProfiledBackend:
         """Draw the slot's next ``n`` steps into the ring after the rows it already has."""
         latent, rng = self._state[slot]
         start = int(self._due_at[slot])
-        if self.fill is not None:  # the same draws, compiled, straight into the ring
-            self.fill(latent, n, rng, slot, start)
-        else:
-            conf, acc = self.acceptance.draw(latent, n, rng)
-            cols = (start + np.arange(n)) % _WIDTH
-            self._conf[slot, cols] = conf[:, : self.gamma]
-            self._acc[slot, cols] = np.minimum(acc, self.gamma)
+        conf, acc = self.acceptance.draw(latent, n, rng)
+        cols = (start + np.arange(n)) % _WIDTH
+        self._conf[slot, cols] = conf[:, : self.gamma]
+        self._acc[slot, cols] = np.minimum(acc, self.gamma)
         self._due_at[slot] = start + n
         self._due.setdefault(start + n, []).append(slot)
 
@@ -150,6 +151,9 @@ class ProfiledBackend:
 
     def _tick(self, steps: int = 1) -> None:
         """Decode steps done, one at a time: refill the slots whose rows ran out."""
+        if self.inline is not None:  # the compiled loop refills them
+            self._step += steps
+            return
         pop = self._due.pop
         for _ in range(steps):
             self._step += 1

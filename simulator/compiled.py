@@ -6,9 +6,13 @@ only decodes, so :class:`FastPath` hands those steps to :func:`run` — per step
 compiled decision (``policies/kernels.py``), acceptance read from the backend's ring of drawn
 rows, the step's price, the batch's bookkeeping and the recorder's totals — until a request
 finishes, a prompt chunk was co-batched or a request's KV arrived (disaggregated; the step
-after it needs Python again), the next SimPy event or KV transfer is due, or a request's drawn
-rows run out (the backend draws ahead before each call, from
-each request's own generator in the reference's blocks, so the draws are the same).
+after it needs Python again), or the next SimPy event or KV transfer is due. With
+``ParametricAcceptance`` the rows are drawn in compiled code too (``simulator/streams.py``:
+numpy's SeedSequence, PCG64 and ziggurat bit for bit, so each request's stream is the
+reference's numbers): a joining request's stream is seeded and its first block drawn in one
+call, and :func:`run` draws a request's next block at the step its rows run out, in the
+reference's block sizes. Any other acceptance model draws with numpy: the backend draws ahead
+before each call and the loop also stops when a request's drawn rows run out.
 
 Where it applies is ``simulator/eligibility.py``'s one rule (a policy with a kernel, a profiled
 backend drawn ahead, ``CostModel``\\ s within their dense tables); otherwise the server runs its
@@ -16,8 +20,9 @@ reference step and says why (``Server.fast_declined``). Same seed, same results:
 computed with the reference's operations in the reference's order (tests/simulator/
 test_compiled.py compares whole summaries). Compiled functions are cached on disk
 (``cache=True``, in ``__pycache__``), so only the first run on a machine pays the compile;
-``policies/jitcache.py`` stamps each cached function with this file and ``policies/kernels.py``
-together, so an edit to a kernel recompiles :func:`run`, which inlines it.
+``policies/jitcache.py`` stamps each cached function with this file, ``policies/kernels.py`` and
+``simulator/streams.py`` together, so an edit to either recompiles :func:`run`, which inlines
+them.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from numba import njit
 from policies import jitcache, kernels  # noqa: F401 (jitcache first: it stamps this file too)
 from policies.kernels import curve_at
 from profiles.acceptance import ParametricAcceptance
+from profiles.errors import InputError
+from simulator import streams
+from simulator.backend import _ACCEPT_STREAM, _BLOCK
 
 _DENSE = 1 << 16  # profiles.cost._DENSE_LIMIT
 
@@ -155,9 +163,11 @@ def outside(t, r, tokens, kv):
 
 @njit(cache=True)
 def run(plan, price, pol, conf_ring, acc_ring, hist, hist_step, slots, left, ver, gain, size,
-        padded, clock, limit):  # fmt: skip
+        padded, clock, limit, rows, inline):  # fmt: skip
     """Decode steps of the running batch ``slots`` [R] until a :class:`Limit`; the batch
-    columns ``left, ver, gain, size`` [R] are updated in place. Returns (Clock, Totals)."""
+    columns ``left, ver, gain, size`` [R] are updated in place. Returns (Clock, Totals).
+    ``inline``: draw each request's next block of rows (``streams.fill``) at the step its rows
+    run out, as the backend's ``_tick`` does (else the backend has drawn ahead)."""
     r, gamma = slots.size, conf_ring.shape[2]
     width = conf_ring.shape[1]
     conf, out = np.empty((r, gamma)), np.empty(r, np.int64)
@@ -167,6 +177,10 @@ def run(plan, price, pol, conf_ring, acc_ring, hist, hist_step, slots, left, ver
     lag = pol.lag
     while True:
         c = col % width
+        if inline:
+            for i in range(r):
+                if rows.due[slots[i]] == col:
+                    streams.fill(rows, slots[i], _BLOCK, col, conf_ring, acc_ring)
         for i in range(r):
             conf[i] = conf_ring[slots[i], c]
         kv = kv_run
@@ -223,8 +237,10 @@ class FastPath:
     """The server's dispatch to :func:`run`: built once per server where
     ``simulator/eligibility.py`` finds it applies."""
 
-    def __init__(self, kernel: Kernel, plan: CostTables, price: CostTables) -> None:
+    def __init__(self, kernel: Kernel, plan: CostTables, price: CostTables, inline) -> None:
         self.kernel, self.plan, self.price = kernel, plan, price
+        self.inline = inline  # _Inline: the loop draws the rows (None: the backend draws ahead)
+        self.rows = inline.rows if inline else _NO_ROWS
 
     @classmethod
     def build(cls, policy: Any, backend: Any, cost: Any, gamma: int, lag: int) -> FastPath:
@@ -232,10 +248,11 @@ class FastPath:
         name, params = policy.kernel(gamma)
         scale = backend.cost.draft_scale(backend.drafts)
         params = np.asarray(params, dtype=float)
-        if type(backend.acceptance) is ParametricAcceptance:
-            backend.fill = _ParametricFill(backend)
+        inline = type(backend.acceptance) is ParametricAcceptance
+        if inline:
+            backend.inline = _Inline(backend)
         kernel = Kernel(kernels.KERNELS[name], params, lag, scale)
-        return cls(kernel, tables(cost), tables(backend.cost))
+        return cls(kernel, tables(cost), tables(backend.cost), backend.inline)
 
     def steps(self, server: Any, chunk: int, until: float, joining: bool) -> np.ndarray:
         """Run decode steps on ``server``'s batch (the first co-batching ``chunk`` prompt
@@ -244,7 +261,7 @@ class FastPath:
         backend, rec, b = server.backend, server.recorder, server.batch
         slots, left = b.slots, b.left
         cost = backend.cost
-        horizon = backend.prefetch(slots, left)
+        horizon = backend.prefetch(slots, left) if self.inline is None else 1 << 62
         if joining:  # disaggregated: a request whose KV arrived decodes from the next step
             horizon = min(horizon, 1)
         if server._transfers:  # disaggregated: the next KV to arrive is an event too
@@ -261,8 +278,7 @@ class FastPath:
         hist, hist_step = server.history.conf, server.history.step  # [lag, slot, γ], [lag, slot]
         clock, tot = run(self.plan, self.price, self.kernel, backend.conf_ring, backend.acc_ring,
                          hist, hist_step, slots, left, b.verified, b.gained, b.size, server._padded,
-                         clock,
-                         limit)  # fmt: skip
+                         clock, limit, self.rows, self.inline is not None)  # fmt: skip
         (
             server.now,
             rec.busy_s,
@@ -281,34 +297,32 @@ class FastPath:
         return left
 
 
-class _ParametricFill:
-    """``ParametricAcceptance.draw`` compiled, written into a backend's ring (its ``fill``)."""
+class _Inline:
+    """``ParametricAcceptance``'s streams compiled (``simulator/streams.py``): a joining request's
+    generator seeded and its first rows drawn in one call, the later rows by :func:`run` (the
+    backend's ``inline``; the same numbers as its numpy generators)."""
 
     def __init__(self, backend: Any) -> None:
         acc = backend.acceptance
-        self.backend, self.sigmas = backend, (acc.token_sigma, acc.conf_sigma)
+        self.offsets, self.sigma = acc.offsets, float(acc.request_sigma)
+        self.conf, self.acc = backend.conf_ring, backend.acc_ring
+        cap, gamma = self.conf.shape[0], self.conf.shape[2]
+        model = max(np.asarray(mu).size for mu in acc.offsets.values())
+        self.rows = streams.Rows(np.zeros((cap, 4), np.uint64), np.zeros((cap, model)),
+                                 np.zeros(cap), backend._due_at, np.empty((_BLOCK, gamma)),
+                                 float(acc.token_sigma), float(acc.conf_sigma))  # fmt: skip
+        self.entropy = streams.run_entropy(backend.seed)
 
-    def __call__(self, latent: Any, n: int, rng: np.random.Generator, slot: int, start: int):
-        mu, delta = latent
-        b = self.backend
-        noise = rng.standard_normal((n, mu.size, 2))  # [n, γ_model, (η, ε)], as draw() calls
-        u = rng.random((n, mu.size))  # [n, γ_model]
-        parametric_rows(mu, delta, noise, u, *self.sigmas, b.conf_ring, b.acc_ring, slot, start)
+    def join(self, slot: int, request: Any, step: int) -> None:
+        mu = self.offsets.get(request.domain)
+        if mu is None:  # ParametricAcceptance.start's error
+            raise InputError(f"acceptance model has no domain {request.domain!r} "
+                             f"(domains: {', '.join(self.offsets)})")  # fmt: skip
+        self.rows.mu[slot] = mu
+        n = min(_BLOCK, max(request.output_tokens - 1, 1))  # as ProfiledBackend.join
+        streams.join(self.rows, self.entropy, _ACCEPT_STREAM, request.id, self.sigma, slot, n,
+                     step, self.conf, self.acc)  # fmt: skip
 
 
-@njit(cache=True)
-def parametric_rows(mu, delta, noise, u, token_sigma, conf_sigma, conf_ring, acc_ring, slot,
-                    start):  # fmt: skip
-    """The rest of ``profiles.acceptance.ParametricAcceptance.draw`` from its random numbers
-    ``noise`` [n, γ_model, 2] and ``u`` [n, γ_model], into ring columns ``start, start+1, ...``
-    of ``slot`` (confidences of the first γ positions, A capped at γ), with the same float
-    operations (``expit(x) = 1 / (1 + exp(-x))``)."""
-    width, gamma = conf_ring.shape[1], conf_ring.shape[2]
-    for s in range(noise.shape[0]):
-        col, lead = (start + s) % width, 0
-        for k in range(gamma):
-            logit_q = mu[k] + delta + token_sigma * noise[s, k, 0]
-            conf_ring[slot, col, k] = 1.0 / (1.0 + np.exp(-(logit_q + conf_sigma * noise[s, k, 1])))
-            if lead == k and u[s, k] < 1.0 / (1.0 + np.exp(-logit_q)):
-                lead += 1
-        acc_ring[slot, col] = lead
+_NO_ROWS = streams.Rows(np.zeros((1, 4), np.uint64), np.zeros((1, 1)), np.zeros(1),
+                        np.zeros(1, np.int64), np.empty((1, 1)), 0.0, 0.0)  # fmt: skip

@@ -167,13 +167,13 @@ def test_cached_code_is_stamped_with_every_compiled_file():
     """``run`` inlines the kernels, so its cache entry goes stale with either file: numba's
     cache stamps every function of both files with both files (policies/jitcache.py)."""
     from policies import jitcache, kernels
-    from simulator import compiled
+    from simulator import compiled, streams
 
     assert jitcache.REGISTERED
-    for fn in (compiled.run, kernels.decide, compiled.parametric_rows):
+    for fn in (compiled.run, kernels.decide, streams.fill, streams.join):
         locator = fn._cache._impl._locator
         assert isinstance(locator, jitcache._Stamped)
-        assert len(locator.get_source_stamp()) == len(jitcache.FILES) == 2
+        assert len(locator.get_source_stamp()) == len(jitcache.FILES) == 3
 
 
 def test_without_numba_the_reference_runs():
