@@ -162,12 +162,19 @@ def outside(t, r, tokens, kv):
 
 
 @njit(cache=True)
-def run(plan, price, pol, conf_ring, acc_ring, hist, hist_step, slots, left, ver, gain, size,
-        padded, clock, limit, rows, inline):  # fmt: skip
+def run(static, clock, limit, slots, left, ver, gain, size):
     """Decode steps of the running batch ``slots`` [R] until a :class:`Limit`; the batch
-    columns ``left, ver, gain, size`` [R] are updated in place. Returns (Clock, Totals).
-    ``inline``: draw each request's next block of rows (``streams.fill``) at the step its rows
-    run out, as the backend's ``_tick`` does (else the backend has drawn ahead)."""
+    columns ``left, ver, gain, size`` [R] are updated in place. Returns a :class:`Clock`,
+    :class:`Totals` and whether a request finished, as one plain tuple (``static``, ``clock``
+    and ``limit`` come as plain tuples too: numba unboxes and boxes those several times faster
+    than named ones, which at light load, a few steps per call, is a share of the run).
+    ``static``: :meth:`FastPath._static`; its ``inline``: draw each request's next block of
+    rows (``streams.fill``) at the step its rows run out, as the backend's ``_tick`` does (else
+    the backend has drawn ahead)."""
+    plan, price, pol = CostTables(*static[0]), CostTables(*static[1]), Kernel(*static[2])
+    conf_ring, acc_ring, hist, hist_step, padded = static[3:8]
+    rows, inline = streams.Rows(*static[8]), static[9]
+    limit = Limit(*limit)
     r, gamma = slots.size, conf_ring.shape[2]
     width = conf_ring.shape[1]
     conf, out = np.empty((r, gamma)), np.empty(r, np.int64)
@@ -227,10 +234,11 @@ def run(plan, price, pol, conf_ring, acc_ring, hist, hist_step, slots, left, ver
         now += dt
         busy += dt
         decode += dt - (limit.prefill_decode_s if pf else 0.0)
-        if pf or n >= limit.horizon or now >= limit.until or left.min() == 0:  # pf: step 1 only
+        finished = left.min() == 0
+        if pf or n >= limit.horizon or now >= limit.until or finished:  # pf: step 1 only
             break
-    return (Clock(now, busy, col, step, kv_run, tokens, decode),
-            Totals(n, req_steps, batch_tok, verified, gained, extra))  # fmt: skip
+    return (now, busy, col, step, kv_run, tokens, decode,
+            n, req_steps, batch_tok, verified, gained, extra, finished)  # fmt: skip
 
 
 class FastPath:
@@ -241,6 +249,16 @@ class FastPath:
         self.kernel, self.plan, self.price = kernel, plan, price
         self.inline = inline  # _Inline: the loop draws the rows (None: the backend draws ahead)
         self.rows = inline.rows if inline else _NO_ROWS
+        self.static = None  # run()'s first argument, built at the first call (see static)
+
+    def _static(self, server: Any) -> tuple:
+        """What :func:`run` reads that stays put for the server's life: the planning and the
+        pricing tables, the kernel, the backend's rings, the history's rings, whether the
+        context is padded, the streams (plain tuples)."""
+        b, h = server.backend, server.history
+        return (tuple(self.plan), tuple(self.price), tuple(self.kernel), b.conf_ring,
+                b.acc_ring, h.conf, h.step, server._padded, tuple(self.rows),
+                self.inline is not None)  # fmt: skip
 
     @classmethod
     def build(cls, policy: Any, backend: Any, cost: Any, gamma: int, lag: int) -> FastPath:
@@ -257,7 +275,8 @@ class FastPath:
     def steps(self, server: Any, chunk: int, until: float, joining: bool) -> np.ndarray:
         """Run decode steps on ``server``'s batch (the first co-batching ``chunk`` prompt
         tokens; one step only if requests join the batch after it, ``joining``); returns the
-        batch's tokens left (aligned with its running slots)."""
+        batch's tokens left (aligned with its running slots), or None when no request has
+        finished."""
         backend, rec, b = server.backend, server.recorder, server.batch
         slots, left = b.slots, b.left
         cost = backend.cost
@@ -268,33 +287,24 @@ class FastPath:
             until = min(until, server._transfers[0][0])
         fused = chunk if chunk and cost.prefill_fused else 0
         own = cost.prefill_time(chunk) if chunk and not fused else 0.0
-        limit = Limit(until, horizon, chunk, own, fused,
-                      server._prefill_time(chunk) if chunk else 0.0,
-                      bool(chunk) and cost.outside(0, 0, 0, chunk))  # fmt: skip
-        # the policy's running rate λ is tokens per decode second (prefill excluded, as in
-        # Server._decode_step)
-        clock = Clock(server.now, rec.busy_s, backend.step_count, server.ctx.step,
-                      server._kv_running, server._tokens, server._decode_s)  # fmt: skip
-        hist, hist_step = server.history.conf, server.history.step  # [lag, slot, γ], [lag, slot]
-        clock, tot = run(self.plan, self.price, self.kernel, backend.conf_ring, backend.acc_ring,
-                         hist, hist_step, slots, left, b.verified, b.gained, b.size, server._padded,
-                         clock, limit, self.rows, self.inline is not None)  # fmt: skip
-        (
-            server.now,
-            rec.busy_s,
-            _,
-            server.ctx.step,
-            server._kv_running,
-            server._tokens,
-            server._decode_s,
-        ) = clock
-        backend.advance(tot.steps, tot.extrapolated)
-        rec.decode_steps += tot.steps
-        rec.request_steps += tot.request_steps
-        rec.batch_tokens += tot.batch_tokens
-        rec.verified += tot.verified
-        rec.tokens_gained += tot.gained
-        return left
+        # a Limit and a Clock, as plain tuples; the policy's running rate λ is tokens per decode
+        # second (prefill excluded, as in Server._decode_step)
+        limit = (until, horizon, chunk, own, fused, server._prefill_time(chunk) if chunk else 0.0,
+                 bool(chunk) and cost.outside(0, 0, 0, chunk))  # fmt: skip
+        clock = (server.now, rec.busy_s, backend.step_count, server.ctx.step,
+                 server._kv_running, server._tokens, server._decode_s)  # fmt: skip
+        if self.static is None:
+            self.static = self._static(server)
+        (server.now, rec.busy_s, _, server.ctx.step, server._kv_running, server._tokens,
+         server._decode_s, steps, req_steps, batch_tok, verified, gained, extra, finished) = run(
+            self.static, clock, limit, slots, left, b.verified, b.gained, b.size)  # fmt: skip
+        backend.advance(steps, extra)
+        rec.decode_steps += steps
+        rec.request_steps += req_steps
+        rec.batch_tokens += batch_tok
+        rec.verified += verified
+        rec.tokens_gained += gained
+        return left if finished else None  # None: no request finished (Server._complete)
 
 
 class _Inline:
@@ -312,6 +322,7 @@ class _Inline:
                                  np.zeros(cap), backend._due_at, np.empty((_BLOCK, gamma)),
                                  float(acc.token_sigma), float(acc.conf_sigma))  # fmt: skip
         self.entropy = streams.run_entropy(backend.seed)
+        self.plain = tuple(self.rows)
 
     def join(self, slot: int, request: Any, step: int) -> None:
         mu = self.offsets.get(request.domain)
@@ -320,7 +331,7 @@ class _Inline:
                              f"(domains: {', '.join(self.offsets)})")  # fmt: skip
         self.rows.mu[slot] = mu
         n = min(_BLOCK, max(request.output_tokens - 1, 1))  # as ProfiledBackend.join
-        streams.join(self.rows, self.entropy, _ACCEPT_STREAM, request.id, self.sigma, slot, n,
+        streams.join(self.plain, self.entropy, _ACCEPT_STREAM, request.id, self.sigma, slot, n,
                      step, self.conf, self.acc)  # fmt: skip
 
 

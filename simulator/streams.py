@@ -226,7 +226,9 @@ def fill(rows, slot, n, start, conf_ring, acc_ring):
 def join(rows, entropy, tag, key, request_sigma, slot, n, start, conf_ring, acc_ring):
     """A request joins at ``slot``: seed its stream (``SeedSequence(seed, spawn_key=(tag,
     key))``), draw its latent offset (``rng.normal(0, request_sigma)``, none when 0, as
-    ``ParametricAcceptance.start``) and its first ``n`` rows from step ``start``."""
+    ``ParametricAcceptance.start``) and its first ``n`` rows from step ``start`` (``rows``: a
+    :class:`Rows` as a plain tuple, which numba unboxes faster)."""
+    rows = Rows(*rows)
     seed_state(entropy, tag, key, rows.state[slot])
     rows.delta[slot] = (
         0.0 + request_sigma * standard_normal(rows.state[slot]) if request_sigma else 0.0
