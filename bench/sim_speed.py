@@ -124,6 +124,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--policies", default="dspark")
     ap.add_argument("--paths", default="reference,compiled")
+    ap.add_argument("--loads", default=",".join(LOADS), help="of: " + ", ".join(LOADS))
     ap.add_argument("--cost", default="builtin:h100-8b")
     ap.add_argument("--acceptance", default="paper:qwen3-8b-dspark")
     ap.add_argument("--repeats", type=int, default=1, help="runs per path (interleaved; median)")
@@ -141,6 +142,9 @@ def main() -> None:
               file=sys.stderr)  # fmt: skip
         sys.exit(2)
     args.trace = str(Path(args.trace).resolve())
+    if not set(args.loads.split(",")) <= set(LOADS):
+        print(f"--loads {args.loads}: each must be one of {', '.join(LOADS)}", file=sys.stderr)
+        sys.exit(2)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     cost, acceptance = load_cost(args.cost), load_acceptance(args.acceptance)
@@ -158,7 +162,8 @@ def main() -> None:
           "request-steps/s | ms per request | speed-up |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
     last, vidur = {}, {}
-    for load, (scale, cap) in LOADS.items():
+    for load in args.loads.split(","):
+        scale, cap = LOADS[load]
         requests = list(open_workload(WorkloadSpec(args.trace, rate_scale=scale, limit=args.limit)))
         for spec in args.policies.split(","):
             seen, walls, summary = {}, {p: [] for p in paths}, {}
