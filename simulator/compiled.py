@@ -21,7 +21,7 @@ computed with the reference's operations in the reference's order (tests/simulat
 test_compiled.py compares whole summaries). Compiled functions are cached on disk
 (``cache=True``, in ``__pycache__``), so only the first run on a machine pays the compile;
 ``policies/jitcache.py`` stamps each cached function with this file, ``policies/kernels.py`` and
-``simulator/streams.py`` together, so an edit to either recompiles :func:`run`, which inlines
+``simulator/streams.py`` together, so an edit to any of them recompiles :func:`run`, which inlines
 them.
 """
 

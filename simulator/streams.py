@@ -14,7 +14,9 @@ seed and draw inside compiled code:
   multiplier, the XSL-RR output), on two 64-bit words (numba has no 128-bit integers);
 - ``Generator.random`` (``next_double``: the top 53 bits) and ``Generator.standard_normal``
   (the 256-layer ziggurat of numpy/random/src/distributions, with numpy's tables, which numba
-  ships for its own ``Generator`` support).
+  ships for its own ``Generator`` support in a private module, ``numba.np.random._constants``:
+  if a numba release moved them, importing this module fails, the server falls back to the
+  reference path as without numba, and tests/simulator/test_streams.py fails).
 
 A state is ``uint64[4]``: the LCG state's high and low words, then the increment's.
 tests/simulator/test_streams.py compares every function with numpy's on many seeds.
