@@ -52,7 +52,7 @@ class _Sim:
         acc = ParametricAcceptance({d: RATES for d in ("chat", "code", "math")}, source="unit")
         n = max(self.refs - 1, 0)
         cost = scaled(COST, (self.slow(n) * self.slow(n + 1)) ** 0.5)
-        s = predict(requests, make_policy(self.spec), cost, acc, ServerConfig(8, gamma=4), 0)
+        s = predict(requests, make_policy(self.spec), cost, acc, ServerConfig(8, gamma=4), 0, 2)
         return {**s, "vllm": {"scrapes": [f"{out}/before", f"{out}/after"]}}
 
     def reference(self, requests: list, out: Path) -> dict:
@@ -72,7 +72,7 @@ class _Sim:
 def _harness(seen: list, imports: list, policies=DEFAULT_POLICIES, slow=lambda n: 1.0):
     base = FidelityConfig(num_requests=6, max_prompt_tokens=32, max_output_tokens=16,
                           policies=policies, max_concurrency=8)  # fmt: skip
-    cfg = VllmFidelityConfig(base=base, warmup_requests=3)
+    cfg = VllmFidelityConfig(base=base, warmup_requests=3, predict_seeds=2)
 
     def imported(windows: list):
         imports.append([(Path(a).parent.name, Path(b).parent.name) for a, b in windows])
@@ -149,3 +149,16 @@ def test_the_report_json_is_plain(tmp_path):
     json.dumps(result)  # every value serialises
     plot(result, tmp_path / "fidelity.png")  # two panels: per metric, corrected vs stored
     assert (tmp_path / "fidelity.png").stat().st_size > 10_000
+
+
+def test_a_prediction_averages_its_simulation_seeds():
+    from runner.fidelity import workload_at
+
+    base = FidelityConfig(num_requests=6, max_prompt_tokens=32, max_output_tokens=16)
+    reqs, pol = list(workload_at(base, 5.0)), make_policy("fixed:k=4")
+    acc = ParametricAcceptance({d: RATES for d in ("chat", "code", "math")}, source="unit")
+    one = [predict(reqs, pol, COST, acc, ServerConfig(8, gamma=4), s) for s in (3, 4, 5)]
+    avg = predict(reqs, pol, COST, acc, ServerConfig(8, gamma=4), 3, 3)
+    for key in ("mean_accepted_len", "tpot_mean_s", "throughput_tok_s"):
+        assert avg[key] == pytest.approx(sum(o[key] for o in one) / 3)
+    assert avg["seeds"] == 3
