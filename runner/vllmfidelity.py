@@ -68,7 +68,7 @@ class VllmFidelityConfig:
     time_limit_s: float = 300.0  # per cell: no new sends after it
     request_timeout_s: float = 120.0
     # the machine-speed reference before the first load and after each (one at a time)
-    speed_requests: int = 3
+    speed_requests: int = 8  # ≈ 3 s: the machine's speed here switches within a second or so
     speed_prompt_tokens: int = 32
     predict_seeds: int = 8  # simulation seeds a cell's prediction averages (see predict)
 
