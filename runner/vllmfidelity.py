@@ -17,9 +17,10 @@ models and prompts). One acceptance for every domain of the workload: the counte
 Steps are priced at the K vLLM drafted: a ``batch_table`` run drafts the K it verifies
 (:class:`DraftedBackend`).
 
-Machine speed: a shared machine's speed drifts by tens of percent over hours (measured here: the
-same R = 1, K = 4 step took 22.8 ms when profiled and 29 ms hours later), which no model of the
-engine can predict. So before the first load and after each, a *speed reference* sends the same
+Machine speed: a shared machine's speed drifts by tens of percent (measured here on 2026-12-03:
+the reference's R = 1, K = 4 step, priced 25.1 ms by the served profile, took 18.9-38.9 ms per
+decode step in two runs half an hour apart), which no model of the engine can predict. So
+before the first load and after each, a *speed reference* sends the same
 few requests one at a time and measures their wall time per decode step (decode span over the
 server's logged decode steps, :func:`engine.vllmbench.speed_measurement`); over the profile's
 price of those same steps (:func:`reference_price`) it is the machine's speed factor then. A
