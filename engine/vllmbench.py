@@ -67,6 +67,8 @@ class Session:
         self.setup, self.log = setup, Path(out) / "server.log"
         self._served: serve.Served | None = None
         self.startup_s = 0.0
+        self.last_outcomes: list[bench.Outcome] = []  # the last run's requests and logged steps
+        self.last_steps: list[dict[str, float]] = []
 
     def __enter__(self) -> Session:
         self._served = serve.Served(self.setup.serve, self.log, self.setup.startup_timeout_s)
@@ -99,6 +101,7 @@ class Session:
         self.scrape(out / "metrics-after.prom")
         time.sleep(0.3)  # the stat logger's last lines
         logged = steps(self.log)[before:]
+        self.last_outcomes, self.last_steps = outs, logged
         return _summary(outs, todo, logged, self.setup, load, out, self.log, sent_s)
 
 
@@ -156,6 +159,35 @@ def steps(log: Path) -> list[dict[str, float]]:
             vals = [int(x) for x in m.groups()[:5]] + [float(m.group(6))]
             out.append(dict(zip(STEP_FIELDS, vals, strict=True)))
     return out
+
+
+def logged_decode_steps(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The logged steps that only decode (no prefill chunk in them)."""
+    return [r for r in rows if r["gen_requests"] > 0 and not r["ctx_requests"]]
+
+
+def decode_span_s(outs: list[bench.Outcome]) -> float:
+    """Σ over the completed requests of first token → last token (client side): the decode
+    steps' wall time, as a request's TPOT sees it."""
+    return sum(o.finish - o.first for o in outs if o.ok and o.tokens > 1)
+
+
+def speed_measurement(outs: list[bench.Outcome], rows: list[dict[str, float]]) -> dict[str, Any]:
+    """Wall seconds per decode step of one-at-a-time requests (closed loop at concurrency 1):
+    their decode span over the server's logged decode steps, with the steps' token counts
+    (``[[tokens, steps], ...]``: 1 + K drafted) for pricing the same steps by a profile."""
+    dec = [r for r in logged_decode_steps(rows) if r["gen_requests"] == 1]
+    if not dec:
+        raise ValueError("a speed reference needs the server's one-request decode steps in "
+                         "its log (--enable-logging-iteration-details, concurrency 1)")  # fmt: skip
+    tokens: dict[int, int] = {}
+    for r in dec:
+        tokens[int(r["gen_tokens"])] = tokens.get(int(r["gen_tokens"]), 0) + 1
+    span = decode_span_s(outs)
+    return {"requests": sum(o.ok for o in outs), "decode_steps": len(dec),
+            "decode_span_s": span, "wall_per_step_s": span / len(dec),
+            "logged_step_ms_mean": float(np.mean([r["elapsed_ms"] for r in dec])),
+            "step_tokens": [[g, n] for g, n in sorted(tokens.items())]}  # fmt: skip
 
 
 def table_check(rows: list[dict[str, float]], k_of) -> dict[str, float]:

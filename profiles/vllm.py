@@ -256,6 +256,39 @@ def vllm_acceptance(
     return ParametricAcceptance({domain: rates}, source=source), counters
 
 
+def vllm_acceptance_over(
+    windows, *, domain: str = "chat", model_name: str | None = None
+) -> tuple[ParametricAcceptance, VllmCounters]:
+    """As :func:`vllm_acceptance`, from the counters summed over several scrape windows
+    ``[(after, before), ...]`` of one server (e.g. the loads of a fidelity run, not the requests
+    run between them)."""
+    if not windows:
+        raise InputError("no scrape windows to import", where="vllm-metrics")
+    total = None
+    for after, before in windows:
+        c = counters_since(vllm_counters(after, model_name), vllm_counters(before, model_name),
+                           str(after))  # fmt: skip
+        if total is not None and len(c.per_pos) != len(total.per_pos):
+            raise InputError("the scrape windows have different draft lengths", where=str(after))
+        total = c if total is None else VllmCounters(
+            total.drafts + c.drafts, total.draft_tokens + c.draft_tokens,
+            total.accepted + c.accepted,
+            tuple(a + b for a, b in zip(total.per_pos, c.per_pos, strict=True)),
+            tuple(sorted({*total.models, *c.models})), max(total.engines, c.engines),
+        )  # fmt: skip
+    rates, notes = conditional_rates(total, str(windows[0][0]))
+    model = total.models[0] if len(total.models) == 1 else "unlabelled model"
+    names = ", ".join(f"{Path(a).parent.name}/{Path(a).name} minus {Path(b).name}"
+                      for a, b in windows)  # fmt: skip
+    source = (
+        f"imported: vLLM metrics summed over {len(windows)} scrape window(s) ({names}; {model}, "
+        f"{total.engines} engine(s), {total.drafts:.0f} drafts, k={len(rates)}, mean acceptance "
+        f"length {total.mean_acceptance_length:.3f}" + (f"; {'; '.join(notes)}" if notes else "")
+        + "); confidence noise assumed"
+    )  # fmt: skip
+    return ParametricAcceptance({domain: rates}, source=source), total
+
+
 def _clip(text: str, n: int = 80) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 

@@ -170,10 +170,12 @@ def report_markdown(result: dict[str, Any]) -> str:
             f"{p['throughput']:.0f} / {v['throughput']:.0f} / {_pct(e['throughput'])} | "
             f"{_ms(p['tpot_mean'])} / {_ms(v['tpot_mean'])} / {_pct(e['tpot_mean'])} | "
             f"{_pct(e['ttft_p50'])} | {_pct(e['accepted_len'])} | {_pct(e['verify_len'])} | "
-            f"{_speed(c.get('speed_reference_s'), result.get('profile_speed_reference_s'))} |"
+            f"{_speed(c.get('speed_reference_s'), result.get('profile_speed_reference_s'), c)} |"
         )
     stored = [c for c in result["cells"] if c.get("stored_profile")]
-    if stored:
+    if stored and "speed_factor" in stored[0]:
+        lines += _speed_table(stored)
+    elif stored:
         lines += ["", f"The profiled predictions above are priced by {result.get('pricing')}. "
                   "For comparison, the same runs predicted by the stored profile as it is (its "
                   "error includes the machine's drift since it was measured) and by the "
@@ -194,7 +196,14 @@ def report_markdown(result: dict[str, Any]) -> str:
     lines += ["", "Maximum relative error per metric: " + ", ".join(
         f"{m} {_pct(v)}" for m, v in result["max_rel_error_by_metric"].items())]  # fmt: skip
     lines.append(f"\n`max_rel_error` (throughput and mean TPOT): {_pct(result['max_rel_error'])}")
-    if any(c.get("speed_reference_s") for c in result["cells"]):
+    if any(c.get("speed_factor") for c in result["cells"]):
+        lines.append(
+            "\nMachine speed: wall time per decode step of the speed reference (the same "
+            "requests sent one at a time, before and after each load) → after, and the "
+            "geometric-mean factor over the profile's price of those steps (+ = slower than "
+            "when profiled) that the cell's prediction is priced at."
+        )
+    elif any(c.get("speed_reference_s") for c in result["cells"]):
         lines.append(
             "\nMachine speed: the engine's speed reference (a fixed verify call, "
             "`engine/profiler.py`) timed before and after each live run, as ms and relative to "
@@ -204,11 +213,27 @@ def report_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _speed(ref: list[float] | None, profiled: float | None) -> str:
+def _speed_table(cells: list[dict[str, Any]]) -> list[str]:
+    """The stored profile's errors beside the speed-corrected ones (the main table)."""
+    lines = ["", "The same cells predicted by the stored profile as it is (the machine's drift "
+             "since it was profiled included), beside the speed-corrected prediction above:", "",
+             "| load | policy | speed factor | stored: throughput / TPOT err | corrected: "
+             "throughput / TPOT err |", "|---|---|---|---|---|"]  # fmt: skip
+    for c in cells:
+        s, e = c["stored_profile"]["rel_error"], c["rel_error"]
+        lines.append(f"| {c['load']} | {c['policy']} | ×{c['speed_factor']:.3f} | "
+                     f"{_pct(s['throughput'])} / {_pct(s['tpot_mean'])} | "
+                     f"{_pct(e['throughput'])} / {_pct(e['tpot_mean'])} |")  # fmt: skip
+    return lines
+
+
+def _speed(ref: list[float] | None, profiled: float | None, cell: dict | None = None) -> str:
     if not ref:
         return "n/a"
     now = sum(ref) / len(ref)
     text = " → ".join(f"{1e3 * t:.2f}" for t in ref) + " ms"
+    if cell and cell.get("speed_factor"):
+        return text + f" ({cell['speed_factor'] - 1:+.0%})"
     return text + (f" ({now / profiled - 1:+.0%})" if profiled else "")
 
 

@@ -229,7 +229,7 @@ def fidelity_vllm(args: argparse.Namespace, out: Path | None) -> dict:
 
     from engine import bench, provenance, serve, vllm, vllmbench, vllmcost
     from profiles.store import read_cost
-    from profiles.vllm import vllm_acceptance
+    from profiles.vllm import vllm_acceptance_over
     from runner import vllmfidelity
 
     why = vllm.missing()
@@ -278,8 +278,8 @@ def fidelity_vllm(args: argparse.Namespace, out: Path | None) -> dict:
             where.mkdir(parents=True, exist_ok=True)
             return _Runs(vllmbench.Session(vllmbench.Setup(scfg, bench.Load()), where), cfg)
 
-        def imported(after: str, before: str):
-            return vllm_acceptance(after, since=before)[0]
+        def imported(windows: list[tuple[str, str]]):
+            return vllm_acceptance_over(windows)[0]
 
         live = (out / "live") if out is not None else Path(scratch) / "live"
         try:
@@ -317,6 +317,13 @@ class _Runs:
             raise InputError(f"{failed} of {len(requests)} requests failed in {out} "
                              f"({'; '.join(summary['vllm']['failures'])})")  # fmt: skip
         return summary
+
+    def reference(self, requests: list, out: Path) -> dict:
+        """The requests one at a time: :func:`engine.vllmbench.speed_measurement`."""
+        from engine import vllmbench
+
+        self.run(requests, 1, out)
+        return vllmbench.speed_measurement(self.session.last_outcomes, self.session.last_steps)
 
 
 def _cell_line(args: argparse.Namespace):

@@ -16,7 +16,7 @@ from profiles import InputError
 from profiles.builtin import load_acceptance, load_cost
 from profiles.importers import csv_cost, sglang_cost
 from profiles.store import acceptance_to_dict, cost_to_dict, write_yaml
-from profiles.vllm import parse_prometheus, vllm_acceptance, vllm_counters
+from profiles.vllm import parse_prometheus, vllm_acceptance, vllm_acceptance_over, vllm_counters
 from simulator.run import simulate
 from simulator.server import ServerConfig
 from tests.conftest import make_requests
@@ -78,6 +78,18 @@ def test_vllm_since_subtracts_the_earlier_scrape():
     assert c.drafts == (48213 + 51877) - (12004 + 13117)
     with pytest.raises(InputError, match="decreased"):
         vllm_acceptance(DATA / "vllm_metrics_earlier.prom", since=PROM)
+
+
+def test_vllm_windows_sum_their_own_deltas(tmp_path):
+    """Two windows (earlier → now, and an empty one now → now) import as the one window; the
+    counters between windows (here none) are left out."""
+    early = DATA / "vllm_metrics_earlier.prom"
+    one, c1 = vllm_acceptance(PROM, since=early)
+    two, c2 = vllm_acceptance_over([(PROM, early), (PROM, PROM), (early, early)])
+    assert (c2.drafts, c2.accepted, c2.per_pos) == (c1.drafts, c1.accepted, c1.per_pos)
+    assert two.rates == one.rates and "summed over 3 scrape window(s)" in two.source
+    with pytest.raises(InputError, match="no scrape windows"):
+        vllm_acceptance_over([])
 
 
 def test_replaying_imported_model_reproduces_mean_acceptance_length(tmp_path, cost):

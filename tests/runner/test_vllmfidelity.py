@@ -1,6 +1,7 @@
 """``fidelity --against vllm`` without a server: the harness's plumbing with a stand-in live side
-(the simulator itself, so a fixed-K cell's prediction must equal its "live" run), the policy-list
-parse, and the command's one-line errors."""
+(the simulator itself, so a fixed-K cell's prediction must equal its "live" run; on a machine
+made slower by a factor, the speed references' measurement of it must price the cells), the
+policy-list parse, and the command's one-line errors. No timing: the measurements are faked."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from profiles.builtin import load_cost
 from runner.cli import main
 from runner.cli.vllm import policies_of
 from runner.fidelity import FidelityConfig, report_markdown
-from runner.vllmfidelity import DEFAULT_POLICIES, VllmFidelityConfig, VllmFidelityHarness, predict
+from runner.vllmfidelity import (
+    DEFAULT_POLICIES,
+    VllmFidelityConfig,
+    VllmFidelityHarness,
+    predict,
+    reference_price,
+    scaled,
+)
 from simulator.server import ServerConfig
 
 COST = load_cost("builtin:cpu-tiny-additive")
@@ -23,10 +31,15 @@ RATES = (0.7, 0.6, 0.5, 0.4)
 
 
 class _Sim:
-    """A stand-in session: 'live' is the simulation priced as the harness prices it."""
+    """A stand-in session: 'live' is the simulation priced as the harness prices it, on a
+    machine ``slow(n)`` × slower than profiled at its n-th speed reference (n = 0, 1, ...) and
+    at the geometric mean of the two around a load while it runs."""
 
-    def __init__(self, spec: str, where: Path, seen: list) -> None:
-        self.spec, self.where, self.seen = spec, where, seen
+    STEPS = [[5, 30], [3, 2]]  # a reference's logged one-request steps: [1 + K, count]
+
+    def __init__(self, spec: str, where: Path, seen: list, slow=lambda n: 1.0) -> None:
+        self.spec, self.where, self.seen, self.slow = spec, where, seen, slow
+        self.refs = 0
 
     def __enter__(self):
         return self
@@ -37,35 +50,75 @@ class _Sim:
     def run(self, requests: list, concurrency: int, out: Path) -> dict:
         self.seen.append((self.spec, out.name, concurrency, len(requests)))
         acc = ParametricAcceptance({d: RATES for d in ("chat", "code", "math")}, source="unit")
-        s = predict(requests, make_policy(self.spec), COST, acc, ServerConfig(8, gamma=4), 0)
+        n = max(self.refs - 1, 0)
+        cost = scaled(COST, (self.slow(n) * self.slow(n + 1)) ** 0.5)
+        s = predict(requests, make_policy(self.spec), cost, acc, ServerConfig(8, gamma=4), 0, 2)
         return {**s, "vllm": {"scrapes": [f"{out}/before", f"{out}/after"]}}
 
+    def reference(self, requests: list, out: Path) -> dict:
+        self.seen.append((self.spec, out.name, 1, len(requests)))
+        steps = sum(n for _, n in self.STEPS)
+        wall = self.slow(self.refs) * reference_price(COST, self.STEPS)
+        self.refs += 1
+        return {
+            "requests": len(requests),
+            "decode_steps": steps,
+            "decode_span_s": wall * steps,
+            "wall_per_step_s": wall,
+            "step_tokens": self.STEPS,
+        }
 
-def _harness(seen: list, imports: list, policies=DEFAULT_POLICIES):
+
+def _harness(seen: list, imports: list, policies=DEFAULT_POLICIES, slow=lambda n: 1.0):
     base = FidelityConfig(num_requests=6, max_prompt_tokens=32, max_output_tokens=16,
                           policies=policies, max_concurrency=8)  # fmt: skip
-    cfg = VllmFidelityConfig(base=base, warmup_requests=3)
+    cfg = VllmFidelityConfig(base=base, warmup_requests=3, predict_seeds=2)
 
-    def imported(after: str, before: str):
-        imports.append((Path(after).parent.name, Path(before).parent.name))
+    def imported(windows: list):
+        imports.append([(Path(a).parent.name, Path(b).parent.name) for a, b in windows])
         return ParametricAcceptance({"chat": RATES}, source="unit import")
 
     labels = {"date": "d", "command": "c", "engine": "e"}
-    return VllmFidelityHarness(cfg, COST, 4, lambda s, w: _Sim(s, w, seen), imported, labels)
+    return VllmFidelityHarness(cfg, COST, 4, lambda s, w: _Sim(s, w, seen, slow), imported,
+                               labels)  # fmt: skip
 
 
 def test_every_cell_is_run_live_and_predicted(tmp_path):
     seen, imports = [], []
     result = _harness(seen, imports).run(tmp_path).to_dict()
-    assert [(s[1], s[2]) for s in seen[:4]] == [("warmup", 8), ("light", 0), ("knee", 0),
-                                                ("saturated", 0)]  # fmt: skip
-    assert len(seen) == 8 and len(result["cells"]) == 6
-    # the warm-up sizes the loads; the fixed-K session's first load to its last is the import
-    assert imports == [("warmup", "warmup"), ("saturated", "light")]
+    assert [(s[1], s[2]) for s in seen[:8]] == [
+        ("warmup", 8), ("speed-0", 1), ("light", 0), ("speed-1", 1), ("knee", 0), ("speed-2", 1),
+        ("saturated", 0), ("speed-3", 1)]  # fmt: skip
+    assert len(seen) == 16 and len(result["cells"]) == 6
+    # the warm-up sizes the loads; the fixed-K session's loads, each its own window, the import
+    w = [(x, x) for x in ("light", "knee", "saturated")]
+    assert imports == [[("warmup", "warmup")], w]
     for c in result["cells"]:
+        assert c["speed_factor"] == pytest.approx(1.0)
         if c["policy"].startswith("fixed"):
             assert all(e == pytest.approx(0.0, abs=1e-12) for e in c["rel_error"].values())
     assert "| light | fixed:k=4 |" in report_markdown(result)
+
+
+def test_cells_are_priced_at_the_speed_the_references_measure(tmp_path):
+    """A machine 1.3× slower than profiled (then drifting to 1.6×): every cell is priced at the
+    factor its two references measured, and the fixed-K prediction equals the live run; the
+    stored profile's prediction, reported beside it, is off by the drift."""
+    drift = [(1.3 * 1.4) ** 0.5, (1.4 * 1.5) ** 0.5, (1.5 * 1.6) ** 0.5]
+    for slow, factors in ((lambda n: 1.3, [1.3] * 3), (lambda n: 1.3 + 0.1 * n, drift)):
+        result = _harness([], [], slow=slow).run(tmp_path).to_dict()
+        fixed = [c for c in result["cells"] if c["policy"].startswith("fixed")]
+        assert [c["speed_factor"] for c in fixed] == pytest.approx(factors)
+        for c in fixed:
+            assert c["rel_error"]["tpot_mean"] == pytest.approx(0.0, abs=1e-9)
+            assert c["rel_error"]["throughput"] == pytest.approx(0.0, abs=1e-9)
+            assert c["stored_profile"]["rel_error"]["tpot_mean"] > 0.2  # 1/1.3 − 1 = −23%
+            ref = c["speed_references"][0]
+            assert ref["wall_per_step_s"] / ref["profile_s"] == pytest.approx(ref["factor"])
+        assert result["stored_profile_max_rel_error"] > 0.2 > result["max_rel_error"]
+        md = report_markdown(result)
+        assert "| speed factor | stored: throughput / TPOT err |" in md
+        assert f"×{factors[0]:.3f}" in md
 
 
 def test_the_first_policy_must_be_a_fixed_k():
@@ -90,5 +143,22 @@ def test_without_vllm_the_command_names_the_extra(capsys):
 
 
 def test_the_report_json_is_plain(tmp_path):
-    result = _harness([], []).run(tmp_path).to_dict()
+    from runner.cli.commands.fidelity import plot
+
+    result = _harness([], [], slow=lambda n: 1.2).run(tmp_path).to_dict()
     json.dumps(result)  # every value serialises
+    plot(result, tmp_path / "fidelity.png")  # two panels: per metric, corrected vs stored
+    assert (tmp_path / "fidelity.png").stat().st_size > 10_000
+
+
+def test_a_prediction_averages_its_simulation_seeds():
+    from runner.fidelity import workload_at
+
+    base = FidelityConfig(num_requests=6, max_prompt_tokens=32, max_output_tokens=16)
+    reqs, pol = list(workload_at(base, 5.0)), make_policy("fixed:k=4")
+    acc = ParametricAcceptance({d: RATES for d in ("chat", "code", "math")}, source="unit")
+    one = [predict(reqs, pol, COST, acc, ServerConfig(8, gamma=4), s) for s in (3, 4, 5)]
+    avg = predict(reqs, pol, COST, acc, ServerConfig(8, gamma=4), 3, 3)
+    for key in ("mean_accepted_len", "tpot_mean_s", "throughput_tok_s"):
+        assert avg[key] == pytest.approx(sum(o[key] for o in one) / 3)
+    assert avg["seeds"] == 3

@@ -119,7 +119,8 @@ def _line(bar, cell: dict) -> None:
 
 def plot(result: dict, path: Path) -> None:
     """Relative error per cell and metric, with the 5% target line; with a companion, a second
-    panel compares the mean-TPOT error of the three pricings of each cell."""
+    panel compares the mean-TPOT error of the three pricings of each cell; with speed references
+    (``--against vllm``), the throughput and mean-TPOT errors speed-corrected and as stored."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,16 +130,27 @@ def plot(result: dict, path: Path) -> None:
     metrics = list(cells[0]["rel_error"]) if cells else []
     pricings = [("recalibrated stored profile", None), ("stored profile as is", "stored_profile"),
                 ("companion's own fit", "companion_fit")]  # fmt: skip
-    panels = 2 if cells and all(c.get("companion_fit") for c in cells) else 1
+    companion = bool(cells) and all(c.get("companion_fit") for c in cells)
+    speed = bool(cells) and all(c.get("speed_factor") for c in cells)
+    panels = 2 if companion or speed else 1
     fig, axes = plt.subplots(panels, 1, figsize=(9, 4 * panels), squeeze=False)
     labels = [f"{c['load']}\n{_short(c['policy'])}" for c in cells]
     _bars(axes[0][0], labels, {m: [c["rel_error"][m] for c in cells] for m in metrics})
     axes[0][0].set_title("profiled simulator vs live engine, per metric")
-    if panels == 2:
+    if companion:
         series = {name: [(c[key] if key else c)["rel_error"]["tpot_mean"] for c in cells]
                   for name, key in pricings}  # fmt: skip
         _bars(axes[1][0], labels, series)
         axes[1][0].set_title("mean TPOT error by how the prediction is priced")
+    elif speed:
+        series = {
+            f"{m} {name}": [(c[key] if key else c)["rel_error"][m] for c in cells]
+            for m in ("throughput", "tpot_mean")
+            for name, key in (("speed-corrected", None), ("stored", "stored_profile"))
+        }
+        _bars(axes[1][0], labels, series)
+        axes[1][0].set_title("throughput and mean TPOT error: profile at the measured machine "
+                             "speed vs as stored")  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
