@@ -115,6 +115,7 @@ def cost_models(ms: Measurements, source: str, quick: bool) -> tuple[CostModel, 
         "context_queries": float(ms.gamma + 1) if ms.context_one else 0.0,
         "context_basis": "padded",  # the engine pads keys to the batch's longest context
         "context_base": float(ms.base_context),  # the verify points' cache length
+        "max_context": int(ms.max_context),  # requests longer than this are refused (envelope)
     }
     max_b = ms.slots * (ms.gamma + 1)
     sps = CostModel.from_sps_table(

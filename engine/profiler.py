@@ -313,6 +313,7 @@ class Measurements:
     wall_s: float
     reference_s: tuple[float, float] = (0.0, 0.0)  # the speed reference before and after
     context_one: Measured | None = None  # the context points at one query token per request
+    max_context: int = 0  # the engine's longest sequence per request (prompt + output; 0 = unknown)
 
 
 REFERENCE_CALLS = 40  # timed calls of the speed reference before and after the rounds
@@ -351,7 +352,7 @@ def measurements(prof: Profiler, m: dict[str, Measured], wall_s: float, referenc
     m["verify"].ragged = [float((x > 0).mean()) for x in pads]
     return Measurements(m["verify"], m["draft"], m["prefill"], m["context"], slots,
                         prof.engine.gamma, prof.base, wall_s,
-                        tuple(reference_s), m["context_one"])  # fmt: skip
+                        tuple(reference_s), m["context_one"], prof.engine.max_len)  # fmt: skip
 
 
 def measure(engine: Engine, cfg: ProfileConfig, *, on_total=None, tick=None) -> Measurements:

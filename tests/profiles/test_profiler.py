@@ -95,6 +95,7 @@ def test_profile_document_loads_in_both_forms(measured, tmp_path):
     a, b = read_cost(path), read_cost(path, form="additive")
     assert (a.kind, b.kind) == ("sps", "additive")
     assert a.max_batch_tokens == b.max_batch_tokens == 15
+    assert a.max_context == b.max_context == 64  # the engine's context, for the envelope
     assert a.verify.x == tuple(float(x) for x in profiler.batch_grid(15, True))
     assert a.draft.x == b.draft.x and a.prefill.y == b.prefill.y and a.context.x == b.context.x
     # extra seconds relative to one request at the base context, from one short request (base/8)
@@ -112,8 +113,13 @@ def test_profile_document_loads_in_both_forms(measured, tmp_path):
         assert key in m
     v = m["samples"]["verify"]
     assert len(v["mean_s"]) == len(v["median_s"]) == len(v["iqr_s"]) == len(ms.verify.points)
-    res = simulate(make_requests(30, 50.0), make_policy("dspark"), b, _acceptance(),
-                   ServerConfig(max_concurrency=8))  # fmt: skip
+    res = simulate(
+        make_requests(30, 50.0),
+        make_policy("dspark"),
+        b,
+        _acceptance(),
+        ServerConfig(max_concurrency=8, clamp_to_context=True),
+    )  # the engine holds 64
     assert res.summary["requests_completed"] == 30
 
 
