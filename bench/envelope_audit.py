@@ -26,9 +26,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from profiles.builtin import DEFAULT_ACCEPTANCE, load_acceptance, load_cost  # noqa: E402
 from profiles.cost import CostModel  # noqa: E402
-from runner.cli.commands import demo  # noqa: E402
-from runner.cli.options import models_from_args, server_from_args  # noqa: E402
+from simulator.server import ServerConfig  # noqa: E402
+
+# The demo's default policies (runner/cli/commands/demo.py POLICIES; its CLI is not imported here)
+POLICIES = ("none", "fixed:k=1", "fixed:k=5", "dspark", "dspark_lagged")
 
 
 @contextlib.contextmanager
@@ -62,11 +65,8 @@ def audit(args: argparse.Namespace) -> dict:
     from simulator.run import simulate
     from simulator.workload import DEFAULT_WORKLOAD, WorkloadSpec, fit_default, open_workload
 
-    p = argparse.ArgumentParser()
-    demo.add_arguments(p)
-    dargs = p.parse_args(["--profile", args.profile, "--num-requests", str(args.num_requests)])
-    cost, acceptance, gamma = models_from_args(dargs)
-    server = server_from_args(dargs, gamma)
+    cost, acceptance = load_cost(args.profile), load_acceptance(DEFAULT_ACCEPTANCE)
+    server = ServerConfig(gamma=acceptance.gamma)  # the demo's defaults (the CLI's are the same)
 
     def spec(rate: float) -> WorkloadSpec:
         return fit_default(WorkloadSpec(DEFAULT_WORKLOAD, request_rate=rate, seed=0,
@@ -79,7 +79,7 @@ def audit(args: argparse.Namespace) -> dict:
         capacity = saturated_rate(open_workload(spec(float("inf"))), cost, acceptance, server, 0)
         for load in (0.5, 0.9):
             workload = open_workload(spec(load * capacity))
-            for name in demo.POLICIES:
+            for name in POLICIES:
                 s = simulate(workload, make_policy(name), cost, acceptance, server, seed=0,
                              compiled=False).summary  # fmt: skip
                 runs.append({"load": load, "policy": name,
