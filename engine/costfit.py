@@ -115,6 +115,7 @@ def cost_models(ms: Measurements, source: str, quick: bool) -> tuple[CostModel, 
         "context_queries": float(ms.gamma + 1) if ms.context_one else 0.0,
         "context_basis": "padded",  # the engine pads keys to the batch's longest context
         "context_base": float(ms.base_context),  # the verify points' cache length
+        "max_context": int(ms.max_context),  # requests longer than this are refused (envelope)
     }
     max_b = ms.slots * (ms.gamma + 1)
     sps = CostModel.from_sps_table(
@@ -132,15 +133,16 @@ def cost_models(ms: Measurements, source: str, quick: bool) -> tuple[CostModel, 
 
 def point_prices(ms: Measurements, cost: CostModel) -> dict[str, np.ndarray]:
     """What ``cost`` prices each measured point of ``ms`` at, per kind (the calls as the profiler
-    made them: verify points at the base context with their mean padding, context points at
-    γ+1 and at 1 query token per request)."""
-    r, b = ms.context_rb
+    made them: verify points at the base context with their mean padding, context points (R, L)
+    at γ+1 and at 1 query token per request)."""
     q = ms.gamma + 1
 
     def verify(p, pad, ragged):
         return cost.verify_time(*p) + cost.padding_s * pad + cost.ragged_s * ragged
 
-    def ctx(n, tokens, longest):
+    def ctx(p, longest):
+        r, n = p
+        tokens = r * longest
         return cost.verify_time(r, tokens) + cost.context_time(r * n, r, tokens, longest)
 
     kinds = measured_kinds(ms)
@@ -149,8 +151,8 @@ def point_prices(ms: Measurements, cost: CostModel) -> dict[str, np.ndarray]:
                                                        ms.verify.ragged, strict=True)],
         "draft": [cost.draft_time(int(p)) for p in ms.draft.points],
         "prefill": [cost.prefill_time(int(p)) for p in ms.prefill.points],
-        "context": [ctx(n, b, q) for n in ms.context.points],
-        "context_one": [ctx(n, r, 1) for n in kinds["context_one"].points],
+        "context": [ctx(p, q) for p in ms.context.points],
+        "context_one": [ctx(p, 1) for p in kinds["context_one"].points],
     }  # fmt: skip
     return {k: np.asarray(v, float) for k, v in out.items()}
 
@@ -190,12 +192,27 @@ def recalibration(ms: Measurements, cost: CostModel) -> dict[str, tuple[float, f
 
 
 def context_curve(ms: Measurements, m: Measured) -> Curve:
-    """Extra verify seconds over attended KV tokens ``R · L``, 0 at the base context."""
-    r = ms.context_rb[0]
-    lengths = np.asarray(m.points, float)
-    t = np.asarray(m.mean)
-    base = t[np.argmin(np.abs(lengths - ms.base_context))]
-    return Curve(tuple((r * lengths).tolist()), tuple((t - base).tolist()))
+    """Extra verify seconds over attended KV tokens ``R · L``, chained over the request counts.
+
+    The cost model prices a step's context as ``C(R · L) − C(R · base)`` (``profiles/cost.py``),
+    so each count's points give the curve's rise from its own base: ``C(R · L) = C(R · base) +
+    t(R, L) − t(R, base)``. The smallest count starts the curve (0 at its base); each larger
+    count is anchored at the curve so far at ``R · base`` and adds its points beyond the KV
+    range the smaller counts covered (and below it). One count alone is the plain difference."""
+    by_r: dict[int, list[tuple[int, float]]] = {}
+    for (r, n), t in zip(m.points, m.mean, strict=True):
+        by_r.setdefault(int(r), []).append((int(n), float(t)))
+    xs: list[float] = []
+    ys: list[float] = []
+    for r in sorted(by_r):
+        lengths, t = (np.asarray(v, float) for v in zip(*sorted(by_r[r]), strict=True))
+        rise = t - t[np.argmin(np.abs(lengths - ms.base_context))]
+        anchor = Curve(tuple(xs), tuple(ys)).at(r * ms.base_context) if xs else 0.0
+        new = [(r * n, anchor + d) for n, d in zip(lengths.tolist(), rise.tolist(), strict=True)
+               if not xs or r * n > xs[-1] or r * n < xs[0]]  # fmt: skip
+        merged = sorted([*zip(xs, ys, strict=True), *new])
+        xs, ys = [x for x, _ in merged], [y for _, y in merged]
+    return Curve(tuple(xs), tuple(ys))
 
 
 # -- the profile document --------------------------------------------------------------------------
@@ -244,9 +261,15 @@ def document(ms: Measurements, sps: CostModel, add: CostModel, fit: dict, meta: 
             "draft": _samples(ms.draft, {"requests": int}),
             "prefill": _samples(ms.prefill, {"tokens": int}),
             "context": {
-                **_samples(ms.context, {"context_len": int}),
-                "requests": ms.context_rb[0],
-                "batch_tokens": ms.context_rb[1],
+                **_samples(
+                    ms.context,
+                    {
+                        "requests": lambda p: int(p[0]),
+                        "context_len": lambda p: int(p[1]),
+                        "batch_tokens": lambda p: int(p[0]) * (ms.gamma + 1),
+                    },
+                ),
+                "batch_tokens_one_query": [int(p[0]) for p in ms.context.points],
                 **(
                     {"mean_s_one_query": [_r(x) for x in ms.context_one.mean]}
                     if ms.context_one
@@ -301,6 +324,7 @@ def profile_engine(engine, cfg, *, spec: str, target: str, drafter: str, device,
         "load_average": {"before": load_before, "after": provenance.load_average()},
         "quick": cfg.quick,
         "repeats": cfg.repeats,
+        "context_requests": profiler.context_requests(engine.cache.slots, cfg.context_requests),
         "warmup": cfg.warmup,
         "seed": cfg.seed,
         "command": command,

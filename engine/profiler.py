@@ -10,16 +10,22 @@ Every number comes from real engine calls timed by the engine itself (:attr:`Eng
   one lucky layout (the engine has fast paths for uniform ``q`` and contiguous slots); each
   split's padding ``R · max q − B`` is kept, so the fit can price padding separately. B runs
   densely at small B, sparser above, up to ``slots · (γ + 1)``.
-- context: the same R, B with every request at several cache lengths L; the extra seconds over
-  the base length, indexed by the KV tokens attention reads, ``R · L``. The engine pads each
+- context: verifies of R requests at several cache lengths L each, for R = 1, 4, 16, 64, ... up to
+  the slots (``ProfileConfig.context_requests``), at lengths from the base to the engine's
+  context plus a short one (base / 8), so the points span the KV range a workload reaches, from
+  one short request to every slot at the longest; the extra seconds over R requests at the base
+  length, indexed by the KV tokens attention reads, ``R · L`` (``engine/costfit.py`` chains the
+  request counts into one curve). The engine pads each
   request's keys to the longest context in the batch (``Layout.kmax`` in ``engine/cache.py``),
   so a batch of mixed lengths costs what R requests at the longest one cost: the profile's
   context basis is ``padded`` (the simulator counts ``R · max L``). Attention is padded to the
   longest request's query tokens too, so the lengths are measured twice: every request with
   ``γ + 1`` tokens and with one;
-- draft: one drafter pass for R = 1..slots requests, right after a verify of those requests (so it
+- draft: one drafter pass for R = 1..32 requests (every R), then the ``bs`` probes up to the
+  slots, right after a verify of those requests (so it
   includes writing that verify's drafter context, as in a decode loop);
-- prefill: one prefill forward over n prompt tokens (several prompts once n exceeds the context).
+- prefill: one prefill forward over n prompt tokens (several prompts once n exceeds the context),
+  up to the simulator's default prefill chunk (2,048 tokens) where the slots allow.
 
 Measuring does not advance the requests: after each timed call the slot lengths are set back
 (rolling back is setting a length, see ``engine/cache.py``). Positions past the prefilled prompt
@@ -56,13 +62,14 @@ class ProfileConfig:
     warmup: int = -1  # untimed rounds before the timed ones (-1 = 2, quick 1)
     base_context: int = 128  # cache length of the verify/draft points (at most half the context)
     seed: int = 0  # prompt bytes, per-request splits and the round-robin order
+    context_requests: int = 0  # most requests in a context point's batch (0 = the slots)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "repeats", self.repeats or (5 if self.quick else 9))
         warmup = self.warmup if self.warmup >= 0 else (1 if self.quick else 2)
         object.__setattr__(self, "warmup", warmup)
-        if self.repeats < 1 or self.base_context < 1:
-            raise ValueError("repeats and base_context must be positive")
+        if self.repeats < 1 or self.base_context < 1 or self.context_requests < 0:
+            raise ValueError("repeats and base_context must be positive, context_requests >= 0")
 
 
 @dataclass
@@ -103,8 +110,32 @@ def batch_grid(max_b: int, quick: bool) -> list[int]:
 
 def request_probes(slots: int, quick: bool) -> list[int]:
     """Requests-per-batch probes (the additive form's ``bs``, the draft curve's R)."""
-    base = (1, 2, 4, 8, 16, 32, 64) if quick else (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+    base = (1, 2, 4, 8, 16, 32, 64, 128) if quick else (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64,
+                                                         96, 128, 192)  # fmt: skip
     return sorted({r for r in base if r <= slots} | {slots})
+
+
+DENSE_DRAFT = 32  # the draft curve is measured at every R up to this, then at the bs probes
+
+
+def draft_requests(slots: int, quick: bool) -> list[int]:
+    """Requests of the draft points: every R up to :data:`DENSE_DRAFT`, the probes above."""
+    probes = request_probes(slots, quick)
+    if quick:
+        return probes
+    return sorted(set(range(1, min(slots, DENSE_DRAFT) + 1)) | set(probes))
+
+
+def context_requests(slots: int, most: int = 0) -> list[int]:
+    """Requests of the context points: 1, 4, 16, 64, ... below ``most`` (0 = the slots, at most
+    the slots), and ``most`` itself: each count's lengths reach 4 times the previous one's KV
+    tokens at the base length, so :func:`engine.costfit.context_curve` can chain them."""
+    top = min(slots, most or slots)
+    out, r = [], 1
+    while r < top:
+        out.append(r)
+        r *= 4
+    return [*out, top]
 
 
 def split_tokens(b: int, r: int, cap: int, rng: np.random.Generator) -> list[int]:
@@ -131,14 +162,28 @@ def verify_points(slots: int, gamma: int, quick: bool) -> list[tuple[int, int]]:
 
 
 def context_grid(base: int, limit: int, quick: bool) -> list[int]:
+    """Cache lengths of the context points: a short one (base / 8), then the base to ``limit``."""
     n = 4 if quick else 9
-    return sorted({int(x) for x in np.linspace(base, limit, n).round()})
+    return sorted({max(1, base // 8)} | {int(x) for x in np.linspace(base, limit, n).round()})
 
 
-def prefill_grid(limit: int, quick: bool) -> list[int]:
-    """Prompt tokens per prefill: up to two prompts of the longest length."""
+def context_points(slots: int, base: int, limit: int, quick: bool, most: int = 0):
+    """(R, L) points of the context measurements: every length at every request count."""
+    lengths = context_grid(base, limit, quick)
+    return [(r, n) for r in context_requests(slots, most) for n in lengths]
+
+
+PREFILL_CHUNK = 2048  # the simulator's default prefill tokens per step (ServerConfig)
+
+
+def prefill_grid(limit: int, quick: bool, slots: int = 2) -> list[int]:
+    """Prompt tokens per prefill: up to two prompts of the longest length, and the default
+    prefill chunk (several prompts) where ``slots`` can hold them."""
     grid = {16, 64, 256} if quick else {8, 16, 32, 64, 128, 192, 256, 384, 512, 768, 1536}
-    return sorted({n for n in grid if n < 2 * limit} | {limit, 2 * limit})
+    sizes = {n for n in grid if n < 2 * limit} | {limit, 2 * limit}
+    if not quick and math.ceil(PREFILL_CHUNK / limit) <= slots:
+        sizes.add(PREFILL_CHUNK)
+    return sorted(sizes)
 
 
 # -- measuring -------------------------------------------------------------------------------------
@@ -261,18 +306,17 @@ class Measurements:
     verify: Measured  # points (R, B)
     draft: Measured  # points R
     prefill: Measured  # points n tokens
-    context: Measured  # points L (cache length per request)
-    context_rb: tuple[int, int]  # requests and batch tokens of the context points
+    context: Measured  # points (R, L): requests, cache length per request (γ + 1 tokens each)
     slots: int
     gamma: int
     base_context: int
     wall_s: float
     reference_s: tuple[float, float] = (0.0, 0.0)  # the speed reference before and after
-    context_one: Measured | None = None  # the context lengths at one query token per request
+    context_one: Measured | None = None  # the context points at one query token per request
+    max_context: int = 0  # the engine's longest sequence per request (prompt + output; 0 = unknown)
 
 
 REFERENCE_CALLS = 40  # timed calls of the speed reference before and after the rounds
-CONTEXT_REQUESTS = 8  # requests in the context points' batches (at most the slots)
 
 
 def jobs(
@@ -282,19 +326,17 @@ def jobs(
     ``max_context`` / ``max_prefill`` (0 = the engine's limits) confine the context lengths and
     prefill sizes to a workload's range (the curves extend linearly beyond their last point)."""
     slots, gamma = prof.engine.cache.slots, prof.engine.gamma
-    r_ctx = min(slots, CONTEXT_REQUESTS)
     top = min(prof.limit, max_context) if max_context > prof.base else prof.limit
-    lengths = context_grid(prof.base, top, quick)
-    sizes = prefill_grid(prof.limit, quick)
+    ctx = context_points(slots, prof.base, top, quick, prof.cfg.context_requests)
+    sizes = prefill_grid(prof.limit, quick, slots)
     if max_prefill:
         sizes = sorted({n for n in sizes if n < max_prefill} | {min(max_prefill, 2 * prof.limit)})
     out = {
         "verify": (verify_points(slots, gamma, quick),
                    lambda p: prof.verify(*p, prof.base, record=True)),
-        "context": (lengths, lambda n: prof.verify(r_ctx, r_ctx * (gamma + 1), n)),
-        "context_one": (lengths, lambda n: prof.verify(r_ctx, r_ctx, n)),
-        "draft": (request_probes(slots, quick) if quick else list(range(1, slots + 1)),
-                  prof.drafting),
+        "context": (ctx, lambda p: prof.verify(p[0], p[0] * (gamma + 1), p[1])),
+        "context_one": (ctx, lambda p: prof.verify(p[0], p[0], p[1])),
+        "draft": (draft_requests(slots, quick), prof.drafting),
         "prefill": (sizes, prof.prefill),
     }  # fmt: skip
     if max(math.ceil(n / prof.limit) for n in out["prefill"][0]) > slots:
@@ -305,14 +347,12 @@ def jobs(
 def measurements(prof: Profiler, m: dict[str, Measured], wall_s: float, reference_s=(0.0, 0.0)):
     """The :class:`Measurements` of ``m`` (kind -> Measured) taken by ``prof``."""
     slots = prof.engine.cache.slots
-    r_ctx = min(slots, CONTEXT_REQUESTS)
     pads = [np.asarray(prof.pads[tuple(p)]) for p in m["verify"].points]
     m["verify"].pad = [float(x.mean()) for x in pads]
     m["verify"].ragged = [float((x > 0).mean()) for x in pads]
-    return Measurements(m["verify"], m["draft"], m["prefill"], m["context"],
-                        (r_ctx, r_ctx * (prof.engine.gamma + 1)), slots, prof.engine.gamma,
-                        prof.base, wall_s,
-                        tuple(reference_s), m["context_one"])  # fmt: skip
+    return Measurements(m["verify"], m["draft"], m["prefill"], m["context"], slots,
+                        prof.engine.gamma, prof.base, wall_s,
+                        tuple(reference_s), m["context_one"], prof.engine.max_len)  # fmt: skip
 
 
 def measure(engine: Engine, cfg: ProfileConfig, *, on_total=None, tick=None) -> Measurements:

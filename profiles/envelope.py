@@ -59,6 +59,31 @@ class Envelope:
             return not (lo <= kv_tokens <= hi) or bool(base and base > hi)
         return False
 
+    def outside_terms(
+        self: CostModel, requests: int, tokens: int, kv_tokens: int = 0, prefill_tokens: int = 0
+    ) -> tuple[str, ...]:
+        """Why :meth:`outside` is true for this step (empty when it is false): ``prefill``,
+        ``batch_tokens``, ``requests``, ``kv_low`` / ``kv_high`` (the step's attended KV below
+        or above the context curve's probes) and ``kv_base`` (the measured base
+        ``requests × context_base`` beyond them). For audits; :meth:`outside` is the hot path."""
+        out = []
+        if prefill_tokens and prefill_tokens > self._prefill_m.hi and self.prefill.y != (0.0,):
+            out.append("prefill")
+        if requests:
+            hi_tokens, hi_requests = self._hi
+            if tokens + (prefill_tokens if self.prefill_fused else 0) > hi_tokens:
+                out.append("batch_tokens")
+            if 0 < hi_requests < requests:
+                out.append("requests")
+            if self._has_context:
+                if kv_tokens < self.context.lo:
+                    out.append("kv_low")
+                if kv_tokens > self.context.hi:
+                    out.append("kv_high")
+                if requests * self.context_base > self.context.hi:
+                    out.append("kv_base")
+        return tuple(out)
+
     def extrapolates(self: CostModel, requests: int, tokens: int) -> bool:
         """True when the verify or draft lookup lies beyond the measured probes."""
         hi_tokens, hi_requests = self._hi

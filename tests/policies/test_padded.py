@@ -91,13 +91,14 @@ def test_dspark_level_by_level_plans_at_least_none_and_mtp1(r, seed, per_request
 
 def test_dspark_opens_a_level_the_candidate_by_candidate_stop_would_not():
     """The first draft of a level pays the batch's padding; the rest of the level repays it."""
-    conf = np.full((16, GAMMA), 0.8)
-    kv = 16 * 700
+    r = 32  # on the 2026-12-03 profile (16 requests opened a level on the 2026-11-24 one)
+    conf = np.full((r, GAMMA), 0.8)
+    kv = r * 700
     ell = make_policy("dspark")(conf, cost=CPU, kv_tokens=kv)
     ctx = StepContext(cost=CPU, kv_tokens=kv)
     plan = prefix.planner(ctx, "step")
     a_t = prefix.survival_t(conf)
     flat, vals = prefix.pool(a_t, 0, GAMMA)
-    n, _, _, _ = padded.ranked_count(plan, 16, 16, 16.0, vals, flat, 0, early_stop=True)
+    n, _, _, _ = padded.ranked_count(plan, r, r, float(r), vals, flat, 0, early_stop=True)
     assert n == 0  # one candidate at a time: the jump to a second query token never pays
     assert ell.min() >= 1 and len(set(ell.tolist())) == 1  # whole levels: no ragged batch

@@ -95,9 +95,12 @@ def test_profile_document_loads_in_both_forms(measured, tmp_path):
     a, b = read_cost(path), read_cost(path, form="additive")
     assert (a.kind, b.kind) == ("sps", "additive")
     assert a.max_batch_tokens == b.max_batch_tokens == 15
+    assert a.max_context == b.max_context == 64  # the engine's context, for the envelope
     assert a.verify.x == tuple(float(x) for x in profiler.batch_grid(15, True))
     assert a.draft.x == b.draft.x and a.prefill.y == b.prefill.y and a.context.x == b.context.x
-    assert a.context.y[0] == 0.0  # extra seconds relative to the base context
+    # extra seconds relative to one request at the base context, from one short request (base/8)
+    # to every slot at the longest context
+    assert a.context.at(16.0) == 0.0 and (a.context.lo, a.context.hi) == (2.0, 3 * 58.0)
     # the engine pads keys to the longest context; verify points were measured at the base
     assert (a.context_basis, a.context_base) == (b.context_basis, b.context_base) == ("padded", 16)
     assert a.draft.y == tuple(ms.draft.mean)  # models use means (a run's time is their sum)
@@ -110,8 +113,13 @@ def test_profile_document_loads_in_both_forms(measured, tmp_path):
         assert key in m
     v = m["samples"]["verify"]
     assert len(v["mean_s"]) == len(v["median_s"]) == len(v["iqr_s"]) == len(ms.verify.points)
-    res = simulate(make_requests(30, 50.0), make_policy("dspark"), b, _acceptance(),
-                   ServerConfig(max_concurrency=8))  # fmt: skip
+    res = simulate(
+        make_requests(30, 50.0),
+        make_policy("dspark"),
+        b,
+        _acceptance(),
+        ServerConfig(max_concurrency=8, clamp_to_context=True),
+    )  # the engine holds 64
     assert res.summary["requests_completed"] == 30
 
 
@@ -143,14 +151,16 @@ def _synthetic(ms):
         t = [f(p) for p in m.points]
         return replace(m, mean=t, median=t, iqr=[0.0] * len(t))
 
-    r = ms.context_rb[0]
     return replace(
         ms,
         verify=timed(ms.verify, lambda p: 2e-3 + 1e-4 * p[0] + 2e-5 * p[1]),
         draft=timed(ms.draft, lambda n: 1e-3 + 2e-4 * n),
         prefill=timed(ms.prefill, lambda n: 1.5e-3 + 1e-6 * n),
-        context=timed(ms.context, lambda n: 2.5e-3 + 1e-7 * r * n),
-        context_one=ms.context_one and timed(ms.context_one, lambda n: 2.2e-3 + 5e-8 * r * n),
+        context=timed(
+            ms.context, lambda p: 2e-3 + 1e-4 * p[0] + 2e-5 * 5 * p[0] + 1e-7 * p[0] * p[1]
+        ),
+        context_one=ms.context_one
+        and timed(ms.context_one, lambda p: 2e-3 + 1e-4 * p[0] + 2e-5 * p[0] + 5e-8 * p[0] * p[1]),
     )
 
 
@@ -204,3 +214,38 @@ def test_fit_additive_keeps_padding_terms_non_negative_on_noise_that_runs_agains
     fit = costfit.fit_additive(bs, m, t, bs_p, m_p, pad, ragged)
     assert fit.padding_s == 0.0 and fit.ragged_s >= 0.0
     assert all(np.isfinite(x) and x >= 0 for x in [fit.bias_s, *fit.alpha_s, *fit.theta_s])
+
+
+def test_context_points_span_one_short_request_to_every_slot():
+    assert profiler.context_requests(256) == [1, 4, 16, 64, 256]
+    assert profiler.context_requests(32) == [1, 4, 16, 32]
+    assert profiler.context_requests(256, 8) == [1, 4, 8] and profiler.context_requests(3) == [1, 3]
+    pts = profiler.context_points(256, 128, 1015, quick=False)
+    kv = [r * n for r, n in pts]
+    assert min(kv) == 16 and max(kv) == 256 * 1015  # base/8 at R = 1 .. the longest at every slot
+    assert {n for _, n in pts} >= {16, 128, 1015}
+    assert profiler.draft_requests(256, False)[:32] == list(range(1, 33))
+    assert {48, 64, 96, 128, 192, 256} <= set(profiler.draft_requests(256, False))
+    assert {96, 128, 192} <= set(profiler.request_probes(256, False))
+    assert 2048 in profiler.prefill_grid(1015, False, 256)
+    assert 2048 not in profiler.prefill_grid(58, False, 3)  # 36 prompts do not fit 3 slots
+
+
+def test_context_curve_chains_the_request_counts_into_one_kv_curve():
+    """Points made from one KV cost function C: the chained curve recovers C (up to a constant)
+    over the whole KV range, from the smallest count's short length to the largest's longest."""
+    from dataclasses import replace
+
+    def c(kv):  # a convex made-up KV cost (seconds)
+        return 1e-6 * kv + 1e-11 * kv**2
+
+    pts = profiler.context_points(256, 128, 1015, quick=False)
+    t = [3e-3 * r + c(r * n) for r, n in pts]  # each count has its own fixed cost
+    m = profiler.Measured(pts, t, t, [0.0] * len(t))
+    ms = profiler.Measurements(m, m, m, m, 256, 7, 128, 0.0)  # only context and base are read
+    curve = costfit.context_curve(ms, replace(m))
+    assert curve.lo == 16 and curve.hi == 256 * 1015
+    assert np.all(np.diff(curve.x) > 0)
+    want = np.array([c(x) - c(128) for x in curve.x])
+    # exact but for each anchor, read off the curve so far by linear interpolation
+    np.testing.assert_allclose(curve.y, want, rtol=2e-3, atol=1e-9)

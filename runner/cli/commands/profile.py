@@ -2,7 +2,7 @@
 
 Verify time over batch tokens B (dense at small B, sparser above, up to the engine's max batch
 tokens) and over context length, draft time over requests, prefill time over prompt tokens; each
-point is the median of timed repeats after a warm-up, its inter-quartile range kept in the
+point is the mean of timed repeats after a warm-up, its median and inter-quartile range kept in the
 metadata. The file holds the 1D SPS table (``form: sps``, loaded by default) and the additive fit
 ``T(bs, M) = bias + α(bs) + θ(M)`` beside it (``--profile FILE.yaml?form=additive``), with the
 device, threads, torch version, date, load average and project commit. Timings on a shared
@@ -55,6 +55,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--repeats", type=positive_int, help="timed repeats per point (default 9, quick 5)"
     )
+    p.add_argument("--context-requests", type=positive_int, metavar="R",
+                   help="most requests in a context point's batch (default: the slots; the "
+                   "points run R = 1, 4, 16, ... up to it, so the context term covers the KV "
+                   "range of every batch the slots allow)")  # fmt: skip
     p.add_argument("--seed", type=seed_int, default=0, help="seed of prompts and measuring order")
     p.add_argument("--served", action="store_true",
                    help="vllm: profile the served engine (vllm serve, its per-step log) instead "
@@ -85,7 +89,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--drafter: the profiler measures drafting, it needs a drafter")
     engine, _ = build_engine(target, drafter, None, device=device, temperature=1.0,
                              slots=args.slots)  # fmt: skip
-    cfg = profiler.ProfileConfig(quick=args.quick, repeats=args.repeats or 0, seed=args.seed)
+    cfg = profiler.ProfileConfig(
+        quick=args.quick,
+        repeats=args.repeats or 0,
+        seed=args.seed,
+        context_requests=args.context_requests or 0,
+    )
     with progress.bar(args, "profile", unit="call") as bar:
         prof = costfit.profile_engine(engine, cfg, spec=args.engine, target=target,
                                       drafter=drafter, device=device, command=command_line(),
