@@ -75,7 +75,7 @@ def test_recalibrated_profile_prices_the_prediction_and_the_others_are_reported(
                          companion=companion)  # fmt: skip
     (cell,) = cells
     assert len(made) == 1 and cell["companion"]["timed_rounds"] >= 2
-    assert made[0].work["prefill"][0][-1] == 96 and made[0].work["context"][0][-1] == 36
+    assert made[0].work["prefill"][0][-1] == 96 and made[0].work["context"][0][-1][1] == 36
     # one live run, three predictions: recalibrated stored profile, stored as is, companion fit
     assert cell["stored_profile"]["live"] == cell["companion_fit"]["live"] == cell["live"]
     assert cell["profiled"]["throughput"] > 0
