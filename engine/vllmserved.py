@@ -1,12 +1,13 @@
 """A spectune cost profile of the *served* vLLM engine, from its own per-step log.
 
-``spectune profile --engine vllm:TARGET,draft=DIR --served`` starts ``vllm serve`` once per
-speculative K (vLLM fixes K per instance, :mod:`engine.serve`), and at each closed-loop
-concurrency R (shuffled, ``repeats`` rounds) streams a burst of requests through the HTTP API as
-a replay does (:mod:`engine.bench`). vLLM logs every engine step it runs
-(``--enable-logging-iteration-details``: context and generation requests and tokens, and the
-step's elapsed time around the model executor's future, i.e. target forward, rejection sampling
-and the draft model's K proposals); :func:`engine.vllmbench.steps` reads those lines back. The
+``spectune profile --engine vllm:TARGET,draft=DIR --served`` starts one ``vllm serve`` per
+speculative K (vLLM fixes K per instance, :mod:`engine.serve`), all at once, warms each up, and
+in each of ``repeats`` rounds visits every (K, R) in a shuffled order, streaming a closed-loop
+burst at concurrency R through the HTTP API as a replay does (:mod:`engine.bench`). vLLM
+logs every engine step it runs (``--enable-logging-iteration-details``: context and
+generation requests and tokens, and the step's elapsed time around the model executor's future,
+i.e. target forward, rejection sampling and the draft model's K proposals);
+:func:`engine.vllmbench.steps` reads those lines back. The
 profile is therefore priced by the engine the user serves, in the process layout it serves in
 (API server, engine core, worker), rather than by an in-process ``LLMEngine`` (engine/vllmcost.py).
 
@@ -71,37 +72,52 @@ def _jobs(cfg: ServedProfileConfig, count: int, first_id: int) -> list[bench.Job
 
 
 def measure(target: str, draft: str, cfg: ServedProfileConfig, workdir: Path, tick=None) -> dict:
-    """Every logged step and burst (see module doc); server logs go to ``workdir``."""
+    """Every logged step and burst (see module doc); server logs go to ``workdir``.
+
+    Every K's server runs at once (an idle one took 1.8% of a core, measured 2026-12-03; vLLM
+    binds each one's worker to the same core, and one burst runs at a time) and each round
+    visits every (K, R) in a shuffled order: the draft term is the difference between K's, and
+    a shared machine's speed moves by tens of percent within minutes, so K's measured one
+    server after another would differ by the machine as much as by K (measured: the 2026-12-02
+    profile, servers in turn, logged R = 1 at K = 2 slower than at K = 4)."""
+    from contextlib import ExitStack
+
     rng = np.random.default_rng(cfg.seed)
     samples: dict = {"steps": [], "bursts": [], "servers": []}
     t0 = time.perf_counter()
     next_id = 0
-    for k in rng.permutation(cfg.ks).tolist():
-        spec = {"method": "draft_model", "model": draft, "num_speculative_tokens": int(k),
-                "draft_sample_method": "probabilistic"}  # fmt: skip
-        scfg = serve.ServeConfig(target, spec, max_num_seqs=max(cfg.requests),
-                                 max_model_len=cfg.max_model_len,
-                                 max_num_batched_tokens=cfg.max_num_batched_tokens,
-                                 seed=cfg.seed)  # fmt: skip
-        log = Path(workdir) / f"server-k{k}.log"
-        with serve.Served(scfg, log, cfg.startup_timeout_s) as srv:
+    with ExitStack() as stack:
+        servers = {}
+        for k in cfg.ks:
+            spec = {"method": "draft_model", "model": draft, "num_speculative_tokens": int(k),
+                    "draft_sample_method": "probabilistic"}  # fmt: skip
+            scfg = serve.ServeConfig(target, spec, max_num_seqs=max(cfg.requests),
+                                     max_model_len=cfg.max_model_len,
+                                     max_num_batched_tokens=cfg.max_num_batched_tokens,
+                                     seed=cfg.seed)  # fmt: skip
+            log = Path(workdir) / f"server-k{k}.log"
+            srv = stack.enter_context(serve.Served(scfg, log, cfg.startup_timeout_s))
             samples["servers"].append({"k": k, "startup_s": round(srv.startup_s, 2)})
-            for rnd in range(cfg.repeats):
-                for r in rng.permutation(cfg.requests).tolist():
-                    todo = _jobs(cfg, r * cfg.per_slot, next_id)
-                    next_id += len(todo)
-                    samples["bursts"].append(_burst(srv, scfg, todo, k, r, rnd, log, samples))
-                    if tick is not None:
-                        tick(1)
+            servers[k] = (srv, scfg, log)
+            warm = _jobs(cfg, max(cfg.requests), 10_000_000 + 1_000 * k)  # not sampled
+            bench.run(srv.url, scfg.served_name, warm, _load(max(cfg.requests)))
+        for rnd in range(cfg.repeats):
+            visits = [(k, r) for k in cfg.ks for r in cfg.requests]
+            for i in rng.permutation(len(visits)).tolist():
+                k, r = visits[i]
+                todo = _jobs(cfg, r * cfg.per_slot, next_id)
+                next_id += len(todo)
+                samples["bursts"].append(_burst(*servers[k], todo, k, r, rnd, samples))
+                if tick is not None:
+                    tick(1)
     samples["wall_s"] = time.perf_counter() - t0
     return samples
 
 
-def _burst(srv, scfg, todo, k: int, r: int, rnd: int, log: Path, samples: dict) -> dict:
+def _burst(srv, scfg, log: Path, todo, k: int, r: int, rnd: int, samples: dict) -> dict:
     """One closed-loop burst at concurrency ``r``; its logged steps are appended to samples."""
     before = len(vllmbench.steps(log))
-    load = bench.Load(concurrency=r, time_limit_s=300.0, request_timeout_s=300.0, temperature=0.0)
-    outs = bench.run(srv.url, scfg.served_name, todo, load)
+    outs = bench.run(srv.url, scfg.served_name, todo, _load(r))
     ok = [o for o in outs if o.ok]
     time.sleep(0.3)  # the stat logger's last lines
     rows = vllmbench.steps(log)[before:]
@@ -112,6 +128,10 @@ def _burst(srv, scfg, todo, k: int, r: int, rnd: int, log: Path, samples: dict) 
     return {"k": k, "concurrency": r, "round": rnd, "requests": len(todo), "completed": len(ok),
             "steps": len(rows), "wall_s": wall, "logged_s": logged,
             "gap_ms": 1e3 * (wall - logged) / len(rows) if rows else None}  # fmt: skip
+
+
+def _load(r: int) -> bench.Load:
+    return bench.Load(concurrency=r, time_limit_s=300.0, request_timeout_s=300.0, temperature=0.0)
 
 
 def total_calls(cfg: ServedProfileConfig) -> int:

@@ -243,17 +243,8 @@ def vllm_acceptance(
     counters = vllm_counters(path, model_name)
     if since is not None:
         counters = counters_since(counters, vllm_counters(since, model_name), where)
-    rates, notes = conditional_rates(counters, where)
-    model = counters.models[0] if len(counters.models) == 1 else "unlabelled model"
     window = f" minus {Path(since).name}" if since is not None else ""
-    source = (
-        f"imported: vLLM metrics {Path(path).name}{window} ({model}, "
-        f"{counters.engines} engine(s), {counters.drafts:.0f} drafts, k={len(rates)}, "
-        f"mean acceptance length {counters.mean_acceptance_length:.3f}"
-        + (f"; {'; '.join(notes)}" if notes else "")
-        + "); confidence noise assumed"
-    )
-    return ParametricAcceptance({domain: rates}, source=source), counters
+    return _model(counters, f"{Path(path).name}{window} (", where, domain), counters
 
 
 def vllm_acceptance_over(
@@ -276,17 +267,23 @@ def vllm_acceptance_over(
             tuple(a + b for a, b in zip(total.per_pos, c.per_pos, strict=True)),
             tuple(sorted({*total.models, *c.models})), max(total.engines, c.engines),
         )  # fmt: skip
-    rates, notes = conditional_rates(total, str(windows[0][0]))
-    model = total.models[0] if len(total.models) == 1 else "unlabelled model"
     names = ", ".join(f"{Path(a).parent.name}/{Path(a).name} minus {Path(b).name}"
                       for a, b in windows)  # fmt: skip
+    label = f"summed over {len(windows)} scrape window(s) ({names}; "
+    return _model(total, label, str(windows[0][0]), domain), total
+
+
+def _model(counters: VllmCounters, label: str, where: str, domain: str) -> ParametricAcceptance:
+    """The one-domain model of ``counters``; its source names them after ``label``."""
+    rates, notes = conditional_rates(counters, where)
+    model = counters.models[0] if len(counters.models) == 1 else "unlabelled model"
     source = (
-        f"imported: vLLM metrics summed over {len(windows)} scrape window(s) ({names}; {model}, "
-        f"{total.engines} engine(s), {total.drafts:.0f} drafts, k={len(rates)}, mean acceptance "
-        f"length {total.mean_acceptance_length:.3f}" + (f"; {'; '.join(notes)}" if notes else "")
+        f"imported: vLLM metrics {label}{model}, {counters.engines} engine(s), "
+        f"{counters.drafts:.0f} drafts, k={len(rates)}, mean acceptance length "
+        f"{counters.mean_acceptance_length:.3f}" + (f"; {'; '.join(notes)}" if notes else "")
         + "); confidence noise assumed"
     )  # fmt: skip
-    return ParametricAcceptance({domain: rates}, source=source), total
+    return ParametricAcceptance({domain: rates}, source=source)
 
 
 def _clip(text: str, n: int = 80) -> str:

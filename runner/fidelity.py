@@ -198,10 +198,12 @@ def report_markdown(result: dict[str, Any]) -> str:
     lines.append(f"\n`max_rel_error` (throughput and mean TPOT): {_pct(result['max_rel_error'])}")
     if any(c.get("speed_factor") for c in result["cells"]):
         lines.append(
-            "\nMachine speed: wall time per decode step of the speed reference (the same "
-            "requests sent one at a time, before and after each load) → after, and the "
-            "geometric-mean factor over the profile's price of those steps (+ = slower than "
-            "when profiled) that the cell's prediction is priced at."
+            "\nMachine speed: wall time per decode step of the speed references around the "
+            "cell's runs (the same requests sent one at a time, before the first load and "
+            "after each) in order, and the factor over the profile's price of those steps (+ = "
+            "slower than when profiled; the geometric mean over the runs) the prediction is "
+            "priced at: each run at the mean of its two references, a cell at the mean over "
+            "its runs (live and predicted alike)."
         )
     elif any(c.get("speed_reference_s") for c in result["cells"]):
         lines.append(
@@ -214,17 +216,48 @@ def report_markdown(result: dict[str, Any]) -> str:
 
 
 def _speed_table(cells: list[dict[str, Any]]) -> list[str]:
-    """The stored profile's errors beside the speed-corrected ones (the main table)."""
+    """The stored profile's errors beside the speed-corrected ones (the main table) and, when
+    the cells have them, the runs' spread and the prediction priced at the speed inside them."""
+    inside = all("in_load_priced" in c for c in cells)
+    runs = max(len(c.get("runs", [])) for c in cells)
+    head = ["load", "policy", "speed factor", "stored: throughput / TPOT err"]
+    if inside:
+        head += ["in-load factor", "in-load priced: throughput / TPOT err"]
+    head += ["corrected: throughput / TPOT err"]
+    if runs > 1:
+        head += ["live throughput / TPOT over the runs"]
     lines = ["", "The same cells predicted by the stored profile as it is (the machine's drift "
-             "since it was profiled included), beside the speed-corrected prediction above:", "",
-             "| load | policy | speed factor | stored: throughput / TPOT err | corrected: "
-             "throughput / TPOT err |", "|---|---|---|---|---|"]  # fmt: skip
+             "since it was profiled included), beside the speed-corrected prediction above"
+             + (" and the prediction priced at the machine's speed inside each run (the "
+                "server's logged steps over the profile's price of them: a diagnostic, it "
+                "leaves the simulator's steps, queueing and acceptance to be tested)"
+                if inside else "") + ":", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
     for c in cells:
-        s, e = c["stored_profile"]["rel_error"], c["rel_error"]
-        lines.append(f"| {c['load']} | {c['policy']} | ×{c['speed_factor']:.3f} | "
-                     f"{_pct(s['throughput'])} / {_pct(s['tpot_mean'])} | "
-                     f"{_pct(e['throughput'])} / {_pct(e['tpot_mean'])} |")  # fmt: skip
+        row = [c["load"], c["policy"], f"×{c['speed_factor']:.3f}", _pair(c["stored_profile"])]
+        if inside:
+            f = [r["in_load_factor"] for r in c["runs"]]
+            row += ["×" + ", ".join(f"{x:.3f}" for x in f), _pair(c["in_load_priced"])]
+        row.append(_pair(c))
+        if runs > 1:
+            live = [r["live"] for r in c["runs"]]
+            row.append(
+                _span([x["throughput"] for x in live], "{:.0f}")
+                + " tok/s / "
+                + _span([1e3 * x["tpot_mean"] for x in live], "{:.1f}")
+                + " ms"
+            )
+        lines.append("| " + " | ".join(row) + " |")
     return lines
+
+
+def _pair(c: dict[str, Any]) -> str:
+    e = c["rel_error"]
+    return f"{_pct(e['throughput'])} / {_pct(e['tpot_mean'])}"
+
+
+def _span(values: list[float], fmt: str) -> str:
+    return f"{fmt.format(min(values))}–{fmt.format(max(values))}"
 
 
 def _speed(ref: list[float] | None, profiled: float | None, cell: dict | None = None) -> str:

@@ -27,6 +27,20 @@ price of those same steps (:func:`reference_price`) it is the machine's speed fa
 cell is priced with every call of the profile × the geometric mean of the factors before and
 after it (:func:`scaled`); the stored profile's own prediction is reported beside it.
 
+Replicates: the machine's speed also changes *within* a minute, by itself. Measured here on
+2026-12-03 with nothing else running (steal 0.1%): one server's one-request step took 29.9-43.0
+ms mean over consecutive 5-second references, and its R = 7-8 steps 43-63 ms, their ratio
+1.25-2.0 from one burst to the next. A 16-request saturated load lasts ~3 s and can sit in one
+speed regime its references around it miss: in three runs the saturated batch_table cell's
+own logged steps ran at ×1.05-1.11 the profile's price while its references measured
+×1.31-1.57 (the simulated steps matched the live ones: 53 vs 51 steps, the same R and K mix),
+hence its 28-31% throughput error. So each load runs ``replicates`` times per server,
+interleaved, each run between two references, and a cell's live and predicted metrics are
+the means over its runs. The speed inside each run (the server's logged steps over the
+profile's price of them, :func:`in_load_factor`) is reported beside, with the prediction
+priced at it: a diagnostic that separates the machine's speed from the simulator's steps,
+queueing and acceptance.
+
 Per cell: relative error of throughput, mean TPOT, p50 TTFT and mean accepted length (and the
 verify length), as :func:`runner.fidelity._compare`. Nothing here parses arguments or prints.
 """
@@ -69,9 +83,18 @@ class VllmFidelityConfig:
     time_limit_s: float = 300.0  # per cell: no new sends after it
     request_timeout_s: float = 120.0
     # the machine-speed reference before the first load and after each (one at a time)
-    speed_requests: int = 8  # ≈ 3 s: the machine's speed here switches within a second or so
-    speed_prompt_tokens: int = 32
+    # the workload's first requests, one at a time (≈ 4 s): its prompt lengths and domains, so a
+    # reference's steps are the loads' steps at R = 1 (measured: 6 one-request decodes ran
+    # 2-7% slower per step with 128-token prompts than with 32, 2026-12-03)
+    speed_requests: int = 8
     predict_seeds: int = 8  # simulation seeds a cell's prediction averages (see predict)
+    # each load runs this many times per server, interleaved (light, knee, saturated, light,
+    # ...), every run between two speed references: see the module doc, "Replicates"
+    replicates: int = 3
+
+    def __post_init__(self) -> None:
+        if min(self.replicates, self.speed_requests, self.predict_seeds) < 1:
+            raise ValueError("replicates, speed_requests and predict_seeds must be >= 1")
 
 
 class DraftedBackend(ProfiledBackend):
@@ -142,19 +165,25 @@ class VllmFidelityHarness:
     summed over those scrape windows."""
 
     def __init__(self, cfg: VllmFidelityConfig, cost, gamma: int, session, import_acceptance,
-                 labels: dict[str, str], on_cell=None) -> None:  # fmt: skip
+                 labels: dict[str, str], on_cell=None, gap_s: float = 0.0,
+                 tick=None) -> None:  # fmt: skip
         if not cfg.base.policies or make_policy(cfg.base.policies[0]).name != "fixed":
             raise ValueError("the first policy must be fixed:k=K (its scrape is imported)")
         self.cfg, self.cost, self.gamma = cfg, cost, gamma
         self.session, self.import_acceptance = session, import_acceptance
-        self.labels, self.on_cell = labels, on_cell
+        self.labels, self.on_cell, self.gap_s = labels, on_cell, gap_s
+        self.tick = tick or (lambda: None)  # after every live run (see live_runs)
 
-    def _speed(self, s, domain: str, out: Path) -> dict[str, Any]:
+    def live_runs(self) -> int:
+        """Live runs in :meth:`run`: per server a warm-up, the first reference, and every
+        load's runs each with the reference after it."""
+        base = self.cfg.base
+        return len(base.policies) * (2 + 2 * self.cfg.replicates * len(base.loads))
+
+    def _speed(self, s, reqs: list[Request], out: Path) -> dict[str, Any]:
         """One speed reference: the same requests every time, so only the machine changes."""
-        cfg = self.cfg
-        reqs = [Request(1_000_000 + i, 0.0, cfg.speed_prompt_tokens, cfg.base.max_output_tokens,
-                        domain) for i in range(cfg.speed_requests)]  # fmt: skip
         m = s.reference(reqs, out)
+        self.tick()
         price = reference_price(self.cost, m["step_tokens"])
         return {**m, "profile_s": price, "factor": m["wall_per_step_s"] / price}
 
@@ -163,6 +192,8 @@ class VllmFidelityHarness:
         server = ServerConfig(max_concurrency=base.max_concurrency, gamma=self.gamma)
         every = list(workload_at(base, math.inf))
         domains = tuple(sorted({r.domain for r in every}))
+        speed = [replace(r, id=1_000_000 + r.id, arrival_s=0.0)
+                 for r in every[: self.cfg.speed_requests]]  # fmt: skip
         live: list[dict[str, Any]] = []
         capacity, windows = 0.0, None
         for spec in base.policies:
@@ -171,22 +202,26 @@ class VllmFidelityHarness:
             with self.session(spec, where) as s:
                 warm = s.run(every[: self.cfg.warmup_requests], base.max_concurrency,
                              where / "warmup")  # fmt: skip
+                self.tick()
                 if not capacity:
                     acc = acceptance_for(self.import_acceptance([_scrapes(warm)]), domains)
                     capacity = saturated_rate(workload_at(base, math.inf), self.cost, acc,
                                               server, base.seed, spec)  # fmt: skip
-                refs = [self._speed(s, domains[0], where / "speed-0")]
-                mine = []
-                for i, (load, factor) in enumerate(base.loads):
-                    requests = list(workload_at(base, capacity * factor))
-                    summary = s.run(requests, 0, where / load)
-                    refs.append(self._speed(s, domains[0], where / f"speed-{i + 1}"))
-                    mine.append(summary)
-                    live.append({"load": load, "policy": spec, "rate_req_s": capacity * factor,
-                                 "requests": requests, "live": summary,
-                                 "speed": refs[-2:]})  # fmt: skip
-            if windows is None:  # the fixed-K session's loads, each its own window
-                windows = [_scrapes(m) for m in mine]
+                refs = [self._speed(s, speed, where / "speed-0")]
+                cells = {load: {"load": load, "policy": spec, "rate_req_s": capacity * factor,
+                                "requests": list(workload_at(base, capacity * factor)),
+                                "runs": []} for load, factor in base.loads}  # fmt: skip
+                for rep in range(self.cfg.replicates):
+                    for load, _ in base.loads:
+                        cell = cells[load]
+                        name = load if rep == 0 else f"{load}-{rep + 1}"
+                        summary = s.run(cell["requests"], 0, where / name)
+                        self.tick()
+                        refs.append(self._speed(s, speed, where / f"speed-{len(refs)}"))
+                        cell["runs"].append({"live": summary, "speed": refs[-2:]})
+                live += cells.values()
+            if windows is None:  # the fixed-K session's loads, each run its own window
+                windows = [_scrapes(r["live"]) for c in cells.values() for r in c["runs"]]
         acceptance = acceptance_for(self.import_acceptance(windows), domains)
         cells = [self._cell(c, acceptance, server) for c in live]
         return FidelityReport(
@@ -195,35 +230,86 @@ class VllmFidelityHarness:
             config={**_config(base), "warmup_requests": self.cfg.warmup_requests,
                     "temperature": self.cfg.temperature, "gamma": self.gamma,
                     "speed_requests": self.cfg.speed_requests,
-                    "speed_prompt_tokens": self.cfg.speed_prompt_tokens,
-                    "predict_seeds": self.cfg.predict_seeds},
+                    "speed_reference": "the workload's first speed_requests requests",
+                    "predict_seeds": self.cfg.predict_seeds,
+                    "replicates": self.cfg.replicates},
             pricing=SPEED_PRICING, capacity_req_s=capacity, profile_speed_reference_s=None,
-            cells=cells, other_pricings={"stored_profile": max(
-                max_errors([c["stored_profile"] for c in cells])[m] for m in GATED)},
+            cells=cells, other_pricings=_other_pricings(cells),
         )  # fmt: skip
 
     def _cell(self, c: dict[str, Any], acceptance, server: ServerConfig) -> dict[str, Any]:
-        """One cell: the prediction at the machine speed its references measured, and the
-        stored profile's beside it."""
-        before, after = c["speed"]
-        factor = math.sqrt(before["factor"] * after["factor"])
-        policy, seed = make_policy(c["policy"]), self.cfg.base.seed
-        n = self.cfg.predict_seeds
-        prof = predict(c["requests"], policy, scaled(self.cost, factor), acceptance, server, seed,
-                       n)  # fmt: skip
+        """One cell over its runs: each run predicted at the machine speed its two references
+        measured, the cell's metrics the mean over the runs (live and predicted alike); the
+        stored profile's prediction and the one priced at the speed inside each run beside."""
+        policy, seed, n = make_policy(c["policy"]), self.cfg.base.seed, self.cfg.predict_seeds
+        runs, prof, inside = c["runs"], [], []
+        for r in runs:
+            before, after = r["speed"]
+            r["factor"] = math.sqrt(before["factor"] * after["factor"])
+            r["in_load"] = in_load_factor(self.cost, r["live"].get("logged_steps"), self.gap_s)
+            prof.append(predict(c["requests"], policy, scaled(self.cost, r["factor"]),
+                                acceptance, server, seed, n))  # fmt: skip
+            if r["in_load"]:
+                inside.append(predict(c["requests"], policy, scaled(self.cost, r["in_load"]),
+                                      acceptance, server, seed, n))  # fmt: skip
+        live, prof = _mean([r["live"] for r in runs]), _mean(prof)
         stored = predict(c["requests"], policy, self.cost, acceptance, server, seed, n)
+        refs = [runs[0]["speed"][0], *(r["speed"][1] for r in runs)]
         cell = {"load": c["load"], "rate_req_s": c["rate_req_s"], "policy": c["policy"],
-                **_compare(prof, c["live"]), "stored_profile": _compare(stored, c["live"]),
-                "speed_factor": factor, "speed_references": [before, after],
-                "speed_reference_s": [before["wall_per_step_s"], after["wall_per_step_s"]],
-                "speed_profile_s": math.sqrt(before["profile_s"] * after["profile_s"]),
-                "live_wall_s": c["live"]["wall"]["wall_s"],
-                "live_run": c["live"]["vllm"]["scrapes"][0],
-                "live_drafted_per_draft": c["live"]["mean_verify_len"],
+                **_compare(prof, live), "stored_profile": _compare(stored, live),
+                "speed_factor": math.prod(r["factor"] for r in runs) ** (1 / len(runs)),
+                "runs": [_run_record(r) for r in runs],
+                "speed_references": refs,
+                "speed_reference_s": [x["wall_per_step_s"] for x in refs],
+                "speed_profile_s": math.prod(x["profile_s"] for x in refs) ** (1 / len(refs)),
+                "live_wall_s": sum(r["live"]["wall"]["wall_s"] for r in runs),
+                "live_run": runs[0]["live"]["vllm"]["scrapes"][0],
+                "live_drafted_per_draft": live["mean_verify_len"],
                 "extrapolated_step_share": prof.get("extrapolated_step_share")}  # fmt: skip
+        if len(inside) == len(runs):
+            cell["in_load_priced"] = _compare(_mean(inside), live)
         if self.on_cell:
             self.on_cell(cell)
         return cell
+
+
+def in_load_factor(cost, rows: list[dict] | None, gap_s: float = 0.0) -> float | None:
+    """The machine's speed *inside* a live run, from the server's own log: the run's logged
+    decode-carrying steps' milliseconds over the profile's price of the same steps (less the
+    profile's gap between logged steps, ``gap_s``, which the log does not time). A diagnostic:
+    priced at it, a cell's prediction tests the simulator's steps, queueing and acceptance alone
+    (the log times the very steps the live metrics come from)."""
+    logged = price = 0.0
+    for r in rows or ():
+        g, R = int(r["gen_tokens"]), int(r["gen_requests"])
+        if R:
+            k = g // R - 1
+            logged += 1e-3 * float(r["elapsed_ms"])
+            price += cost.step_time(R, g, 0, int(r["ctx_tokens"]), k + 1, k) - gap_s
+    return logged / price if price > 0 else None
+
+
+def _mean(summaries: list[dict]) -> dict:
+    """The compared metrics' mean over several runs' summaries (the first's other keys)."""
+    keys = (*METRICS.values(), "extrapolated_step_share")
+    return {**summaries[0], **{k: sum(x[k] for x in summaries) / len(summaries) for k in keys
+            if all(x.get(k) is not None for x in summaries)}}  # fmt: skip
+
+
+def _run_record(run: dict) -> dict[str, Any]:
+    """One run of a cell as the report keeps it: its speeds and live gated metrics."""
+    return {"speed_factor": run["factor"], "in_load_factor": run["in_load"],
+            "live": {m: run["live"][METRICS[m]] for m in GATED},
+            "live_wall_s": run["live"]["wall"]["wall_s"]}  # fmt: skip
+
+
+def _other_pricings(cells: list[dict]) -> dict[str, float]:
+    """The largest gated error of each other pricing every cell has."""
+    out = {}
+    for key in ("stored_profile", "in_load_priced"):
+        if all(key in c for c in cells):
+            out[key] = max(max_errors([c[key] for c in cells])[m] for m in GATED)
+    return out
 
 
 def _scrapes(summary: dict) -> tuple[str, str]:

@@ -563,6 +563,14 @@ CASES: list[tuple[str, list[str]]] = [
         ["profile", "--quick", "--quiet", "--out", "{o}/p.yaml"], "--threads", ("0", "100000")
     ),
     *_numeric(["profile", "--quick", "--quiet", "--out", "{o}/p.yaml"], "--seed", ("nan", "-1")),
+    *_numeric(
+        ["profile", "--quick", "--quiet", "--out", "{o}/p.yaml"],
+        "--context-requests",
+        ("0", "-1", "nan", "1.5", ""),
+    ),
+    *_numeric(
+        ["profile", "--quick", "--quiet", "--out", "{o}/p.yaml"], "--repeats", ("0", "-1", "nan")
+    ),
     ("profile --out ''", ["profile", "--quick", "--quiet", "--out", ""]),
     ("profile --out exists", ["profile", "--quick", "--quiet", "--out", "{d}/exists.yaml"]),
     ("profile --out under file", ["profile", "--quick", "--quiet", "--out", "{d}/afile/p.yaml"]),

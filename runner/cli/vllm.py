@@ -231,6 +231,7 @@ def fidelity_vllm(args: argparse.Namespace, out: Path | None) -> dict:
     from profiles.store import read_cost
     from profiles.vllm import vllm_acceptance_over
     from runner import vllmfidelity
+    from runner.cli import progress
 
     why = vllm.missing()
     if why:
@@ -251,7 +252,8 @@ def fidelity_vllm(args: argparse.Namespace, out: Path | None) -> dict:
         base = replace(base, num_requests=12, max_output_tokens=32)
     if args.num_requests:
         base = replace(base, num_requests=args.num_requests)
-    cfg = vllmfidelity.VllmFidelityConfig(base=base)  # greedy (see VllmFidelityConfig)
+    reps = args.replicates or (1 if args.quick else vllmfidelity.VllmFidelityConfig.replicates)
+    cfg = vllmfidelity.VllmFidelityConfig(base=base, replicates=reps)  # greedy (see the config)
     gamma = args.gamma or 4
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     labels = {"date": date, "command": command_line(),
@@ -283,14 +285,26 @@ def fidelity_vllm(args: argparse.Namespace, out: Path | None) -> dict:
 
         live = (out / "live") if out is not None else Path(scratch) / "live"
         try:
-            harness = vllmfidelity.VllmFidelityHarness(
-                cfg, cost, gamma, session, imported, labels, on_cell=_cell_line(args)
-            )
-            return harness.run(live).to_dict()
+            with progress.bar(args, "live vllm runs", unit="run") as bar:
+                harness = vllmfidelity.VllmFidelityHarness(
+                    cfg, cost, gamma, session, imported, labels, on_cell=_cell_line(args),
+                    gap_s=_step_gap(args.profile), tick=bar.tick,
+                )  # fmt: skip
+                bar.start(harness.live_runs())
+                return harness.run(live).to_dict()
         except serve.ServerError as exc:
             raise InputError(str(exc), where="--against vllm") from None
         except ValueError as exc:
             raise InputError(str(exc), where="--policies") from None
+
+
+def _step_gap(profile: str) -> float:
+    """The served profile's measured gap between logged steps (its bias includes it)."""
+    from profiles.builtin import cost_metadata
+
+    fit = cost_metadata(profile).get("fit")
+    gap = fit.get("step_gap_s", 0.0) if isinstance(fit, dict) else 0.0
+    return float(gap) if isinstance(gap, (int, float)) else 0.0
 
 
 class _Runs:
@@ -312,6 +326,7 @@ class _Runs:
         load = bench.Load(concurrency, self.cfg.time_limit_s, self.cfg.request_timeout_s,
                           self.cfg.temperature)  # fmt: skip
         summary, _ = self.session.run(requests, load, self.cfg.base.seed, out)
+        summary["logged_steps"] = self.session.last_steps  # the in-load speed (vllmfidelity)
         failed = summary["vllm"]["requests_failed"]
         if failed:
             raise InputError(f"{failed} of {len(requests)} requests failed in {out} "

@@ -89,3 +89,50 @@ def test_noisy_medians_give_rising_curves_that_price_near_the_log():
         m = r * (1 + k)
         got = cost.step_time(r, m, 0, 0, drafts=k)
         assert got == pytest.approx(1e-3 * (_ms(k, r, m) + 2.0), rel=0.25), (k, r)
+
+
+def test_every_k_serves_at_once_and_each_round_visits_every_k_and_r(tmp_path, monkeypatch):
+    """measure() with a stand-in server and client: all K servers are up before the first
+    burst, each is warmed up unsampled, and every round runs each (K, R) once, shuffled (so K's
+    are compared within minutes, not one server after another)."""
+    from engine import bench, serve
+
+    events, up = [], set()
+
+    class _Served:
+        def __init__(self, cfg, log, timeout) -> None:
+            self.k = cfg.speculative["num_speculative_tokens"]
+            self.log, self.startup_s, self.url = log, 1.0, f"http://k{self.k}"
+
+        def __enter__(self):
+            up.add(self.k)
+            self.log.write_text("")
+            return self
+
+        def __exit__(self, *exc) -> None:
+            up.discard(self.k)
+
+    def _run(url, name, todo, load):
+        k = int(url.removeprefix("http://k"))
+        events.append((k, load.concurrency, len(todo), frozenset(up)))
+        line = (f"Iteration({len(events)}): 0 context requests, 0 context tokens, "
+                f"{load.concurrency} generation requests, {load.concurrency * (k + 1)} generation "
+                "tokens, iteration elapsed time: 10.0 ms\n")  # fmt: skip
+        with open(tmp_path / f"server-k{k}.log", "a") as f:
+            f.write(line)
+        return [bench.Outcome(1, "code", 32, 4, sent=0.0, first=0.01, finish=0.02, tokens=4)]
+
+    monkeypatch.setattr(serve, "Served", _Served)
+    monkeypatch.setattr(bench, "run", _run)
+    monkeypatch.setattr(vllmserved.time, "sleep", lambda s: None)
+    cfg = vllmserved.ServedProfileConfig(requests=(1, 2, 4), ks=(1, 4), repeats=2, per_slot=1)
+    samples = vllmserved.measure("t", "d", cfg, tmp_path)
+    warm, bursts = events[:2], events[2:]
+    assert [(k, r) for k, r, _, _ in warm] == [(1, 4), (4, 4)]  # warm-ups at the top R
+    assert all(seen == {1, 4} for *_, seen in bursts)  # both servers up for every burst
+    rounds = [sorted((k, r) for k, r, _, _ in bursts[i : i + 6]) for i in (0, 6)]
+    assert rounds[0] == rounds[1] == sorted((k, r) for k in (1, 4) for r in (1, 2, 4))
+    assert [(k, r) for k, r, _, _ in bursts] != sorted((k, r) for k, r, _, _ in bursts)
+    assert [(b["k"], b["concurrency"]) for b in samples["bursts"]] == [(k, r) for k, r, *_ in
+                                                                       bursts]  # fmt: skip
+    assert len(samples["steps"]) == 12 and {s["k"] for s in samples["steps"]} == {1, 4}

@@ -53,7 +53,11 @@ class _Sim:
         n = max(self.refs - 1, 0)
         cost = scaled(COST, (self.slow(n) * self.slow(n + 1)) ** 0.5)
         s = predict(requests, make_policy(self.spec), cost, acc, ServerConfig(8, gamma=4), 0, 2)
-        return {**s, "vllm": {"scrapes": [f"{out}/before", f"{out}/after"]}}
+        # the server's log of the run: one R = 4, K = 4 step as slow as the machine then
+        step = {"gen_requests": 4, "gen_tokens": 20, "ctx_tokens": 0}
+        ms = 1e3 * (self.slow(n) * self.slow(n + 1)) ** 0.5 * COST.step_time(4, 20, 0, 0, 5, 4)
+        return {**s, "vllm": {"scrapes": [f"{out}/before", f"{out}/after"]},
+                "logged_steps": [{**step, "elapsed_ms": ms}]}  # fmt: skip
 
     def reference(self, requests: list, out: Path) -> dict:
         self.seen.append((self.spec, out.name, 1, len(requests)))
@@ -69,10 +73,11 @@ class _Sim:
         }
 
 
-def _harness(seen: list, imports: list, policies=DEFAULT_POLICIES, slow=lambda n: 1.0):
+def _harness(seen: list, imports: list, policies=DEFAULT_POLICIES, slow=lambda n: 1.0,
+             replicates: int = 1, tick=None):  # fmt: skip
     base = FidelityConfig(num_requests=6, max_prompt_tokens=32, max_output_tokens=16,
                           policies=policies, max_concurrency=8)  # fmt: skip
-    cfg = VllmFidelityConfig(base=base, warmup_requests=3, predict_seeds=2)
+    cfg = VllmFidelityConfig(base=base, warmup_requests=3, predict_seeds=2, replicates=replicates)
 
     def imported(windows: list):
         imports.append([(Path(a).parent.name, Path(b).parent.name) for a, b in windows])
@@ -80,7 +85,7 @@ def _harness(seen: list, imports: list, policies=DEFAULT_POLICIES, slow=lambda n
 
     labels = {"date": "d", "command": "c", "engine": "e"}
     return VllmFidelityHarness(cfg, COST, 4, lambda s, w: _Sim(s, w, seen, slow), imported,
-                               labels)  # fmt: skip
+                               labels, tick=tick)  # fmt: skip
 
 
 def test_every_cell_is_run_live_and_predicted(tmp_path):
@@ -119,6 +124,53 @@ def test_cells_are_priced_at_the_speed_the_references_measure(tmp_path):
         md = report_markdown(result)
         assert "| speed factor | stored: throughput / TPOT err |" in md
         assert f"×{factors[0]:.3f}" in md
+
+
+def test_replicates_interleave_the_loads_and_a_cell_is_the_mean_of_its_runs(tmp_path):
+    """Two runs of every load per server, interleaved, each between two references; on a
+    machine drifting 1.3× → 2.0× each run is priced at its own references, the cell's speed is
+    the geometric mean of its runs', and every run's window of the fixed-K server is imported."""
+    seen, imports = [], []
+    slow = lambda n: 1.3 + 0.1 * n  # noqa: E731
+    ticks = []
+    harness = _harness(seen, imports, slow=slow, replicates=2, tick=lambda: ticks.append(1))
+    result = harness.run(tmp_path).to_dict()
+    assert len(ticks) == len(seen) == harness.live_runs() == 28  # the progress bar's total
+    names = [s[1] for s in seen if s[0] == DEFAULT_POLICIES[0]]
+    assert names == ["warmup", "speed-0", "light", "speed-1", "knee", "speed-2", "saturated",
+                     "speed-3", "light-2", "speed-4", "knee-2", "speed-5", "saturated-2",
+                     "speed-6"]  # fmt: skip
+    assert imports[1] == [(x, x) for x in ("light", "light-2", "knee", "knee-2", "saturated",
+                                           "saturated-2")]  # fmt: skip
+    assert result["config"]["replicates"] == 2 and len(result["cells"]) == 6
+    fixed = [c for c in result["cells"] if c["policy"].startswith("fixed")]
+    for c, (a, b) in zip(fixed, ((0, 3), (1, 4), (2, 5)), strict=True):
+        runs = [((slow(i) * slow(i + 1)) ** 0.5) for i in (a, b)]
+        assert [r["speed_factor"] for r in c["runs"]] == pytest.approx(runs)
+        assert c["speed_factor"] == pytest.approx((runs[0] * runs[1]) ** 0.5)
+        assert len(c["speed_reference_s"]) == 3
+        assert c["rel_error"]["tpot_mean"] == pytest.approx(0.0, abs=1e-9)
+        # the log says the machine ran as its references did: in-load pricing agrees
+        assert [r["in_load_factor"] for r in c["runs"]] == pytest.approx(runs)
+        assert c["in_load_priced"]["rel_error"]["throughput"] == pytest.approx(0.0, abs=1e-9)
+    md = report_markdown(result)
+    assert "| in-load factor |" in md and "live throughput / TPOT over the runs |" in md
+    assert result["in_load_priced_max_rel_error"] < 0.05 < result["stored_profile_max_rel_error"]
+
+
+def test_the_in_load_factor_is_the_log_over_the_profile_less_its_gap():
+    from runner.vllmfidelity import in_load_factor
+
+    rows = [{"gen_requests": 4, "gen_tokens": 20, "ctx_tokens": 0},
+            {"gen_requests": 2, "gen_tokens": 6, "ctx_tokens": 64},
+            {"gen_requests": 0, "gen_tokens": 0, "ctx_tokens": 128}]  # fmt: skip
+    gap = 0.002
+    for r in rows:
+        k = r["gen_tokens"] // r["gen_requests"] - 1 if r["gen_requests"] else 0
+        price = COST.step_time(r["gen_requests"], r["gen_tokens"], 0, r["ctx_tokens"], k + 1, k)
+        r["elapsed_ms"] = 1e3 * 1.25 * (price - gap)  # the prefill-only row is not counted
+    assert in_load_factor(COST, rows, gap) == pytest.approx(1.25)
+    assert in_load_factor(COST, rows[2:]) is None and in_load_factor(COST, None) is None
 
 
 def test_the_first_policy_must_be_a_fixed_k():

@@ -10,6 +10,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policies import make_policy
 from profiles import CostModel
@@ -117,3 +119,27 @@ def test_count_beyond_context_looks_at_the_first_n_requests_only():
     reqs = [Request(0, 0.0, 100, 50), Request(1, 0.0, 1100, 60), Request(2, 0.0, 2000, 1)]
     assert count_beyond_context(iter(reqs), 1024, 2) == (1, 2)
     assert count_beyond_context(iter(reqs), 1024, 10) == (2, 3)
+
+
+def _profiles() -> list:
+    from profiles.store import read_cost
+
+    return [COST, read_cost("profiles/data/cpu-tiny.yaml"),
+            read_cost("docs/vllm/profile-served.yaml")]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    which=st.integers(0, 2),
+    requests=st.integers(0, 600),
+    tokens=st.integers(0, 4000),
+    kv=st.integers(0, 400_000),
+    prefill=st.integers(0, 8000),
+)
+def test_outside_terms_name_a_term_exactly_when_outside(which, requests, tokens, kv, prefill):
+    """The audit's reasons (``outside_terms``) and the hot path's verdict (``outside``) restate one
+    set of conditions: they must agree on every step, on profiles with and without a context
+    base and a fused prefill."""
+    cost = _profiles()[which]
+    terms = cost.outside_terms(requests, tokens, kv, prefill)
+    assert bool(terms) == cost.outside(requests, tokens, kv, prefill), terms

@@ -35,6 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "runner/vllmfidelity.py)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="fewer requests (CI-sized, < 2 min)")
     p.add_argument("--num-requests", type=bounded_int(1, 100_000), help="requests per cell")
+    p.add_argument(
+        "--replicates",
+        type=bounded_int(1, 20),
+        help="runs of each cell per server, interleaved, each between two speed "
+        "references; a cell is their mean (--against vllm; default 3, --quick 1)",
+    )
     p.add_argument("--policies", default="fixed:k=1,dspark", help="policies (default %(default)s)")
     p.add_argument("--max-concurrency", type=bounded_int(1, MAX_SLOTS, "engine slots"), default=8,
                    help="server cap, also the engine's slots (default 8)")  # fmt: skip
@@ -58,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
     from runner.fidelity import FidelityHarness
     from runner.paths import out_dir
 
+    if args.replicates and args.against != "vllm":
+        from profiles.errors import InputError
+
+        raise InputError("--replicates applies to --against vllm (a live vllm serve)")
     out = out_dir(args.out, NAME, force=args.force) if args.out else None
     if args.against == "vllm":
         from runner.cli.vllm import fidelity_vllm
