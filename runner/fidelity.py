@@ -203,7 +203,9 @@ def report_markdown(result: dict[str, Any]) -> str:
             "after each) in order, and the factor over the profile's price of those steps (+ = "
             "slower than when profiled; the geometric mean over the runs) the prediction is "
             "priced at: each run at the mean of its two references, a cell at the mean over "
-            "its runs (live and predicted alike)."
+            "its runs (live and predicted alike). With a factor at the cap (the same requests "
+            "twice over, closed-loop at the cap, its steps of at least half the cap), a step of "
+            "R requests is priced between the two, linear in R."
         )
     elif any(c.get("speed_reference_s") for c in result["cells"]):
         lines.append(
@@ -234,7 +236,10 @@ def _speed_table(cells: list[dict[str, Any]]) -> list[str]:
                 if inside else "") + ":", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
     for c in cells:
-        row = [c["load"], c["policy"], f"×{c['speed_factor']:.3f}", _pair(c["stored_profile"])]
+        speed = f"×{c['speed_factor']:.3f}"
+        if c.get("batch_speed_factor"):
+            speed += f"; at the cap ×{c['batch_speed_factor']:.3f}"
+        row = [c["load"], c["policy"], speed, _pair(c["stored_profile"])]
         if inside:
             f = [r["in_load_factor"] for r in c["runs"]]
             row += ["×" + ", ".join(f"{x:.3f}" for x in f), _pair(c["in_load_priced"])]

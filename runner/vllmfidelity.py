@@ -87,6 +87,10 @@ class VllmFidelityConfig:
     # reference's steps are the loads' steps at R = 1 (measured: 6 one-request decodes ran
     # 2-7% slower per step with 128-token prompts than with 32, 2026-12-03)
     speed_requests: int = 8
+    # and twice as many closed-loop at the cap: the machine's slowdown differs by batch size
+    # (measured 2026-12-03: R = 8, K = 4 steps at ×1.45 the profile, R = 1 at ×1.24, same
+    # server, same minutes), so a step of R requests is priced between the two (BatchScaled)
+    speed_batch: bool = True
     predict_seeds: int = 8  # simulation seeds a cell's prediction averages (see predict)
     # each load runs this many times per server, interleaved (light, knee, saturated, light,
     # ...), every run between two speed references: see the module doc, "Replicates"
@@ -95,6 +99,14 @@ class VllmFidelityConfig:
     def __post_init__(self) -> None:
         if min(self.replicates, self.speed_requests, self.predict_seeds) < 1:
             raise ValueError("replicates, speed_requests and predict_seeds must be >= 1")
+
+
+def live_runs(cfg: VllmFidelityConfig) -> int:
+    """Live runs of a fidelity run (the progress bar's total): per server a warm-up, the first
+    reference, and every load's runs each with the reference after it."""
+    refs = 1 + cfg.replicates * len(cfg.base.loads)
+    per_ref = 2 if cfg.speed_batch else 1
+    return len(cfg.base.policies) * (1 + refs * per_ref + cfg.replicates * len(cfg.base.loads))
 
 
 class DraftedBackend(ProfiledBackend):
@@ -116,15 +128,17 @@ def acceptance_for(model, domains: tuple[str, ...]):
 
 
 def predict(requests: list, policy, cost, acceptance, server: ServerConfig, seed: int,
-            seeds: int = 1) -> dict:  # fmt: skip
+            seeds: int = 1, price=None) -> dict:  # fmt: skip
     """The simulator's summary of ``requests`` priced by ``cost`` (drafts as vLLM drafts); with
     ``seeds`` > 1 the compared metrics are the mean over the simulation seeds ``seed``,
     ``seed + 1``, ...: the acceptance model draws each request's difficulty and each token's
     outcome, and over a few hundred rounds (16 requests) one draw's mean accepted length moves
-    by ±5% (measured: 2.86-3.15 over seeds 0-3 for an expected 3.09), which TPOT follows."""
+    by ±5% (measured: 2.86-3.15 over seeds 0-3 for an expected 3.09), which TPOT follows.
+    ``price``, when given, prices the steps instead of ``cost`` (which the policy plans with)."""
     runs = []
     for s in range(seed, seed + seeds):
-        backend = DraftedBackend(cost, acceptance, server.max_concurrency, s, server.gamma)
+        backend = DraftedBackend(price or cost, acceptance, server.max_concurrency, s,
+                                 server.gamma)  # fmt: skip
         runs.append(simulate(requests, policy, cost, acceptance, server, seed=s,
                              backend=backend, compiled=False).summary)  # fmt: skip
     if seeds == 1:
@@ -155,6 +169,27 @@ def scaled(cost, factor: float):
     return cost.recalibrated(one, one, one, f"{cost.source}; × {factor:.3f} machine speed")
 
 
+class BatchScaled:
+    """``cost`` with a step of R decode requests priced × f(R): ``one`` at R ≤ 1, ``full`` at
+    R ≥ ``cap``, linear between (the machine's speed measured at both batch sizes); a step
+    with no decode request (a prefill alone) × ``one``. Everything else is ``cost``'s."""
+
+    def __init__(self, cost, one: float, full: float, cap: int) -> None:
+        self._cost, self.one, self.full, self.cap = cost, one, full, max(cap, 2)
+
+    def __getattr__(self, name: str):
+        return getattr(self._cost, name)
+
+    def factor(self, requests: int) -> float:
+        w = min(max(requests - 1, 0) / (self.cap - 1), 1.0)
+        return self.one + w * (self.full - self.one)
+
+    def step_time(self, requests: int, tokens: int, kv_tokens: int, prefill_tokens: int,
+                  longest: int = 0, drafts: int | None = None) -> float:  # fmt: skip
+        t = self._cost.step_time(requests, tokens, kv_tokens, prefill_tokens, longest, drafts)
+        return t * self.factor(requests)
+
+
 class VllmFidelityHarness:
     """Live vLLM against the profiled simulator (see module doc).
 
@@ -172,20 +207,25 @@ class VllmFidelityHarness:
         self.cfg, self.cost, self.gamma = cfg, cost, gamma
         self.session, self.import_acceptance = session, import_acceptance
         self.labels, self.on_cell, self.gap_s = labels, on_cell, gap_s
-        self.tick = tick or (lambda: None)  # after every live run (see live_runs)
-
-    def live_runs(self) -> int:
-        """Live runs in :meth:`run`: per server a warm-up, the first reference, and every
-        load's runs each with the reference after it."""
-        base = self.cfg.base
-        return len(base.policies) * (2 + 2 * self.cfg.replicates * len(base.loads))
+        self.tick = tick or (lambda: None)  # after every live run (:func:`live_runs`)
 
     def _speed(self, s, reqs: list[Request], out: Path) -> dict[str, Any]:
-        """One speed reference: the same requests every time, so only the machine changes."""
+        """One speed reference: the same requests every time, so only the machine changes;
+        with ``speed_batch`` also twice as many closed-loop at the cap, whose steps of at least
+        half the cap give ``batch_factor`` (:func:`in_load_factor`)."""
         m = s.reference(reqs, out)
         self.tick()
         price = reference_price(self.cost, m["step_tokens"])
-        return {**m, "profile_s": price, "factor": m["wall_per_step_s"] / price}
+        ref = {**m, "profile_s": price, "factor": m["wall_per_step_s"] / price}
+        if self.cfg.speed_batch:
+            cap = self.cfg.base.max_concurrency
+            twice = [replace(r, id=r.id + 1_000) for r in reqs] + reqs
+            rows = s.run(twice, cap, out.with_name(out.name + "-batch")).get("logged_steps")
+            big = [r for r in rows or () if 2 * r["gen_requests"] >= cap]
+            ref["batch_factor"] = in_load_factor(self.cost, big, self.gap_s)
+            ref["batch_steps"] = len(big)
+            self.tick()
+        return ref
 
     def run(self, out: Path) -> FidelityReport:
         base = self.cfg.base
@@ -231,6 +271,7 @@ class VllmFidelityHarness:
                     "temperature": self.cfg.temperature, "gamma": self.gamma,
                     "speed_requests": self.cfg.speed_requests,
                     "speed_reference": "the workload's first speed_requests requests",
+                    "speed_batch": self.cfg.speed_batch,
                     "predict_seeds": self.cfg.predict_seeds,
                     "replicates": self.cfg.replicates},
             pricing=SPEED_PRICING, capacity_req_s=capacity, profile_speed_reference_s=None,
@@ -246,9 +287,12 @@ class VllmFidelityHarness:
         for r in runs:
             before, after = r["speed"]
             r["factor"] = math.sqrt(before["factor"] * after["factor"])
+            r["batch_factor"] = _geomean(before.get("batch_factor"), after.get("batch_factor"))
             r["in_load"] = in_load_factor(self.cost, r["live"].get("logged_steps"), self.gap_s)
-            prof.append(predict(c["requests"], policy, scaled(self.cost, r["factor"]),
-                                acceptance, server, seed, n))  # fmt: skip
+            plan = scaled(self.cost, r["factor"])
+            price = (BatchScaled(self.cost, r["factor"], r["batch_factor"], server.max_concurrency)
+                     if r["batch_factor"] else None)  # fmt: skip
+            prof.append(predict(c["requests"], policy, plan, acceptance, server, seed, n, price))
             if r["in_load"]:
                 inside.append(predict(c["requests"], policy, scaled(self.cost, r["in_load"]),
                                       acceptance, server, seed, n))  # fmt: skip
@@ -258,6 +302,8 @@ class VllmFidelityHarness:
         cell = {"load": c["load"], "rate_req_s": c["rate_req_s"], "policy": c["policy"],
                 **_compare(prof, live), "stored_profile": _compare(stored, live),
                 "speed_factor": math.prod(r["factor"] for r in runs) ** (1 / len(runs)),
+                "batch_speed_factor": (math.prod(r["batch_factor"] for r in runs) ** (1 / len(runs))
+                                       if all(r["batch_factor"] for r in runs) else None),
                 "runs": [_run_record(r) for r in runs],
                 "speed_references": refs,
                 "speed_reference_s": [x["wall_per_step_s"] for x in refs],
@@ -289,6 +335,10 @@ def in_load_factor(cost, rows: list[dict] | None, gap_s: float = 0.0) -> float |
     return logged / price if price > 0 else None
 
 
+def _geomean(a: float | None, b: float | None) -> float | None:
+    return math.sqrt(a * b) if a and b else None
+
+
 def _mean(summaries: list[dict]) -> dict:
     """The compared metrics' mean over several runs' summaries (the first's other keys)."""
     keys = (*METRICS.values(), "extrapolated_step_share")
@@ -298,7 +348,8 @@ def _mean(summaries: list[dict]) -> dict:
 
 def _run_record(run: dict) -> dict[str, Any]:
     """One run of a cell as the report keeps it: its speeds and live gated metrics."""
-    return {"speed_factor": run["factor"], "in_load_factor": run["in_load"],
+    return {"speed_factor": run["factor"], "batch_speed_factor": run["batch_factor"],
+            "in_load_factor": run["in_load"],
             "live": {m: run["live"][METRICS[m]] for m in GATED},
             "live_wall_s": run["live"]["wall"]["wall_s"]}  # fmt: skip
 

@@ -749,6 +749,8 @@ CASES: list[tuple[str, list[str]]] = [
     *_numeric(["fidelity", "--quick", "--quiet"], "--num-requests", ("0", "nan", "100000000")),
     *_numeric(["fidelity", "--quick", "--quiet"], "--max-concurrency", ("0", "1000000000")),
     *_numeric(["fidelity", "--quick", "--quiet"], "--seed", ("nan", "-1")),
+    *_numeric(["fidelity", "--quick", "--quiet"], "--replicates", ("0", "nan", "21")),
+    ("fidelity --replicates, engine", ["fidelity", "--quick", "--quiet", "--replicates", "2"]),
     ("fidelity --out under file", ["fidelity", "--quick", "--quiet", "--out", "{d}/afile/x"]),
     ("fidelity --out foreign", ["fidelity", "--quick", "--quiet", "--out", "{d}/foreign"]),
     ("fidelity --policies unknown", ["fidelity", "--quick", "--quiet", "--policies", "bogus"]),

@@ -285,12 +285,12 @@ def fidelity_vllm(args: argparse.Namespace, out: Path | None) -> dict:
 
         live = (out / "live") if out is not None else Path(scratch) / "live"
         try:
-            with progress.bar(args, "live vllm runs", unit="run") as bar:
+            runs = vllmfidelity.live_runs(cfg)
+            with progress.bar(args, "live vllm runs", total=runs, unit="run") as bar:
                 harness = vllmfidelity.VllmFidelityHarness(
                     cfg, cost, gamma, session, imported, labels, on_cell=_cell_line(args),
                     gap_s=_step_gap(args.profile), tick=bar.tick,
                 )  # fmt: skip
-                bar.start(harness.live_runs())
                 return harness.run(live).to_dict()
         except serve.ServerError as exc:
             raise InputError(str(exc), where="--against vllm") from None

@@ -20,6 +20,7 @@ from runner.vllmfidelity import (
     DEFAULT_POLICIES,
     VllmFidelityConfig,
     VllmFidelityHarness,
+    live_runs,
     predict,
     reference_price,
     scaled,
@@ -74,10 +75,11 @@ class _Sim:
 
 
 def _harness(seen: list, imports: list, policies=DEFAULT_POLICIES, slow=lambda n: 1.0,
-             replicates: int = 1, tick=None):  # fmt: skip
+             replicates: int = 1, tick=None, speed_batch: bool = False):  # fmt: skip
     base = FidelityConfig(num_requests=6, max_prompt_tokens=32, max_output_tokens=16,
                           policies=policies, max_concurrency=8)  # fmt: skip
-    cfg = VllmFidelityConfig(base=base, warmup_requests=3, predict_seeds=2, replicates=replicates)
+    cfg = VllmFidelityConfig(base=base, warmup_requests=3, predict_seeds=2, replicates=replicates,
+                             speed_batch=speed_batch)  # fmt: skip
 
     def imported(windows: list):
         imports.append([(Path(a).parent.name, Path(b).parent.name) for a, b in windows])
@@ -135,7 +137,7 @@ def test_replicates_interleave_the_loads_and_a_cell_is_the_mean_of_its_runs(tmp_
     ticks = []
     harness = _harness(seen, imports, slow=slow, replicates=2, tick=lambda: ticks.append(1))
     result = harness.run(tmp_path).to_dict()
-    assert len(ticks) == len(seen) == harness.live_runs() == 28  # the progress bar's total
+    assert len(ticks) == len(seen) == live_runs(harness.cfg) == 28  # the progress bar's total
     names = [s[1] for s in seen if s[0] == DEFAULT_POLICIES[0]]
     assert names == ["warmup", "speed-0", "light", "speed-1", "knee", "speed-2", "saturated",
                      "speed-3", "light-2", "speed-4", "knee-2", "speed-5", "saturated-2",
@@ -156,6 +158,37 @@ def test_replicates_interleave_the_loads_and_a_cell_is_the_mean_of_its_runs(tmp_
     md = report_markdown(result)
     assert "| in-load factor |" in md and "live throughput / TPOT over the runs |" in md
     assert result["in_load_priced_max_rel_error"] < 0.05 < result["stored_profile_max_rel_error"]
+
+
+def test_a_reference_at_the_cap_follows_each_one_at_a_time_reference(tmp_path):
+    """With ``speed_batch``, every reference also runs its requests twice over closed-loop at
+    the cap; its logged steps' speed is the batch factor each run is priced with (a steady
+    1.3× machine: both factors 1.3, the fixed-K prediction equals the live run)."""
+    seen, ticks = [], []
+    harness = _harness(seen, [], slow=lambda n: 1.3, speed_batch=True,
+                       tick=lambda: ticks.append(1))  # fmt: skip
+    result = harness.run(tmp_path).to_dict()
+    fixed = [x for x in seen if x[0] == DEFAULT_POLICIES[0]]
+    assert [x[1] for x in fixed[:4]] == ["warmup", "speed-0", "speed-0-batch", "light"]
+    assert fixed[2][2:] == (8, 12)  # the workload's 6 requests twice over, at the cap
+    assert len(ticks) == len(seen) == live_runs(harness.cfg) == 2 * (1 + 4 * 2 + 3)
+    for c in result["cells"]:
+        assert c["batch_speed_factor"] == pytest.approx(1.3)
+        if c["policy"].startswith("fixed"):
+            assert c["rel_error"]["tpot_mean"] == pytest.approx(0.0, abs=1e-9)
+    assert "at the cap ×1.300" in report_markdown(result)
+
+
+def test_batch_scaled_prices_a_step_between_its_two_factors():
+    from runner.vllmfidelity import BatchScaled
+
+    priced = BatchScaled(COST, 1.2, 1.6, 8)
+    assert [priced.factor(r) for r in (0, 1, 8, 16)] == pytest.approx([1.2, 1.2, 1.6, 1.6])
+    assert priced.factor(4) == pytest.approx(1.2 + 0.4 * 3 / 7)
+    t = COST.step_time(4, 20, 0, 0, 5, 4)
+    assert priced.step_time(4, 20, 0, 0, 5, 4) == pytest.approx(t * priced.factor(4))
+    assert priced.step_time(0, 0, 0, 64) == pytest.approx(1.2 * COST.step_time(0, 0, 0, 64))
+    assert priced.source == COST.source and priced.outside(1, 2) == COST.outside(1, 2)
 
 
 def test_the_in_load_factor_is_the_log_over_the_profile_less_its_gap():
