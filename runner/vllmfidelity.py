@@ -28,18 +28,19 @@ cell is priced with every call of the profile × the geometric mean of the facto
 after it (:func:`scaled`); the stored profile's own prediction is reported beside it.
 
 Replicates: the machine's speed also changes *within* a minute, by itself. Measured here on
-2026-12-03 with nothing else running (steal 0.1%): one server's one-request step took 29.9-43.0
-ms mean over consecutive 5-second references, and its R = 7-8 steps 43-63 ms, their ratio
-1.25-2.0 from one burst to the next. A 16-request saturated load lasts ~3 s and can sit in one
-speed regime its references around it miss: in three runs the saturated batch_table cell's
-own logged steps ran at ×1.05-1.11 the profile's price while its references measured
-×1.31-1.57 (the simulated steps matched the live ones: 53 vs 51 steps, the same R and K mix),
-hence its 28-31% throughput error. So each load runs ``replicates`` times per server,
-interleaved, each run between two references, and a cell's live and predicted metrics are
-the means over its runs. The speed inside each run (the server's logged steps over the
-profile's price of them, :func:`in_load_factor`) is reported beside, with the prediction
-priced at it: a diagnostic that separates the machine's speed from the simulator's steps,
-queueing and acceptance.
+2026-12-03 with nothing else running (steal 0.1%, ``bench/vllm_machine_speed.py pinning``): one
+server's one-request step took 29.9-43.0 ms mean over consecutive 5-second references, and its
+R = 7-8 steps 43-63 ms, their ratio 1.25-2.0 from one burst to the next. A 16-request
+saturated load lasts ~3 s and can sit in one speed regime the references around it miss: in
+three runs the saturated batch_table cell's own logged steps ran at ×1.05-1.19 the profile's
+price while its references measured ×1.31-1.57 (the simulated steps matched the live ones: 53
+vs 51 steps, the same R and K mix), hence its 28-31% throughput error. So each load runs
+``replicates`` times per server, interleaved, each run between two references, and a cell's
+live and predicted metrics are the means over its runs; each reference also measures the speed
+at the cap (``speed_batch``, :class:`BatchScaled`). The speed inside each run (the server's
+logged steps over the profile's price of them, :func:`in_load_factor`) is reported beside,
+with the prediction priced at it: a diagnostic that separates the machine's speed from the
+simulator's steps, queueing and acceptance.
 
 Per cell: relative error of throughput, mean TPOT, p50 TTFT and mean accepted length (and the
 verify length), as :func:`runner.fidelity._compare`. Nothing here parses arguments or prints.

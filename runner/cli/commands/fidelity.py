@@ -128,9 +128,10 @@ def _line(bar, cell: dict) -> None:
 
 
 def plot(result: dict, path: Path) -> None:
-    """Relative error per cell and metric, with the 5% target line; with a companion, a second
+    """Relative error per cell and metric, with the target lines; with a companion, a second
     panel compares the mean-TPOT error of the three pricings of each cell; with speed references
-    (``--against vllm``), the throughput and mean-TPOT errors speed-corrected and as stored."""
+    (``--against vllm``), the throughput and mean-TPOT errors speed-corrected, as stored and
+    (a diagnostic) priced at the speed inside each run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,7 +146,9 @@ def plot(result: dict, path: Path) -> None:
     panels = 2 if companion or speed else 1
     fig, axes = plt.subplots(panels, 1, figsize=(9, 4 * panels), squeeze=False)
     labels = [f"{c['load']}\n{_short(c['policy'])}" for c in cells]
-    _bars(axes[0][0], labels, {m: [c["rel_error"][m] for c in cells] for m in metrics})
+    # the vLLM target is 10% (5% the stretch, issue #15); the built-in engine's 5% (issue #6)
+    lines = ((10.0, "10% target"), (5.0, "5% stretch")) if speed else ((5.0, "5% target"),)
+    _bars(axes[0][0], labels, {m: [c["rel_error"][m] for c in cells] for m in metrics}, lines)
     axes[0][0].set_title("profiled simulator vs live engine, per metric")
     if companion:
         series = {name: [(c[key] if key else c)["rel_error"]["tpot_mean"] for c in cells]
@@ -153,29 +156,35 @@ def plot(result: dict, path: Path) -> None:
         _bars(axes[1][0], labels, series)
         axes[1][0].set_title("mean TPOT error by how the prediction is priced")
     elif speed:
+        kinds = [("speed-corrected", None), ("stored", "stored_profile")]
+        if all(c.get("in_load_priced") for c in cells):
+            kinds.append(("in-load priced (diagnostic)", "in_load_priced"))
         series = {
             f"{m} {name}": [(c[key] if key else c)["rel_error"][m] for c in cells]
             for m in ("throughput", "tpot_mean")
-            for name, key in (("speed-corrected", None), ("stored", "stored_profile"))
+            for name, key in kinds
         }
-        _bars(axes[1][0], labels, series)
-        axes[1][0].set_title("throughput and mean TPOT error: profile at the measured machine "
-                             "speed vs as stored")  # fmt: skip
+        _bars(axes[1][0], labels, series, lines)
+        axes[1][0].set_title("throughput and mean TPOT error by how the prediction is priced")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def _bars(ax, labels: list[str], series: dict[str, list]) -> None:
+def _bars(ax, labels: list[str], series: dict[str, list],
+          lines=((5.0, "5% target"),)) -> None:  # fmt: skip
     width = 0.8 / max(len(series), 1)
     for i, (name, vals) in enumerate(series.items()):
         ax.bar([j + i * width for j in range(len(labels))], [100 * (v or 0.0) for v in vals],
                width, label=name)  # fmt: skip
-    ax.axhline(5.0, color="k", linestyle="--", linewidth=1, label="5% target")
+    for (y, text), style in zip(lines, ("--", ":"), strict=False):
+        ax.axhline(y, color="k", linestyle=style, linewidth=1, label=text)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))])
     ax.set_xticklabels(labels, fontsize=8)
     ax.set_ylabel("relative error, %")
-    ax.legend(fontsize=8)
+    top = max([100 * (v or 0.0) for vals in series.values() for v in vals] + [y for y, _ in lines])
+    ax.set_ylim(0, 1.5 * top)  # head-room for the legend above the bars
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
 
 
 def _short(policy: str) -> str:
