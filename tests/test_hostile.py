@@ -241,6 +241,8 @@ CASES: list[tuple[str, list[str]]] = [
         for n in ("nan", "neg", "bool")
     ],  # fmt: skip
     ("replay --profile laughs", [*RT, "--profile", "{d}/laughs.yaml"]),
+    ("replay --concurrency, profiled", [*RT, "--concurrency", "8"]),
+    ("replay --export, profiled", [*RT, "--export", "{d}"]),
     ("replay --profile deep", [*RT, "--profile", "{d}/deep.yaml"]),
     ("replay --profile recursive", [*RT, "--profile", "{d}/recursive.yaml"]),
     ("replay --profile not yaml", [*RT, "--profile", "{d}/notyaml.yaml"]),

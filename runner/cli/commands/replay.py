@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from runner.summary import replay_workload, write_texts
 
     _check_prefill(args)
+    _check_vllm_only(args)
     if args.backend == "vllm":
         return _vllm(args)
     policy = make_policy(args.policy)
@@ -84,6 +85,21 @@ def run(args: argparse.Namespace) -> int:
     if out is not None and backend is not None:
         write_texts(out / "texts.jsonl", rep.result, backend.texts)
     return _emit(args, out, rep.summary, rep.result.recorder)
+
+
+def _check_vllm_only(args: argparse.Namespace) -> None:
+    """The vLLM backend's options are refused on the other backends, never ignored."""
+    from profiles.errors import InputError
+
+    if args.backend == "vllm":
+        return
+    given = [f for f, v in (("--export", args.export), ("--concurrency", args.concurrency),
+                            ("--speculative-config", args.speculative_config)) if v]  # fmt: skip
+    if given:
+        hint = (" (the simulator's closed loop is --request-rate inf --max-concurrency N)"
+                if "--concurrency" in given else "")  # fmt: skip
+        verb = "applies" if len(given) == 1 else "apply"
+        raise InputError(f"{', '.join(given)} {verb} to --backend vllm only{hint}")
 
 
 def _check_prefill(args: argparse.Namespace) -> None:
