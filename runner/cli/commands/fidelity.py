@@ -156,19 +156,23 @@ def plot(result: dict, path: Path) -> None:
         _bars(axes[1][0], labels, series)
         axes[1][0].set_title("mean TPOT error by how the prediction is priced")
     elif speed:
-        kinds = [("speed-corrected", None), ("stored", "stored_profile")]
-        if all(c.get("in_load_priced") for c in cells):
-            kinds.append(("in-load priced (diagnostic)", "in_load_priced"))
-        series = {
-            f"{m} {name}": [(c[key] if key else c)["rel_error"][m] for c in cells]
-            for m in ("throughput", "tpot_mean")
-            for name, key in kinds
-        }
-        _bars(axes[1][0], labels, series, lines)
+        _bars(axes[1][0], labels, _pricings(cells), lines)
         axes[1][0].set_title("throughput and mean TPOT error by how the prediction is priced")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _pricings(cells: list[dict]) -> dict[str, list]:
+    """Throughput and mean-TPOT errors of a vLLM report's pricings, per cell."""
+    kinds = [("speed-corrected", None), ("stored", "stored_profile")]
+    if all(c.get("in_load_priced") for c in cells):
+        kinds.append(("in-load priced (diagnostic)", "in_load_priced"))
+    return {
+        f"{m} {name}": [(c[key] if key else c)["rel_error"][m] for c in cells]
+        for m in ("throughput", "tpot_mean")
+        for name, key in kinds
+    }
 
 
 def _bars(ax, labels: list[str], series: dict[str, list],
