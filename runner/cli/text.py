@@ -86,6 +86,8 @@ def describe(target: Path, m: dict) -> str:
     lines = [f"{m['format']:<16} {target}/: {', '.join(m['files'])}"]
     if m["exact"]:
         lines.append(f"  exact: {m['exported_policy']}")
+    elif m["exported_policy"] == m["tuned_policy"]:
+        lines.append(f"  same policy, not the same planner: {m['exported_policy']} (see the notes)")
     else:
         lines.append(f"  cannot express {m['tuned_policy']}")
         lines.append(f"  nearest: {m['exported_policy']}")
